@@ -1,0 +1,49 @@
+"""bayes_scaling: Bayesian scaling-law fits with JAX and NumPyro.
+
+Public API::
+
+    import bayes_scaling as bs
+    result = bs.fit()                                # Chinchilla law on the embedded runs
+    bs.forecast(result, preset=["gpt3", "gpt4"])     # bands at named scales
+    bs.plot_fit(result, path="fit.png")
+    result.save("fit.nc"); bs.load("fit.nc")
+"""
+
+from . import datasets
+from .data import Dataset, DataWarning, load_data
+from .diagnostics import ConvergenceWarning
+from .fit import fit
+from .forecast import forecast, predict
+from .laws import Law, get_law, law_names, register
+from .optimal import chinchilla_optimum, optimum
+from .plots import plot_fit
+from .presets import PRESETS, Target
+from .priors import Prior, Spec, read_spec
+from .result import Result, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "ConvergenceWarning",
+    "DataWarning",
+    "Dataset",
+    "Law",
+    "Prior",
+    "Result",
+    "Spec",
+    "Target",
+    "chinchilla_optimum",
+    "datasets",
+    "fit",
+    "forecast",
+    "get_law",
+    "law_names",
+    "load",
+    "load_data",
+    "optimum",
+    "plot_fit",
+    "predict",
+    "read_spec",
+    "register",
+]

@@ -1,0 +1,164 @@
+"""Loading and validating training runs.
+
+Every value is read as NumPy float64 and logged there, before any array reaches JAX:
+token counts above 2**31 would overflow JAX's default int32, and FLOP counts near
+1e25 lose precision in float32 unless logged first.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class DataWarning(UserWarning):
+    """Data that load but look suspicious (duplicate rows, compute far from 6·N·D)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated training runs.
+
+    Attributes
+    ----------
+    frame : DataFrame with float64 columns ``N`` (parameters), ``D`` (training
+        tokens), ``C`` (training FLOP) and ``loss`` (nats/token, or the metric),
+        one row per run, shape (n, 4).
+    source : where the runs came from (a file path or ``"DataFrame"``).
+    columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``.
+    """
+
+    frame: pd.DataFrame
+    source: str
+    columns: dict[str, str | None]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def logs(self) -> dict[str, np.ndarray]:
+        """Natural logs of ``N``, ``D``, ``C`` and ``loss``, float64 arrays of shape (n,)."""
+        return {k: np.log(self.frame[k].to_numpy(np.float64)) for k in ("N", "D", "C", "loss")}
+
+    def drop_highest(self, k: int) -> Dataset:
+        """The runs without the ``k`` highest-loss ones (Epoch AI dropped 5 of the Chinchilla runs)."""
+        keep = np.ones(len(self), bool)
+        keep[np.argsort(self.frame["loss"].to_numpy())[::-1][:k]] = False
+        return self.subset(keep)
+
+    def subset(self, mask: np.ndarray) -> Dataset:
+        """The runs where boolean ``mask`` (shape (n,)) is true."""
+        return Dataset(self.frame[np.asarray(mask)].reset_index(drop=True), self.source, self.columns)
+
+
+def _where(source: str, row: int) -> str:
+    """Name a data row for an error message: 0-based row ``row`` of the data."""
+    if source == "DataFrame":
+        return f"row {row}"
+    return f"row {row + 1} (line {row + 2} of {source})"
+
+
+def load_data(
+    data: str | Path | pd.DataFrame,
+    *,
+    n: str = "params",
+    d: str = "tokens",
+    c: str | None = "flops",
+    loss: str = "loss",
+    min_rows: int = 1,
+    flops_per_param_token: float = 6.0,
+) -> Dataset:
+    """Read and validate training runs from a CSV path or a DataFrame.
+
+    Parameters
+    ----------
+    data : CSV path or DataFrame, one row per training run.
+    n, d, c, loss : column names of parameters, training tokens, training FLOP and loss
+        (or metric). If the ``c`` column is absent (or ``c`` is None), compute is
+        ``flops_per_param_token * N * D``.
+    min_rows : reject data with fewer rows (a fit needs its parameter count plus one).
+    flops_per_param_token : k in C = k·N·D, used to fill and to check compute.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    ValueError
+        Naming the source, column and first offending row, for a missing column,
+        a non-numeric value, NaN or inf, a zero or negative value, or too few rows.
+    """
+    if isinstance(data, pd.DataFrame):
+        source, frame = "DataFrame", data
+    else:
+        source = str(data)
+        try:
+            frame = pd.read_csv(data)
+        except FileNotFoundError:
+            raise ValueError(f"{source}: no such file") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{source}: not a readable CSV file ({err})") from None
+
+    wanted = {"N": n, "D": d, "loss": loss}
+    has_c = c is not None and c in frame.columns
+    if has_c:
+        wanted["C"] = c
+    for column in wanted.values():
+        if column not in frame.columns:
+            found = ", ".join(map(str, frame.columns))
+            raise ValueError(f"{source}: missing column {column!r} (columns found: {found})")
+
+    out = {}
+    for key, column in wanted.items():
+        raw = frame[column]
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+        bad = np.isnan(values) & raw.notna().to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}"
+            )
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value is {values[row]} (NaN or inf)")
+        bad = values <= 0
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{source}: column {column!r}, {_where(source, row)}: value {values[row]:g} is not positive"
+            )
+        out[key] = values
+    if not has_c:
+        out["C"] = flops_per_param_token * out["N"] * out["D"]
+
+    if len(frame) < min_rows:
+        raise ValueError(f"{source}: {len(frame)} rows, but the model needs at least {min_rows}")
+
+    clean = pd.DataFrame({k: out[k] for k in ("N", "D", "C", "loss")})
+    dup = clean.duplicated()
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        warnings.warn(
+            f"{source}: {len(rows)} duplicate row(s), first at {_where(source, int(rows[0]))}",
+            DataWarning,
+            stacklevel=2,
+        )
+    if has_c:
+        ratio = out["C"] / (flops_per_param_token * out["N"] * out["D"])
+        far = np.abs(np.log(ratio)) > np.log(1.25)
+        if far.any():
+            row = int(np.argmax(far))
+            warnings.warn(
+                f"{source}: {int(far.sum())} row(s) have compute more than 25% away from "
+                f"{flops_per_param_token:g}·N·D, first at {_where(source, row)} "
+                f"(C / ({flops_per_param_token:g}·N·D) = {ratio[row]:.3g})",
+                DataWarning,
+                stacklevel=2,
+            )
+    columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss}
+    return Dataset(clean, source, columns)

@@ -1,0 +1,84 @@
+"""Figures drawn from fitted results and forecast tables (nothing here refits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .forecast import predict, targets  # noqa: E402
+from .result import Result  # noqa: E402
+
+
+def save(fig: Figure, path: str | Path | None) -> Figure:
+    """Save ``fig`` as PNG or SVG (by the path's suffix) when a path is given."""
+    if path is not None:
+        path = Path(path)
+        if path.suffix.lower() not in (".png", ".svg"):
+            raise ValueError(f"{path}: figures are written as .png or .svg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def plot_fit(
+    result: Result,
+    forecast: pd.DataFrame | None = None,
+    *,
+    path: str | Path | None = None,
+    levels: tuple[float, ...] = (0.5, 0.8, 0.95),
+) -> Figure:
+    """Credible-interval plot: the runs, the law along the compute-optimal path, and the forecast.
+
+    Parameters
+    ----------
+    result : the fit.
+    forecast : a table from :func:`bayes_scaling.forecast`; its targets are marked
+        with their widest band, and the path is carried out to the largest one.
+    path : save the figure there (``.png`` or ``.svg``).
+    levels : shaded credible levels of the expected loss along the path.
+
+    Returns
+    -------
+    matplotlib Figure: loss against training compute, both axes logarithmic.
+    """
+    runs = result.data()
+    c_max = runs["C"].max() if forecast is None else max(runs["C"].max(), forecast["C"].max())
+    grid = np.geomspace(runs["C"].min(), c_max * 1.5, 60)
+    if {"N", "D"} <= set(result.law.inputs):
+        points = targets(result, flops=grid)
+    else:
+        points = pd.DataFrame({"C": grid, "N": np.nan, "D": np.nan})
+    band = predict(result, points, levels=levels)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
+        s = f"{100 * level:g}"
+        ax.fill_between(grid, band[f"loss_lo{s}"], band[f"loss_hi{s}"], color="C0", alpha=alpha, lw=0,
+                        label=f"{s}% credible band")
+    ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{result.law.name} law, posterior median")
+    ax.scatter(runs["C"], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
+    if forecast is not None:
+        wide = f"{100 * max(levels):g}"
+        lo, hi = forecast.get(f"run_lo{wide}"), forecast.get(f"run_hi{wide}")
+        yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
+        ax.errorbar(forecast["C"], forecast["run_median"], yerr=yerr, fmt="D", color="C3", capsize=4, zorder=4,
+                    label=f"forecast, {wide}% band of a new run")
+        for _, row in forecast.iterrows():
+            ax.annotate(f"{row['target']}\n{row['run_median']:.3f}", (row["C"], row["run_median"]),
+                        textcoords="offset points", xytext=(6, 6), fontsize=8, color="C3")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C (FLOP)")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(f"{result.law.formula or result.law.name}")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    return save(fig, path)
