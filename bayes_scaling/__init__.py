@@ -20,6 +20,7 @@ from .plots import plot_fit
 from .presets import PRESETS, Target
 from .priors import Prior, Spec, read_spec
 from .result import Result, load
+from .simulate import simulate, sweep
 
 __version__ = "0.1.0"
 
@@ -46,4 +47,6 @@ __all__ = [
     "predict",
     "read_spec",
     "register",
+    "simulate",
+    "sweep",
 ]

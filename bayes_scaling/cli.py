@@ -16,7 +16,9 @@ EXIT_NOT_CONVERGED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bayes-scaling", description="Bayesian scaling-law fits with JAX and NumPyro.")
+    parser = argparse.ArgumentParser(
+        prog="bayes-scaling", description="Bayesian scaling-law fits with JAX and NumPyro."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fit", help="fit a law to training runs and forecast larger runs")
     p.add_argument("csv", nargs="?", help="CSV of runs (default: the embedded Chinchilla Figure-4 runs)")
@@ -28,10 +30,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-col", default="loss", help="column of final loss (default: loss)")
     p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss runs")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-flops", type=float, action="append", metavar="C",
-                        help="forecast at this compute budget, split compute-optimally (repeatable)")
-    target.add_argument("--preset", action="append", metavar="NAME",
-                        help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: all)")
+    target.add_argument(
+        "--target-flops",
+        type=float,
+        action="append",
+        metavar="C",
+        help="forecast at this compute budget, split compute-optimally (repeatable)",
+    )
+    target.add_argument(
+        "--preset",
+        action="append",
+        metavar="NAME",
+        help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: all)",
+    )
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=500)
@@ -59,12 +70,22 @@ def _fit(args: argparse.Namespace) -> int:
     if args.csv is None:
         data = bs.datasets.chinchilla()
     else:
-        data = bs.load_data(args.csv, n=args.n_col, d=args.d_col, c=args.c_col, loss=args.loss_col,
-                            min_rows=len(law.params) + 2)
+        data = bs.load_data(
+            args.csv, n=args.n_col, d=args.d_col, c=args.c_col, loss=args.loss_col, min_rows=len(law.params) + 2
+        )
     data = data.drop_highest(args.drop_highest)
     print(f"fitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
-    result = bs.fit(data, law, priors=args.priors, chains=args.chains, warmup=args.warmup, draws=args.draws,
-                    target_accept=args.target_accept, seed=args.seed, progress=sys.stderr.isatty())
+    result = bs.fit(
+        data,
+        law,
+        priors=args.priors,
+        chains=args.chains,
+        warmup=args.warmup,
+        draws=args.draws,
+        target_accept=args.target_accept,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+    )
     table = result.summary()
     for source, values in result.spec.references.items():
         if not source.endswith(("_low", "_high")):

@@ -58,7 +58,7 @@ def _where(source: str, row: int) -> str:
     """Name a data row for an error message: 0-based row ``row`` of the data."""
     if source == "DataFrame":
         return f"row {row}"
-    return f"row {row + 1} (line {row + 2} of {source})"
+    return f"row {row + 1} (line {row + 2})"
 
 
 def load_data(
@@ -97,7 +97,8 @@ def load_data(
     else:
         source = str(data)
         try:
-            frame = pd.read_csv(data)
+            # Only empty cells are missing; text such as "n/a" is reported as non-numeric.
+            frame = pd.read_csv(data, keep_default_na=False, na_values=[""])
         except FileNotFoundError:
             raise ValueError(f"{source}: no such file") from None
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -116,12 +117,11 @@ def load_data(
     for key, column in wanted.items():
         raw = frame[column]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-        bad = np.isnan(values) & raw.notna().to_numpy()
+        spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
+        bad = np.isnan(values) & raw.notna().to_numpy() & ~spelled.to_numpy()
         if bad.any():
             row = int(np.argmax(bad))
-            raise ValueError(
-                f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}"
-            )
+            raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}")
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.argmax(bad))

@@ -99,7 +99,9 @@ def fit(
     return Result(idata, law, spec, tuple(found))
 
 
-def _inference_data(out: dict, dataset: Dataset, law: Law, spec: Spec, key: jax.Array, prior_draws: int) -> az.InferenceData:
+def _inference_data(
+    out: dict, dataset: Dataset, law: Law, spec: Spec, key: jax.Array, prior_draws: int
+) -> az.InferenceData:
     """Assemble the InferenceData groups from the sampler's output."""
     logs = dataset.logs()
     posterior = out["samples"]

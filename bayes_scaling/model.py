@@ -36,18 +36,31 @@ from .priors import Spec
 Model = Callable[[Mapping], None]
 
 
-def model_data(dataset: Dataset, law: Law) -> dict:
+#: Rows are padded (and masked) up to a multiple of this, so that data sets of
+#: similar size share one compiled sampler.
+PAD = 64
+
+
+def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     """Arrays for :func:`build`'s model: centred log inputs, log loss and a mask.
 
     Logs and centring happen in float64; only differences of order 1 reach JAX.
+    Rows are padded up to a multiple of ``pad``: padding sits at the centre with
+    the mean log loss and mask 0, so it adds nothing to the likelihood.
     """
     logs = dataset.logs()
+    n = len(dataset)
+    size = -(-n // pad) * pad
+
+    def padded(values: np.ndarray, fill: float) -> np.ndarray:
+        return np.concatenate([values, np.full(size - n, fill)]).astype(np.float32)
+
     centre = {k: float(np.mean(logs[k])) for k in law.inputs}
     return {
-        "x": {k: (logs[k] - centre[k]).astype(np.float32) for k in law.inputs},
+        "x": {k: padded(logs[k] - centre[k], 0.0) for k in law.inputs},
         "centre": {k: np.float32(v) for k, v in centre.items()},
-        "y": logs["loss"].astype(np.float32),
-        "mask": np.ones(len(dataset), np.float32),
+        "y": padded(logs["loss"], float(np.mean(logs["loss"]))),
+        "mask": padded(np.ones(n), 0.0),
     }
 
 

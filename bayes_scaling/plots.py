@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .forecast import predict, targets  # noqa: E402
-from .result import Result  # noqa: E402
+from .forecast import predict, targets
+from .result import Result
 
 
 def save(fig: Figure, path: str | Path | None) -> Figure:
@@ -57,22 +53,38 @@ def plot_fit(
         points = pd.DataFrame({"C": grid, "N": np.nan, "D": np.nan})
     band = predict(result, points, levels=levels)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
         s = f"{100 * level:g}"
-        ax.fill_between(grid, band[f"loss_lo{s}"], band[f"loss_hi{s}"], color="C0", alpha=alpha, lw=0,
-                        label=f"{s}% credible band")
+        ax.fill_between(
+            grid, band[f"loss_lo{s}"], band[f"loss_hi{s}"], color="C0", alpha=alpha, lw=0, label=f"{s}% credible band"
+        )
     ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{result.law.name} law, posterior median")
     ax.scatter(runs["C"], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
     if forecast is not None:
         wide = f"{100 * max(levels):g}"
         lo, hi = forecast.get(f"run_lo{wide}"), forecast.get(f"run_hi{wide}")
         yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
-        ax.errorbar(forecast["C"], forecast["run_median"], yerr=yerr, fmt="D", color="C3", capsize=4, zorder=4,
-                    label=f"forecast, {wide}% band of a new run")
+        ax.errorbar(
+            forecast["C"],
+            forecast["run_median"],
+            yerr=yerr,
+            fmt="D",
+            color="C3",
+            capsize=4,
+            zorder=4,
+            label=f"forecast, {wide}% band of a new run",
+        )
         for _, row in forecast.iterrows():
-            ax.annotate(f"{row['target']}\n{row['run_median']:.3f}", (row["C"], row["run_median"]),
-                        textcoords="offset points", xytext=(6, 6), fontsize=8, color="C3")
+            ax.annotate(
+                f"{row['target']}\n{row['run_median']:.3f}",
+                (row["C"], row["run_median"]),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=8,
+                color="C3",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute C (FLOP)")

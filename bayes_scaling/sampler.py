@@ -66,6 +66,33 @@ class Settings:
             raise ValueError(f"target_accept must lie strictly between 0 and 1, got {self.target_accept}")
 
 
+def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) -> tuple[jax.Array, jax.Array]:
+    """Minimize ``f`` by Levenberg-Marquardt damped Newton steps; return the minimum and the Hessian there.
+
+    A step ``(H + lam·(|diag H| + 1)) s = -g`` is kept only if it lowers ``f``; ``lam``
+    shrinks after a kept step and grows after a rejected one, so far from the mode
+    the method falls back to short gradient steps. (Cheaper to compile than BFGS
+    with its line search, and the Hessian is needed anyway for the mass matrix.)
+    """
+    grad, hess = jax.grad(f), jax.hessian(f)
+
+    def body(_: int, carry: tuple) -> tuple:
+        x, fx, lam = carry
+        h = hess(x)
+        damping = lam * (jnp.abs(jnp.diag(h)) + 1.0)
+        trial = x - jnp.linalg.solve(h + jnp.diag(damping), grad(x))
+        ft = f(trial)
+        better = jnp.isfinite(ft) & (ft < fx)
+        return (
+            jnp.where(better, trial, x),
+            jnp.where(better, ft, fx),
+            jnp.where(better, lam * 0.3, lam * 10.0),
+        )
+
+    x, _, _ = jax.lax.fori_loop(0, steps, body, (x, f(x), jnp.asarray(1.0, x.dtype)))
+    return x, hess(x)
+
+
 def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
     """A starting point in unconstrained space: prior medians, and terms that explain the data.
 
@@ -76,19 +103,23 @@ def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
     """
     z = {}
     centred = {amp for amp, _, _ in law.centred}
+    real = data["mask"] > 0
+    y_min = jnp.min(jnp.where(real, data["y"], jnp.inf))
+    y_mean = jnp.sum(jnp.where(real, data["y"], 0.0)) / jnp.sum(real)
+    y_std = jnp.sqrt(jnp.sum(jnp.where(real, (data["y"] - y_mean) ** 2, 0.0)) / jnp.sum(real))
     for name in (*law.params, "sigma"):
         if name in centred:
             continue
         prior = spec.priors[name].build()
         value = jnp.median(prior.sample(key, (255,)))
         if name == "E":
-            value = jnp.minimum(value, 0.7 * jnp.exp(jnp.min(data["y"])))
+            value = jnp.minimum(value, 0.7 * jnp.exp(y_min))
         if name == "sigma":
-            value = jnp.maximum(value, jnp.std(data["y"]))
+            value = jnp.maximum(value, y_std)
         z[name] = biject_to(prior.support).inv(value)
     if centred:
         floor = biject_to(spec.priors["E"].build().support)(z["E"]) if "E" in z else 0.0
-        reducible = jnp.maximum(jnp.exp(jnp.mean(data["y"])) - floor, 1e-3)
+        reducible = jnp.maximum(jnp.exp(y_mean) - floor, 1e-3)
         for amp in centred:
             z[f"log_{amp}_c"] = jnp.log(reducible / len(centred))
     return z
@@ -124,9 +155,7 @@ def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callab
 
         dim = flat0.shape[0]
         if settings.laplace_init:
-            opt = jax.scipy.optimize.minimize(potential, flat0, method="BFGS", options={"maxiter": 500})
-            mode = opt.x
-            hess = jax.hessian(potential)(mode)
+            mode, hess = _newton(potential, flat0)
             hess = 0.5 * (hess + hess.T)
             cov = jnp.linalg.inv(hess)
             chol = jnp.linalg.cholesky(cov)

@@ -1,0 +1,92 @@
+"""Benchmark: the default Chinchilla fit on the embedded data, against plain NumPyro ``MCMC.run``.
+
+Run:  python benchmarks/bench_fit.py
+
+Prints, for a fresh ``bayes-scaling fit`` process (cold and warm compilation cache),
+a first and a second fit in one process, and NumPyro's ``MCMC.run`` on the same
+model with the same chains and draws: wall time, min bulk ESS over E, A, B, alpha,
+beta, ESS per second and max R-hat, and the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import arviz as az
+import jax
+import numpyro
+
+import bayes_scaling as bs
+from bayes_scaling.model import build, model_data
+
+PARAMS = ["E", "A", "B", "alpha", "beta"]
+
+
+def health(idata: az.InferenceData) -> tuple[float, float]:
+    ess = az.ess(idata, var_names=PARAMS, method="bulk")
+    rhat = az.rhat(idata, var_names=PARAMS)
+    return min(float(ess[p]) for p in PARAMS), max(float(rhat[p]) for p in PARAMS)
+
+
+def row(name: str, seconds: float, idata: az.InferenceData | None) -> None:
+    if idata is None:
+        print(f"{name:<46} {seconds:8.2f} s")
+        return
+    ess, rhat = health(idata)
+    print(f"{name:<46} {seconds:8.2f} s   min bulk ESS {ess:7.0f}   {ess / seconds:8.0f} ESS/s   max R-hat {rhat:.4f}")
+
+
+def fresh_cli(cache: str) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        env = dict(os.environ, BAYES_SCALING_CACHE=cache)
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "bayes_scaling.cli", "fit", "--out", out], check=True, capture_output=True, env=env
+        )
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    warnings.simplefilter("ignore", FutureWarning)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}, numpyro {numpyro.__version__}"
+    )
+    print("model: Chinchilla law, 245 embedded runs, 4 chains x (500 warm-up + 1000 draws), dense mass matrix\n")
+    with tempfile.TemporaryDirectory() as cache:
+        row("fresh `bayes-scaling fit`, cold compile cache", fresh_cli(cache), None)
+        row("fresh `bayes-scaling fit`, warm compile cache", fresh_cli(cache), None)
+
+    for label in ("bayes_scaling.fit, first call (compiles)", "bayes_scaling.fit, second call (warm)"):
+        t = time.perf_counter()
+        result = bs.fit(seed=0)
+        row(label, time.perf_counter() - t, result.idata)
+
+    law = bs.get_law("chinchilla")
+    model = build(law, bs.read_spec("chinchilla", params=law.params))
+    data = model_data(bs.datasets.chinchilla(), law)
+    for call in ("first", "second"):
+        mcmc = numpyro.infer.MCMC(
+            numpyro.infer.NUTS(model, dense_mass=True),
+            num_warmup=1000,
+            num_samples=1000,
+            num_chains=4,
+            chain_method="sequential",
+            progress_bar=False,
+        )
+        t = time.perf_counter()
+        mcmc.run(jax.random.key(0), data)
+        jax.block_until_ready(mcmc.get_samples())
+        seconds = time.perf_counter() - t
+        row(f"numpyro MCMC.run (1000 warm-up), {call} call", seconds, az.from_numpyro(mcmc))
+    print("\nreproduce: python benchmarks/bench_fit.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import bayes_scaling as bs
+from bayes_scaling.cli import main
+
+
+def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BAYES_SCALING_CACHE", str(tmp_path / "cache"))
+    args = [
+        "fit",
+        "--out",
+        str(tmp_path),
+        "--preset",
+        "gpt3",
+        "--preset",
+        "gpt4",
+        "--drop-highest",
+        "5",
+        "--chains",
+        str(FAST["chains"]),
+        "--warmup",
+        str(FAST["warmup"]),
+        "--draws",
+        str(FAST["draws"]),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "to 240 runs from chinchilla_hoffmann2022_fig4.csv (embedded)" in out
+    assert "sampler health: no divergences (0)" in out
+    for name in ("E", "alpha", "beta", "r_hat", "ess_bulk", "GPT-3", "GPT-4 scale"):
+        assert name in out
+    forecast = pd.read_csv(tmp_path / "forecast.csv")
+    assert list(forecast["target"]) == ["GPT-3", "GPT-4 scale"]
+    summary = pd.read_csv(tmp_path / "summary.csv", index_col=0)
+    assert 1.769 <= summary.loc["E", "median"] <= 1.871
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    back = bs.load(tmp_path / "posterior.nc")
+    assert back.idata.posterior["E"].shape == (FAST["chains"], FAST["draws"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("params,loss\n1e9,2.5\n", "missing column 'tokens'"),
+        ("params,tokens,loss\n1e9,2e10,abc\n", "column 'loss', row 1 (line 2): non-numeric value 'abc'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path, content, message):
+    path = tmp_path / "runs.csv"
+    path.write_text(content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bayes_scaling.cli", "fit", str(path), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("bayes-scaling")]
+    assert len(lines) == 1 and message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nope.csv")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope.csv: no such file")

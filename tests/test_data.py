@@ -1,0 +1,103 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_scaling as bs
+
+
+def runs(n: int = 8) -> pd.DataFrame:
+    return bs.simulate({"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}, bs.sweep(sizes=n, ratios=2))
+
+
+def test_embedded_dataset_has_245_runs_with_its_source():
+    data = bs.datasets.chinchilla()
+    assert len(data) == 245
+    assert "embedded" in data.source
+    # Epoch AI derived tokens as flops / (6 params): compute matches 6 N D to float precision.
+    f = data.frame
+    np.testing.assert_allclose(f["C"], 6 * f["N"] * f["D"], rtol=1e-6)
+    assert len(bs.datasets.chinchilla(drop_highest=5)) == 240
+    assert bs.datasets.chinchilla(drop_highest=5).frame["loss"].max() < f["loss"].nlargest(5).min()
+
+
+def test_token_counts_above_int32_keep_exact_logs():
+    frame = pd.DataFrame({"params": [7e10] * 8, "tokens": np.arange(1, 9) * 2**33, "loss": np.linspace(2, 3, 8)})
+    frame["tokens"] = frame["tokens"].astype(np.int64)
+    logs = bs.load_data(frame).logs()
+    np.testing.assert_allclose(logs["D"], np.log(np.arange(1, 9) * 2.0**33), rtol=1e-12)
+    np.testing.assert_allclose(logs["C"], np.log(6 * 7e10 * np.arange(1, 9) * 2.0**33), rtol=1e-12)
+
+
+def test_missing_column_names_the_file_and_column(tmp_path):
+    path = tmp_path / "runs.csv"
+    runs().drop(columns="tokens").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"runs\.csv: missing column 'tokens'"):
+        bs.load_data(path)
+
+
+def test_configurable_column_names():
+    frame = runs().rename(columns={"params": "n_params", "loss": "val_loss"})
+    data = bs.load_data(frame, n="n_params", loss="val_loss")
+    assert data.columns == {"N": "n_params", "D": "tokens", "C": "flops", "loss": "val_loss"}
+
+
+def test_non_numeric_value_names_column_and_row(tmp_path):
+    frame = runs().astype(object)
+    frame.loc[3, "loss"] = "n/a"
+    path = tmp_path / "runs.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"column 'loss', row 4 \(line 5\): non-numeric value 'n/a'"):
+        bs.load_data(path)
+
+
+def test_nan_names_column_and_row():
+    frame = runs()
+    frame.loc[2, "params"] = np.nan
+    with pytest.raises(ValueError, match=r"column 'params', row 2: value is nan \(NaN or inf\)"):
+        bs.load_data(frame)
+
+
+def test_inf_names_column_and_row():
+    frame = runs()
+    frame.loc[5, "flops"] = np.inf
+    with pytest.raises(ValueError, match=r"column 'flops', row 5: value is inf"):
+        bs.load_data(frame)
+
+
+@pytest.mark.parametrize("bad", [0.0, -3.0])
+def test_zero_or_negative_names_column_and_row(bad):
+    frame = runs()
+    frame.loc[1, "tokens"] = bad
+    with pytest.raises(ValueError, match=rf"column 'tokens', row 1: value {bad:g} is not positive"):
+        bs.load_data(frame)
+
+
+def test_too_few_rows_for_the_model():
+    with pytest.raises(ValueError, match=r"6 rows, but the model needs at least 7"):
+        bs.fit(runs(3), draws=10)
+
+
+def test_duplicate_rows_warn():
+    frame = runs()
+    frame = pd.concat([frame, frame.iloc[[2]]], ignore_index=True)
+    with pytest.warns(bs.DataWarning, match=r"1 duplicate row\(s\), first at row 16"):
+        bs.load_data(frame)
+
+
+def test_compute_far_from_6nd_warns():
+    frame = runs()
+    frame.loc[4, "flops"] *= 3
+    with pytest.warns(bs.DataWarning, match=r"first at row 4 \(C / \(6·N·D\) = 3\)"):
+        bs.load_data(frame)
+
+
+def test_compute_defaults_to_6nd():
+    data = bs.load_data(runs().drop(columns="flops"))
+    f = data.frame
+    np.testing.assert_allclose(f["C"], 6 * f["N"] * f["D"], rtol=1e-12)
+    assert data.columns["C"] is None
+
+
+def test_unreadable_file(tmp_path):
+    with pytest.raises(ValueError, match=r"nope\.csv: no such file"):
+        bs.load_data(tmp_path / "nope.csv")

@@ -1,0 +1,37 @@
+import arviz as az
+import numpy as np
+import pytest
+
+import bayes_scaling as bs
+from bayes_scaling import diagnostics
+
+
+def idata(shift: float = 0.0, divergent: int = 0) -> az.InferenceData:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 1000))
+    x[0] += shift  # one chain stuck elsewhere
+    diverging = np.zeros((4, 1000), bool)
+    diverging[1, :divergent] = True
+    energy = rng.normal(size=(4, 1000))
+    return az.from_dict(posterior={"E": x}, sample_stats={"diverging": diverging, "energy": energy})
+
+
+def test_healthy_chains_have_no_problems():
+    assert diagnostics.problems(idata(), ["E"]) == []
+
+
+def test_stuck_chain_and_divergences_are_reported_loudly():
+    found = diagnostics.problems(idata(shift=3.0, divergent=7), ["E"])
+    assert found[0] == "7 of 4000 draws diverged"
+    assert any(p.startswith("R-hat of E is ") for p in found)
+    with pytest.warns(bs.ConvergenceWarning, match=r"THE SAMPLER DID NOT CONVERGE.*7 of 4000 draws diverged"):
+        diagnostics.warn(found, "test fit")
+
+
+def test_too_short_fit_is_flagged():
+    # 2 chains x 30 draws cannot give a bulk ESS of 400.
+    runs = bs.simulate({"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, bs.sweep())
+    with pytest.warns(bs.ConvergenceWarning, match=r"bulk ESS of .* \(< 400\)"):
+        result = bs.fit(runs, chains=2, warmup=30, draws=30)
+    assert not result.converged
+    assert any("bulk ESS" in p for p in result.problems)

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+import bayes_scaling as bs
+
+
+def test_presets_and_bands(epoch_fit):
+    table = bs.forecast(epoch_fit, preset=["gpt3", "gopher", "chinchilla", "gpt4"])
+    assert list(table["target"]) == ["GPT-3", "Gopher", "Chinchilla", "GPT-4 scale"]
+    assert table.loc[0, "N"] == 175e9 and table.loc[0, "D"] == 300e9
+    assert table.loc[0, "C"] == pytest.approx(6 * 175e9 * 300e9)
+    assert table.loc[3, "C"] == 2.1e25
+    np.testing.assert_allclose(table.loc[3, "N"] * table.loc[3, "D"] * 6, 2.1e25, rtol=1e-9)
+    for level in ("50", "80", "95"):
+        assert (table[f"loss_lo{level}"] < table["loss_median"]).all()
+        assert (table["loss_median"] < table[f"loss_hi{level}"]).all()
+        # A new run carries noise on top of the law's uncertainty: its band is wider.
+        assert (
+            table[f"run_hi{level}"] - table[f"run_lo{level}"] > table[f"loss_hi{level}"] - table[f"loss_lo{level}"]
+        ).all()
+    assert (table["loss_hi95"] - table["loss_lo95"] > table["loss_hi50"] - table["loss_lo50"]).all()
+
+
+def test_forecast_median_is_the_law_at_the_posterior(epoch_fit):
+    table = bs.forecast(epoch_fit, N=[1e9, 7e10], D=[2e10, 1.4e12], levels=(0.9,))
+    draws = epoch_fit.draws()
+    n, d = table["N"].to_numpy()[None], table["D"].to_numpy()[None]
+    loss = (
+        draws["E"][:, None]
+        + draws["A"][:, None] / n ** draws["alpha"][:, None]
+        + draws["B"][:, None] / d ** draws["beta"][:, None]
+    )
+    np.testing.assert_allclose(table["loss_median"], np.median(loss, axis=0), rtol=1e-4)
+    np.testing.assert_allclose(table["loss_lo90"], np.quantile(loss, 0.05, axis=0), rtol=1e-4)
+    assert list(table.columns[-6:]) == ["loss_median", "loss_lo90", "loss_hi90", "run_median", "run_lo90", "run_hi90"]
+
+
+def test_compute_budget_is_split_at_the_median_optimum(epoch_fit):
+    row = bs.forecast(epoch_fit, flops=5.76e23).iloc[0]
+    log_n, _ = bs.chinchilla_optimum(epoch_fit.draws(), np.array([5.76e23]))
+    assert row["N"] == pytest.approx(np.exp(np.median(log_n)), rel=1e-9)
+    assert row["N"] * row["D"] * 6 == pytest.approx(5.76e23, rel=1e-9)
+
+
+def test_bad_levels_and_targets(epoch_fit):
+    with pytest.raises(ValueError, match=r"credible levels must lie in \(0, 1\), got 95"):
+        bs.forecast(epoch_fit, preset="gpt4", levels=(95,))
+    with pytest.raises(ValueError, match=r"unknown preset 'gpt5'"):
+        bs.forecast(epoch_fit, preset="gpt5")
+    with pytest.raises(ValueError, match=r"give both N and D"):
+        bs.forecast(epoch_fit, N=1e9)
+
+
+def test_save_and_load_round_trip(epoch_fit, tmp_path):
+    path = epoch_fit.save(tmp_path / "fit.nc")
+    assert path.read_bytes()[:4] == b"\x89HDF"  # netCDF4/HDF5, not pickle
+    back = bs.load(path)
+    for name in ("E", "A", "B", "alpha", "beta", "sigma"):
+        np.testing.assert_array_equal(back.idata.posterior[name], epoch_fit.idata.posterior[name])
+    assert back.law is epoch_fit.law and back.spec.to_json() == epoch_fit.spec.to_json()
+    assert back.problems == epoch_fit.problems
+    a = bs.forecast(epoch_fit, preset=["gpt3", "gpt4"])
+    b = bs.forecast(back, preset=["gpt3", "gpt4"])
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_load_rejects_other_files(tmp_path):
+    with pytest.raises(ValueError, match=r"missing\.nc: no such file"):
+        bs.load(tmp_path / "missing.nc")
+
+
+def test_plot_is_a_png_with_log_axes(epoch_fit, tmp_path):
+    table = bs.forecast(epoch_fit, preset="gpt4")
+    fig = bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.png")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert ax.get_xlim()[1] >= 2.1e25  # carried out to the target
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.svg")
+    assert b"<svg" in (tmp_path / "fit.svg").read_bytes()[:2000]
+    with pytest.raises(ValueError, match=r"fit\.jpg: figures are written as \.png or \.svg"):
+        bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.jpg")

@@ -1,0 +1,23 @@
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_models_and_embedded_data(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("bayes_scaling-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for model in (ROOT / "models").glob("*.toml"):
+        assert f"bayes_scaling/_models/{model.name}" in names
+    assert "bayes_scaling/_data/chinchilla_hoffmann2022_fig4.csv" in names
+    assert "bayes_scaling/_data/README.md" in names
+    csv = zipfile.ZipFile(wheel).read("bayes_scaling/_data/chinchilla_hoffmann2022_fig4.csv").decode()
+    assert csv.splitlines()[0] == "params,tokens,flops,loss" and len(csv.splitlines()) == 246
