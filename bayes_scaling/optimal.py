@@ -92,3 +92,22 @@ def optimum(
     if law.name == "chinchilla":
         return chinchilla_optimum(params, flops, k)
     return numeric_optimum(law, params, flops, k)
+
+
+def _x64():
+    """Context manager for float64 in JAX (regrets are differences of nearly equal losses)."""
+    return jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+
+
+def losses(law: Law, params: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndarray, k: float) -> np.ndarray:
+    """Expected loss per draw at allocations (n, d), float64, shape (s, m) for s draws and m allocations."""
+    with _x64():
+        p = {name: jnp.asarray(np.asarray(v, np.float64))[:, None] for name, v in params.items()}
+        x = {"N": np.log(n), "D": np.log(d), "C": np.log(k * n * d)}
+        x = {name: jnp.asarray(np.asarray(x[name], np.float64))[None, :] for name in law.inputs}
+        return np.exp(np.asarray(law.mean(p, x), np.float64))
+
+
+def _interval(values: np.ndarray, ci: float) -> tuple[float, float, float]:
+    lo, med, hi = np.quantile(values, [(1 - ci) / 2, 0.5, (1 + ci) / 2])
+    return float(med), float(lo), float(hi)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 from .forecast import predict, targets
 from .result import Result
@@ -76,17 +77,19 @@ def plot_fit(
             zorder=4,
             label=f"forecast, {wide}% band of a new run",
         )
-        for _, row in forecast.iterrows():
+        for i, (_, row) in enumerate(forecast.iterrows()):
             ax.annotate(
                 f"{row['target']}\n{row['run_median']:.3f}",
                 (row["C"], row["run_median"]),
                 textcoords="offset points",
-                xytext=(6, 6),
+                xytext=(6, 6 + 18 * (i % 2)),
                 fontsize=8,
                 color="C3",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("training compute C (FLOP)")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(f"{result.law.formula or result.law.name}")
