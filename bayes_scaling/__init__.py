@@ -14,9 +14,11 @@ from .data import Dataset, DataWarning, load_data
 from .diagnostics import ConvergenceWarning
 from .fit import fit
 from .forecast import forecast, predict
+from .isoflop import groups as isoflop_groups
+from .isoflop import isoflop
 from .laws import Law, get_law, law_names, register
-from .optimal import chinchilla_optimum, optimum
-from .plots import plot_fit
+from .optimal import budget, cheapest, chinchilla_optimum, decide, exponents, frontier, optimum
+from .plots import plot_fit, plot_frontier, plot_isoflop
 from .presets import PRESETS, Target
 from .priors import Prior, Spec, read_spec
 from .result import Result, load
@@ -34,16 +36,25 @@ __all__ = [
     "Result",
     "Spec",
     "Target",
+    "budget",
+    "cheapest",
     "chinchilla_optimum",
     "datasets",
+    "decide",
+    "exponents",
     "fit",
     "forecast",
+    "frontier",
     "get_law",
+    "isoflop",
+    "isoflop_groups",
     "law_names",
     "load",
     "load_data",
     "optimum",
     "plot_fit",
+    "plot_frontier",
+    "plot_isoflop",
     "predict",
     "read_spec",
     "register",

@@ -13,14 +13,12 @@ import pandas as pd
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
+_DISPLAY = ("display.width", 160, "display.max_columns", 30, "display.float_format", "{:.4g}".format)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bayes-scaling", description="Bayesian scaling-law fits with JAX and NumPyro."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fit", help="fit a law to training runs and forecast larger runs")
+def _common() -> argparse.ArgumentParser:
+    """Arguments shared by every command that fits: data, law, priors, sampler."""
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("csv", nargs="?", help="CSV of runs (default: the embedded Chinchilla Figure-4 runs)")
     p.add_argument("--law", default="chinchilla", help="law family (default: chinchilla)")
     p.add_argument("--priors", help="TOML prior file (a copy of one in models/)")
@@ -29,6 +27,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--c-col", default="flops", help="column of training FLOP C; if absent C = 6·N·D (default: flops)")
     p.add_argument("--loss-col", default="loss", help="column of final loss (default: loss)")
     p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss runs")
+    p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--target-accept", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default: png)")
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayes-scaling", description="Bayesian scaling-law fits with JAX and NumPyro."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = _common()
+    p = sub.add_parser("fit", parents=[common], help="fit a law to training runs and forecast larger runs")
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--target-flops",
@@ -43,13 +58,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: all)",
     )
-    p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--target-accept", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default: png)")
+    p = sub.add_parser("optimal", parents=[common], help="compute-optimal allocation with credible intervals")
+    p.add_argument(
+        "--flops",
+        type=float,
+        action="append",
+        metavar="C",
+        help="compute budget in FLOP (repeatable; default: 5.76e23 and 2.1e25)",
+    )
+    p.add_argument("--budget", type=float, help="a budget in money (or FLOP) to spend at the prices below")
+    p.add_argument("--price-n", type=float, default=0.0, help="price per parameter (default 0)")
+    p.add_argument("--price-d", type=float, default=0.0, help="price per training token (default 0)")
+    p.add_argument("--price-c", type=float, default=1.0, help="price per FLOP (default 1)")
     return parser
 
 
@@ -63,7 +83,8 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _fit(args: argparse.Namespace) -> int:
+def _fit_from_args(args: argparse.Namespace) -> tuple:
+    """Load the runs, fit the law and print the posterior table; return (data, result, table)."""
     import bayes_scaling as bs
 
     law = bs.get_law(args.law)
@@ -90,9 +111,29 @@ def _fit(args: argparse.Namespace) -> int:
     for source, values in result.spec.references.items():
         if not source.endswith(("_low", "_high")):
             table[source] = [values.get(name) for name in table.index]
-    with pd.option_context("display.width", 160, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
+    with pd.option_context(*_DISPLAY):
         print("\nposterior (90% equal-tailed intervals; reference fits beside)")
         print(table.drop(columns=["mcse_mean", "mcse_sd"], errors="ignore").to_string())
+    return data, result, table
+
+
+def _health(result) -> int:
+    """Say loudly when the sampler did not converge; return the exit status."""
+    if result.problems:
+        print("\nTHE SAMPLER DID NOT CONVERGE; do not trust these numbers:", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    div = int(result.idata.sample_stats["diverging"].sum())
+    print(f"sampler health: no divergences ({div}), every R-hat <= 1.01 and bulk/tail ESS >= 400")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import bayes_scaling as bs
+
+    _, result, table = _fit_from_args(args)
+    with pd.option_context(*_DISPLAY):
         if args.target_flops:
             forecast = bs.forecast(result, flops=args.target_flops, seed=args.seed)
         else:
@@ -113,14 +154,55 @@ def _fit(args: argparse.Namespace) -> int:
     forecast.to_csv(written[2], index=False)
     bs.plot_fit(result, forecast, path=written[3])
     print("\nwrote " + ", ".join(str(p) for p in written))
-    if result.problems:
-        print("\nTHE SAMPLER DID NOT CONVERGE; do not trust these numbers:", file=sys.stderr)
-        for problem in result.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return EXIT_NOT_CONVERGED
-    div = int(result.idata.sample_stats["diverging"].sum())
-    print(f"sampler health: no divergences ({div}), every R-hat <= 1.01 and bulk/tail ESS >= 400")
-    return 0
+    return _health(result)
+
+
+def _optimal(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import bayes_scaling as bs
+
+    data, result, _ = _fit_from_args(args)
+    flops = args.flops or [5.76e23, 2.1e25]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = bs.frontier(result, flops)
+    exps = bs.exponents(result)
+    decisions = pd.concat({f"{c:.3g}": bs.decide(result, c) for c in flops}, names=["C", "choice"])
+    written = [out / "optimal.csv", out / "decisions.csv", out / f"frontier.{args.format}"]
+    with pd.option_context(*_DISPLAY):
+        print("\ncompute-optimal allocation (medians, 90% intervals)")
+        print(table.to_string(index=False))
+        print("\nallocation exponents, N_opt ∝ C^a and D_opt ∝ C^b (90% intervals)")
+        print(exps.to_string())
+        print("\ndecisions under uncertainty: expected loss and regret (extra loss vs each draw's optimum)")
+        print(decisions.to_string())
+        if args.budget is not None:
+            spend = bs.budget(result, args.budget, price_n=args.price_n, price_d=args.price_d, price_c=args.price_c)
+            print(f"\nbudget {args.budget:g} at prices N {args.price_n:g}, D {args.price_d:g}, C {args.price_c:g}")
+            print(spend.to_string())
+            spend.to_csv(out / "budget.csv", index_label="choice")
+            written.append(out / "budget.csv")
+        try:
+            iso, a = bs.isoflop(data)
+        except ValueError as err:
+            print(f"\nno IsoFLOP analysis: {err}")
+        else:
+            print(
+                f"\nIsoFLOP (Approach 2): a = {a['a']:.3f} (90% {a['a_lo']:.3f}-{a['a_hi']:.3f}) from "
+                f"{int(a['groups'])} budgets; parametric (Approach 3): a = {exps.loc['a', 'median']:.3f} "
+                f"({exps.loc['a', 'lo']:.3f}-{exps.loc['a', 'hi']:.3f})"
+            )
+            iso.to_csv(out / "isoflop.csv", index=False)
+            labels = bs.isoflop_groups(data)
+            bs.plot_isoflop(data.frame, iso, labels, path=out / f"isoflop.{args.format}")
+            written += [out / "isoflop.csv", out / f"isoflop.{args.format}"]
+    table.to_csv(written[0], index=False)
+    decisions.to_csv(written[1])
+    grid = np.geomspace(result.data()["C"].min(), max(max(flops), 1e26), 40)
+    bs.plot_frontier(result, bs.frontier(result, grid), path=written[2])
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return _health(result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "fit":
             return _fit(args)
+        if args.command == "optimal":
+            return _optimal(args)
     except (ValueError, OSError) as err:
         print(f"bayes-scaling: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from .laws import Law
+from .result import Result
 
 #: FLOP per parameter per training token (forward and backward pass), C = k·N·D.
 FLOPS_PER_PARAM_TOKEN = 6.0
@@ -100,14 +102,250 @@ def _x64():
 
 
 def losses(law: Law, params: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndarray, k: float) -> np.ndarray:
-    """Expected loss per draw at allocations (n, d), float64, shape (s, m) for s draws and m allocations."""
+    """Expected loss per draw at allocations (n, d), in float64.
+
+    Parameters
+    ----------
+    params : each shape (s,) for s draws.
+    n, d : shape (m,) (the same m allocations for every draw) or (s, m) (per draw).
+
+    Returns
+    -------
+    Array of shape (s, m).
+    """
+    n, d = np.atleast_2d(n), np.atleast_2d(d)
     with _x64():
         p = {name: jnp.asarray(np.asarray(v, np.float64))[:, None] for name, v in params.items()}
         x = {"N": np.log(n), "D": np.log(d), "C": np.log(k * n * d)}
-        x = {name: jnp.asarray(np.asarray(x[name], np.float64))[None, :] for name in law.inputs}
+        x = {name: jnp.asarray(np.asarray(x[name], np.float64)) for name in law.inputs}
         return np.exp(np.asarray(law.mean(p, x), np.float64))
 
 
 def _interval(values: np.ndarray, ci: float) -> tuple[float, float, float]:
     lo, med, hi = np.quantile(values, [(1 - ci) / 2, 0.5, (1 + ci) / 2])
     return float(med), float(lo), float(hi)
+
+
+def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The plug-in point estimate: each parameter's posterior median, as a single draw."""
+    return {name: np.array([np.median(v)]) for name, v in params.items()}
+
+
+def frontier(
+    result: Result, flops: np.ndarray | list[float] | float, *, k: float = FLOPS_PER_PARAM_TOKEN, ci: float = 0.9
+) -> pd.DataFrame:
+    """Posterior of the compute-optimal frontier at each budget.
+
+    Parameters
+    ----------
+    result : a fit of a law of N and D.
+    flops : compute budgets C in FLOP, shape (t,).
+    ci : central credible level of the ``*_lo`` / ``*_hi`` columns.
+
+    Returns
+    -------
+    DataFrame, one row per budget: ``C``, then median, lower and upper bound of
+    ``N_opt``, ``D_opt``, ``tokens_per_param`` (D_opt / N_opt) and ``loss_opt``
+    (the frontier loss L*(C)), each over the posterior draws.
+    """
+    flops = np.atleast_1d(np.asarray(flops, np.float64))
+    draws = result.draws()
+    log_n, log_d = optimum(result.law, draws, flops, k)
+    n, d = np.exp(log_n), np.exp(log_d)
+    loss = losses(result.law, draws, n, d, k)
+    rows = []
+    for j, c in enumerate(flops):
+        row = {"C": c}
+        for name, values in (
+            ("N_opt", n[:, j]),
+            ("D_opt", d[:, j]),
+            ("tokens_per_param", d[:, j] / n[:, j]),
+            ("loss_opt", loss[:, j]),
+        ):
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, ci)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def exponents(result: Result, *, ci: float = 0.9, k: float = FLOPS_PER_PARAM_TOKEN) -> pd.DataFrame:
+    """Posterior of the allocation exponents: N_opt ∝ C**a and D_opt ∝ C**b.
+
+    For the Chinchilla law ``a = beta / (alpha + beta)`` and ``b = alpha / (alpha + beta)``
+    exactly; for other laws, the slope of log N_opt between 1e18 and 1e26 FLOP.
+
+    Returns
+    -------
+    DataFrame indexed by ``a`` and ``b`` with columns ``median``, ``lo``, ``hi``.
+    """
+    draws = result.draws()
+    if result.law.name == "chinchilla":
+        a = draws["beta"] / (draws["alpha"] + draws["beta"])
+    else:
+        log_n, _ = optimum(result.law, draws, np.array([1e18, 1e26]), k)
+        a = (log_n[:, 1] - log_n[:, 0]) / np.log(1e8)
+    return pd.DataFrame([_interval(a, ci), _interval(1 - a, ci)], index=["a", "b"], columns=["median", "lo", "hi"])
+
+
+def decide(
+    result: Result, flops: float, *, k: float = FLOPS_PER_PARAM_TOKEN, ci: float = 0.9, grid: int = 801
+) -> pd.DataFrame:
+    """Allocations of one budget under uncertainty, with their expected regret.
+
+    Choices: ``bayes`` (minimizes the posterior expected loss), ``plug-in`` (optimal
+    for the posterior-median parameters), ``20 tokens/param`` (Chinchilla's rule of
+    thumb). The regret of a choice is, per draw, its loss minus the loss of that
+    draw's own optimum: never negative; reported as mean and ``ci`` interval.
+
+    Returns
+    -------
+    DataFrame indexed by choice: ``N``, ``D``, ``tokens_per_param``, ``expected_loss``,
+    ``regret_mean``, ``regret_lo``, ``regret_hi``.
+    """
+    law, draws = result.law, result.draws()
+    c = np.array([float(flops)])
+    log_n, log_d = optimum(law, draws, c, k)
+    best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)[:, 0]  # each draw at its own optimum
+    plug_n, _ = optimum(law, _median_params(draws), c, k)
+    rule_n = np.sqrt(c / (k * 20.0))
+    centre = np.median(log_n)
+    candidates = np.concatenate([np.exp(np.linspace(centre - 1.2, centre + 1.2, grid)), np.exp(plug_n[0]), rule_n])
+    expected = losses(law, draws, candidates, c[0] / (k * candidates), k).mean(axis=0)
+    choices = {
+        "bayes": candidates[np.argmin(expected)],
+        "plug-in": float(np.exp(plug_n[0, 0])),
+        "20 tokens/param": float(rule_n[0]),
+    }
+    rows = {}
+    for name, n in choices.items():
+        d = c[0] / (k * n)
+        loss = losses(law, draws, np.array([n]), np.array([d]), k)[:, 0]
+        regret = loss - best
+        lo, hi = np.quantile(regret, [(1 - ci) / 2, (1 + ci) / 2])
+        rows[name] = {
+            "N": n,
+            "D": d,
+            "tokens_per_param": d / n,
+            "expected_loss": loss.mean(),
+            "regret_mean": regret.mean(),
+            "regret_lo": lo,
+            "regret_hi": hi,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _cost_curve(
+    budget: float, price_n: float, price_d: float, price_c: float, k: float, grid: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Allocations that spend exactly ``budget``: N on a log grid, D from the binding constraint.
+
+    Loss falls in both N and D, so the cheapest-to-best allocation spends the whole budget:
+    ``price_n·N + price_d·D + price_c·k·N·D = budget``.
+    """
+    if not budget > 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    if min(price_n, price_d, price_c) < 0:
+        raise ValueError("prices must not be negative")
+    if not (price_n > 0 or price_c > 0) or not (price_d > 0 or price_c > 0):
+        raise ValueError("prices leave N or D free: give a positive price per FLOP, or per parameter and per token")
+    n = np.geomspace(1e3, 1e16, grid)
+    d = (budget - price_n * n) / (price_d + price_c * k * n)
+    keep = d >= 1.0
+    return n[keep], d[keep]
+
+
+def budget(
+    result: Result,
+    budget: float,
+    *,
+    price_n: float = 0.0,
+    price_d: float = 0.0,
+    price_c: float = 1.0,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    ci: float = 0.9,
+    grid: int = 2001,
+) -> pd.DataFrame:
+    """Allocations that minimize the loss subject to ``price_n·N + price_d·D + price_c·C <= budget``.
+
+    ``bayes`` minimizes the posterior expected loss over the allocations that spend
+    the budget; ``plug-in`` minimizes the loss of the posterior-median parameters over
+    the same allocations. With the default prices (1 per FLOP) the budget is a FLOP count.
+
+    Returns
+    -------
+    DataFrame indexed by choice: ``N``, ``D``, ``C``, ``cost``, ``expected_loss`` and
+    the median and ``ci`` interval of the loss (``loss``, ``loss_lo``, ``loss_hi``).
+    """
+    draws = result.draws()
+    n, d = _cost_curve(budget, price_n, price_d, price_c, k, grid)
+    if not n.size:
+        raise ValueError(f"a budget of {budget:g} buys no allocation with at least 1e3 parameters and 1 token")
+    loss = losses(result.law, draws, n, d, k)
+    plug = losses(result.law, _median_params(draws), n, d, k)[0]
+    rows = {}
+    for name, i in (("bayes", int(np.argmin(loss.mean(axis=0)))), ("plug-in", int(np.argmin(plug)))):
+        med, lo, hi = _interval(loss[:, i], ci)
+        c = k * n[i] * d[i]
+        rows[name] = {
+            "N": n[i],
+            "D": d[i],
+            "C": c,
+            "cost": price_n * n[i] + price_d * d[i] + price_c * c,
+            "expected_loss": loss[:, i].mean(),
+            "loss": med,
+            "loss_lo": lo,
+            "loss_hi": hi,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def cheapest(
+    result: Result,
+    target_loss: float,
+    *,
+    prob: float = 0.9,
+    price_n: float = 0.0,
+    price_d: float = 0.0,
+    price_c: float = 1.0,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    grid: int = 801,
+) -> pd.Series:
+    """The cheapest allocation whose loss is below ``target_loss`` with posterior probability ``prob``.
+
+    Bisects on the budget (in log space): a budget suffices when some allocation that
+    spends it reaches the target with probability at least ``prob``.
+
+    Returns
+    -------
+    Series with ``N``, ``D``, ``C``, ``cost`` and ``prob`` (the probability reached).
+    """
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie in (0, 1), got {prob}")
+    draws = result.draws()
+    if "E" in draws and np.mean(draws["E"] < target_loss) < prob:
+        raise ValueError(
+            f"target loss {target_loss} lies below the irreducible loss E with probability "
+            f"{np.mean(draws['E'] >= target_loss):.2f}: no budget reaches it with probability {prob}"
+        )
+
+    def best(b: float) -> tuple[float, float, float]:
+        n, d = _cost_curve(b, price_n, price_d, price_c, k, grid)
+        if not n.size:
+            return 0.0, np.nan, np.nan
+        reach = (losses(result.law, draws, n, d, k) <= target_loss).mean(axis=0)
+        i = int(np.argmax(reach))
+        return reach[i], n[i], d[i]
+
+    lo, hi = 0.0, 1.0
+    while best(10.0**hi)[0] < prob:
+        lo, hi = hi, hi + 4.0
+        if hi > 60:
+            raise ValueError(f"no budget below 1e60 reaches loss {target_loss} with probability {prob}")
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if best(10.0**mid)[0] >= prob:
+            hi = mid
+        else:
+            lo = mid
+    reach, n, d = best(10.0**hi)
+    c = k * n * d
+    return pd.Series({"N": n, "D": d, "C": c, "cost": price_n * n + price_d * d + price_c * c, "prob": reach})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -95,5 +96,83 @@ def plot_fit(
     ax.set_title(f"{result.law.formula or result.law.name}")
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(True, which="both", alpha=0.2)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+    """Compute-optimal N and D against compute, with bands, the fitted runs and the presets.
+
+    Parameters
+    ----------
+    table : from :func:`bayes_scaling.frontier` over a range of budgets.
+    """
+    from .presets import PRESETS
+
+    runs = result.data()
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for name, color in (("N_opt", "C0"), ("D_opt", "C1")):
+        ax.fill_between(table["C"], table[f"{name}_lo"], table[f"{name}_hi"], color=color, alpha=0.3, lw=0)
+        ax.plot(table["C"], table[name], color=color, label=f"{name} (median, credible band)")
+    ax.scatter(runs["C"], runs["N"], s=6, color="C0", alpha=0.4, label="runs: N")
+    ax.scatter(runs["C"], runs["D"], s=6, color="C1", alpha=0.4, label="runs: D")
+    for target in PRESETS.values():
+        if target.N is not None:
+            c = 6.0 * target.N * target.D
+            ax.scatter([c, c], [target.N, target.D], marker="*", s=80, color="C3", zorder=4)
+            ax.annotate(target.name, (c, target.N), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C (FLOP)")
+    ax.set_ylabel("parameters N, tokens D")
+    ax.set_title("compute-optimal allocation (stars: named models)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="major", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_isoflop(
+    data: pd.DataFrame, table: pd.DataFrame, labels: np.ndarray, *, path: str | Path | None = None
+) -> Figure:
+    """IsoFLOP curves: each budget's runs, fitted parabola in log N and its minimum.
+
+    Parameters
+    ----------
+    data : runs with columns ``N``, ``loss`` (a Dataset's ``frame``).
+    table : from :func:`bayes_scaling.isoflop`.
+    labels : group labels from :func:`bayes_scaling.isoflop.groups`, shape (n,).
+    """
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(table)))
+    for color, (_, row) in zip(colors, table.iterrows(), strict=True):
+        part = data[labels == row["label"]]
+        ax.scatter(part["N"], part["loss"], s=10, color=color)
+        u = np.linspace(np.log(part["N"].min()) - row["centre"], np.log(part["N"].max()) - row["centre"], 100)
+        ax.plot(
+            np.exp(u + row["centre"]),
+            np.exp(row["c0"] + row["c1"] * u + row["c2"] * u**2),
+            color=color,
+            label=f"C = {row['C']:.2g}",
+        )
+        ax.errorbar(
+            [row["N_opt"]],
+            [row["loss_opt"]],
+            xerr=[[row["N_opt"] - row["N_opt_lo"]], [row["N_opt_hi"] - row["N_opt"]]],
+            fmt="o",
+            color=color,
+            mec="k",
+            capsize=3,
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.set_xlabel("parameters N")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("IsoFLOP profiles: parabola in log N per budget, minimum with 90% interval")
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save(fig, path)

@@ -68,3 +68,34 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path, content, message
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "nope.csv")]) == 2
     assert capsys.readouterr().err.strip().endswith("nope.csv: no such file")
+
+
+def test_optimal_writes_the_allocation_table(tmp_path, capsys):
+    args = [
+        "optimal",
+        "--out",
+        str(tmp_path),
+        "--flops",
+        "1e24",
+        "--budget",
+        "1e24",
+        "--drop-highest",
+        "5",
+        "--chains",
+        str(FAST["chains"]),
+        "--warmup",
+        str(FAST["warmup"]),
+        "--draws",
+        str(FAST["draws"]),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "IsoFLOP (Approach 2): a = " in out and "parametric (Approach 3): a = " in out
+    table = pd.read_csv(tmp_path / "optimal.csv")
+    assert list(table["C"]) == [1e24]
+    for col in ("N_opt", "N_opt_lo", "N_opt_hi", "D_opt", "tokens_per_param", "loss_opt"):
+        assert col in table
+    budget = pd.read_csv(tmp_path / "budget.csv", index_col=0)
+    assert budget.loc["bayes", "C"] <= 1e24 * (1 + 1e-9)
+    for name in ("frontier.png", "isoflop.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
