@@ -10,10 +10,12 @@ Public API::
 """
 
 from . import datasets
+from .compare import compare, stacked
 from .data import Dataset, DataWarning, load_data
 from .diagnostics import ConvergenceWarning
 from .fit import fit
 from .forecast import forecast, predict
+from .forecast import targets as forecast_targets
 from .isoflop import groups as isoflop_groups
 from .isoflop import isoflop
 from .laws import Law, get_law, law_names, register
@@ -39,11 +41,13 @@ __all__ = [
     "budget",
     "cheapest",
     "chinchilla_optimum",
+    "compare",
     "datasets",
     "decide",
     "exponents",
     "fit",
     "forecast",
+    "forecast_targets",
     "frontier",
     "get_law",
     "isoflop",
@@ -59,5 +63,6 @@ __all__ = [
     "read_spec",
     "register",
     "simulate",
+    "stacked",
     "sweep",
 ]

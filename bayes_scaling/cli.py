@@ -20,12 +20,25 @@ def _common() -> argparse.ArgumentParser:
     """Arguments shared by every command that fits: data, law, priors, sampler."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("csv", nargs="?", help="CSV of runs (default: the embedded Chinchilla Figure-4 runs)")
-    p.add_argument("--law", default="chinchilla", help="law family (default: chinchilla)")
+    p.add_argument(
+        "--law",
+        action="append",
+        metavar="NAME",
+        help="law family: chinchilla, power-n, power-d, power-c, kaplan, broken, downstream, "
+        "downstream-offset (repeatable with `fit`: fits each and compares them; default: chinchilla)",
+    )
     p.add_argument("--priors", help="TOML prior file (a copy of one in models/)")
     p.add_argument("--n-col", default="params", help="column of parameter counts N (default: params)")
     p.add_argument("--d-col", default="tokens", help="column of training tokens D (default: tokens)")
     p.add_argument("--c-col", default="flops", help="column of training FLOP C; if absent C = 6·N·D (default: flops)")
-    p.add_argument("--loss-col", default="loss", help="column of final loss (default: loss)")
+    p.add_argument("--loss-col", default="loss", help="column of final loss, or of a metric (default: loss)")
+    p.add_argument("--metric", action="store_true", help="the loss column is a score in (0, 1]; fit -log(score)")
+    p.add_argument(
+        "--units",
+        default="",
+        metavar="K=V,...",
+        help="multipliers of input columns, e.g. C=1e21,N=1e9 (FLOP in units of 1e21, parameters in B)",
+    )
     p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss runs")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
     p.add_argument("--chains", type=int, default=4)
@@ -83,19 +96,43 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _fit_from_args(args: argparse.Namespace) -> tuple:
-    """Load the runs, fit the law and print the posterior table; return (data, result, table)."""
+def _units(text: str) -> dict[str, float]:
+    units = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in ("N", "D", "C"):
+            raise ValueError(f"--units: expected K=V with K one of N, D, C, got {item!r}")
+        units[key] = float(value)
+    return units
+
+
+def _load(args: argparse.Namespace, laws: list) -> object:
+    """The runs named on the command line (default: the embedded ones), checked for every law."""
     import bayes_scaling as bs
 
-    law = bs.get_law(args.law)
+    needs = tuple(sorted({x for law in laws for x in law.inputs}))
     if args.csv is None:
         data = bs.datasets.chinchilla()
     else:
         data = bs.load_data(
-            args.csv, n=args.n_col, d=args.d_col, c=args.c_col, loss=args.loss_col, min_rows=len(law.params) + 2
+            args.csv,
+            n=args.n_col,
+            d=args.d_col,
+            c=args.c_col,
+            loss=args.loss_col,
+            needs=needs,
+            metric=args.metric,
+            units=_units(args.units),
+            min_rows=max(len(law.params) for law in laws) + 2,
         )
-    data = data.drop_highest(args.drop_highest)
-    print(f"fitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
+    return data.drop_highest(args.drop_highest)
+
+
+def _fit_one(args: argparse.Namespace, data: object, law: object) -> tuple:
+    """Fit one law and print its posterior table; return (result, table)."""
+    import bayes_scaling as bs
+
+    print(f"\nfitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
     result = bs.fit(
         data,
         law,
@@ -112,9 +149,23 @@ def _fit_from_args(args: argparse.Namespace) -> tuple:
         if not source.endswith(("_low", "_high")):
             table[source] = [values.get(name) for name in table.index]
     with pd.option_context(*_DISPLAY):
-        print("\nposterior (90% equal-tailed intervals; reference fits beside)")
+        print("posterior (90% equal-tailed intervals; reference fits beside)")
         print(table.drop(columns=["mcse_mean", "mcse_sd"], errors="ignore").to_string())
-    return data, result, table
+    if law.data_exponent is not None:
+        d = result.intrinsic_dimension()
+        print(f"implied intrinsic dimension 4/{d['exponent']}: {d['median']:.3g} (90% {d['lo']:.3g}-{d['hi']:.3g})")
+    return result, table
+
+
+def _fit_from_args(args: argparse.Namespace) -> tuple:
+    """Load the runs, fit the (first) law and print its posterior table; return (data, result, table)."""
+    import bayes_scaling as bs
+
+    if args.law and len(args.law) > 1:
+        raise ValueError("`optimal` takes one --law")
+    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    data = _load(args, [law])
+    return (data, *_fit_one(args, data, law))
 
 
 def _health(result) -> int:
@@ -129,32 +180,69 @@ def _health(result) -> int:
     return 0
 
 
+def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
+    """Forecast targets as (N, D, C) rows, split compute-optimally by the first law that can."""
+    import bayes_scaling as bs
+
+    presets = args.preset or ["gpt3", "chinchilla", "gpt4"]
+    flops = args.target_flops
+    splitter = next((r for r in laws if {"N", "D"} <= set(r.law.inputs)), laws[0])
+    points = bs.forecast_targets(splitter, flops=flops, preset_names=None if flops else presets)
+    points["tokens_per_param"] = points["D"] / points["N"]
+    return points
+
+
 def _fit(args: argparse.Namespace) -> int:
     import bayes_scaling as bs
 
-    _, result, table = _fit_from_args(args)
-    with pd.option_context(*_DISPLAY):
-        if args.target_flops:
-            forecast = bs.forecast(result, flops=args.target_flops, seed=args.seed)
-        else:
-            forecast = bs.forecast(result, preset=args.preset or ["gpt3", "chinchilla", "gpt4"], seed=args.seed)
-        cols = ["target", "N", "D", "C", "loss_median", "loss_lo95", "loss_hi95", "run_lo95", "run_hi95"]
-        print("\nforecast: expected loss (loss_*) and a new run (run_*), 95% bands")
-        print(forecast[[c for c in cols if c in forecast]].to_string(index=False))
-
+    laws = [bs.get_law(name) for name in args.law or ["chinchilla"]]
+    data = _load(args, laws)
+    fits = [_fit_one(args, data, law) for law in laws]
+    results = [r for r, _ in fits]
+    points = _targets(args, results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    written = [
-        result.save(out / "posterior.nc"),
-        out / "summary.csv",
-        out / "forecast.csv",
-        out / f"fit.{args.format}",
-    ]
-    table.to_csv(written[1])
-    forecast.to_csv(written[2], index=False)
-    bs.plot_fit(result, forecast, path=written[3])
+    single = len(results) == 1
+    written, forecasts = [], []
+    for result, table in fits:
+        tag = "" if single else f"_{result.law.name}"
+        try:
+            forecast = bs.predict(result, points, seed=args.seed)
+        except ValueError as err:  # e.g. a law of N alone at a target given by compute alone
+            print(f"no forecast from {result.law.name}: {err}")
+            forecast = None
+        written.append(result.save(out / f"posterior{tag}.nc"))
+        table.to_csv(out / f"summary{tag}.csv")
+        written.append(out / f"summary{tag}.csv")
+        if forecast is not None:
+            forecast.insert(0, "law", result.law.name)
+            forecasts.append(forecast)
+            bs.plot_fit(result, forecast, path=out / f"fit{tag}.{args.format}")
+            written.append(out / f"fit{tag}.{args.format}")
+    if not single:
+        comparison = bs.compare(results)
+        with pd.option_context(*_DISPLAY):
+            print("\nPSIS-LOO comparison and stacking weights (pareto_k_high: runs with Pareto k > 0.7)")
+            print(comparison.drop(columns=["scale"]).to_string())
+        comparison.to_csv(out / "comparison.csv")
+        written.append(out / "comparison.csv")
+        try:
+            mix = bs.stacked(results, comparison["weight"], points, seed=args.seed)
+        except ValueError as err:
+            print(f"no stacked forecast: {err}")
+        else:
+            mix.insert(0, "law", "stacked")
+            forecasts.append(mix)
+    if forecasts:
+        forecast = pd.concat(forecasts, ignore_index=True)
+        cols = ["law", "target", "N", "D", "C", "loss_median", "loss_lo95", "loss_hi95", "run_lo95", "run_hi95"]
+        with pd.option_context(*_DISPLAY):
+            print("\nforecast: expected loss (loss_*) and a new run (run_*), 95% bands")
+            print(forecast[[c for c in cols if c in forecast]].to_string(index=False))
+        forecast.to_csv(out / "forecast.csv", index=False)
+        written.append(out / "forecast.csv")
     print("\nwrote " + ", ".join(str(p) for p in written))
-    return _health(result)
+    return max(_health(r) for r in results)
 
 
 def _optimal(args: argparse.Namespace) -> int:

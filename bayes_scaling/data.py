@@ -61,6 +61,33 @@ def _where(source: str, row: int) -> str:
     return f"row {row + 1} (line {row + 2})"
 
 
+def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = False) -> np.ndarray:
+    """One validated column as float64: numeric, finite and positive (a metric: in (0, 1])."""
+    raw = frame[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+    spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
+    bad = np.isnan(values) & raw.notna().to_numpy() & ~spelled.to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value is {values[row]} (NaN or inf)")
+    bad = values <= 0
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value {values[row]:g} is not positive")
+    if metric:
+        bad = values > 1
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{source}: column {column!r}, {_where(source, row)}: metric {values[row]:g} is not in (0, 1]"
+            )
+    return values
+
+
 def load_data(
     data: str | Path | pd.DataFrame,
     *,
@@ -68,6 +95,9 @@ def load_data(
     d: str = "tokens",
     c: str | None = "flops",
     loss: str = "loss",
+    needs: tuple[str, ...] = ("N", "D"),
+    metric: bool = False,
+    units: dict[str, float] | None = None,
     min_rows: int = 1,
     flops_per_param_token: float = 6.0,
 ) -> Dataset:
@@ -79,6 +109,13 @@ def load_data(
     n, d, c, loss : column names of parameters, training tokens, training FLOP and loss
         (or metric). If the ``c`` column is absent (or ``c`` is None), compute is
         ``flops_per_param_token * N * D``.
+    needs : the inputs the law reads (``law.inputs``); their columns must be present
+        and valid. Other input columns are read when present (unvalidated, NaN where
+        unreadable) and left NaN when absent.
+    metric : the ``loss`` column is a score in (0, 1] (a pass rate, an accuracy); the
+        loss fitted is ``-log(score)``.
+    units : multipliers of input columns, e.g. ``{"C": 1e21, "N": 1e9}`` when FLOP are
+        given in units of 1e21 and parameters in billions.
     min_rows : reject data with fewer rows (a fit needs its parameter count plus one).
     flops_per_param_token : k in C = k·N·D, used to fill and to check compute.
 
@@ -90,7 +127,8 @@ def load_data(
     ------
     ValueError
         Naming the source, column and first offending row, for a missing column,
-        a non-numeric value, NaN or inf, a zero or negative value, or too few rows.
+        a non-numeric value, NaN or inf, a zero or negative value (a metric above 1),
+        or too few rows.
     """
     if isinstance(data, pd.DataFrame):
         source, frame = "DataFrame", data
@@ -104,35 +142,34 @@ def load_data(
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             raise ValueError(f"{source}: not a readable CSV file ({err})") from None
 
-    wanted = {"N": n, "D": d, "loss": loss}
+    names = {"N": n, "D": d, "C": c}
     has_c = c is not None and c in frame.columns
-    if has_c:
-        wanted["C"] = c
-    for column in wanted.values():
+    required = {k for k in needs if k != "C"}
+    if "C" in needs and not has_c:
+        required |= {"N", "D"}  # compute comes from 6·N·D
+    elif "C" in needs:
+        required.add("C")
+    for column in [loss, *(names[k] for k in ("N", "D", "C") if k in required)]:
         if column not in frame.columns:
             found = ", ".join(map(str, frame.columns))
             raise ValueError(f"{source}: missing column {column!r} (columns found: {found})")
 
-    out = {}
-    for key, column in wanted.items():
-        raw = frame[column]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-        spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
-        bad = np.isnan(values) & raw.notna().to_numpy() & ~spelled.to_numpy()
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value is {values[row]} (NaN or inf)")
-        bad = values <= 0
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(
-                f"{source}: column {column!r}, {_where(source, row)}: value {values[row]:g} is not positive"
-            )
-        out[key] = values
+    scale = {"N": 1.0, "D": 1.0, "C": 1.0, **(units or {})}
+    out = {"loss": _column(frame, loss, source, metric=metric)}
+    for key in ("N", "D", "C"):
+        if key in required:
+            out[key] = _column(frame, names[key], source) * scale[key]
+        elif names[key] is not None and names[key] in frame.columns:
+            values = pd.to_numeric(frame[names[key]], errors="coerce").to_numpy(np.float64) * scale[key]
+            out[key] = np.where(values > 0, values, np.nan)
+        else:
+            out[key] = np.full(len(frame), np.nan)
+    if metric:
+        out["loss"] = -np.log(out["loss"])
+        zero = out["loss"] <= 0
+        if zero.any():
+            row = int(np.argmax(zero))
+            raise ValueError(f"{source}: column {loss!r}, {_where(source, row)}: metric 1 leaves no loss -log(score)")
     if not has_c:
         out["C"] = flops_per_param_token * out["N"] * out["D"]
 
@@ -150,7 +187,7 @@ def load_data(
         )
     if has_c:
         ratio = out["C"] / (flops_per_param_token * out["N"] * out["D"])
-        far = np.abs(np.log(ratio)) > np.log(1.25)
+        far = np.abs(np.log(ratio)) > np.log(1.25)  # NaN where N or D are unknown: no warning
         if far.any():
             row = int(np.argmax(far))
             warnings.warn(
@@ -160,5 +197,5 @@ def load_data(
                 DataWarning,
                 stacklevel=2,
             )
-    columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss}
+    columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss, "metric": metric}
     return Dataset(clean, source, columns)

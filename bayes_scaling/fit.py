@@ -31,8 +31,11 @@ def as_dataset(data: DataLike, law: Law) -> Dataset:
     if data is None:
         data = chinchilla()
     if not isinstance(data, Dataset):
-        data = load_data(data, min_rows=min_rows)
-    elif len(data) < min_rows:
+        data = load_data(data, needs=law.inputs, min_rows=min_rows)
+    missing = [k for k in law.inputs if not np.isfinite(data.frame[k]).all()]
+    if missing:
+        raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
+    if len(data) < min_rows:
         raise ValueError(f"{data.source}: {len(data)} rows, but the model needs at least {min_rows}")
     return data
 

@@ -64,6 +64,46 @@ def targets(
     return pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
 
 
+def draws_at(result: Result, points: pd.DataFrame, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior draws of the loss at given points.
+
+    Parameters
+    ----------
+    points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows.
+    seed : seeds the observation noise of a new run.
+
+    Returns
+    -------
+    (expected loss, loss of a new run), each of shape (s, t) for s posterior draws;
+    a new run adds the fitted Student-t noise on log loss.
+    """
+    law = result.law
+    missing = [k for k in law.inputs if k not in points.columns or not np.isfinite(points[k]).all()]
+    if missing:
+        raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
+    draws = result.draws()
+    x = {k: np.log(points[k].to_numpy(np.float64)) for k in law.inputs}
+    p = {k: jnp.asarray(v)[:, None] for k, v in draws.items()}
+    log_mean = np.asarray(law.mean(p, {k: jnp.asarray(v)[None, :] for k, v in x.items()}), np.float64)
+    noise = np.asarray(jax.random.t(jax.random.key(seed), result.spec.df, log_mean.shape), np.float64)
+    return np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise)
+
+
+def bands(points: pd.DataFrame, loss: np.ndarray, run: np.ndarray, levels: Sequence[float] = LEVELS) -> pd.DataFrame:
+    """``points`` with the median and central bands of draws of the loss (s, t) and of a new run (s, t)."""
+    for level in levels:
+        if not 0 < level < 1:
+            raise ValueError(f"credible levels must lie in (0, 1), got {level}")
+    out = points.copy()
+    for name, values in (("loss", loss), ("run", run)):
+        out[f"{name}_median"] = np.median(values, axis=0)
+        for level in levels:
+            lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
+            out[f"{name}_lo{_suffix(level)}"] = lo
+            out[f"{name}_hi{_suffix(level)}"] = hi
+    return out
+
+
 def predict(
     result: Result,
     points: pd.DataFrame,
@@ -85,27 +125,7 @@ def predict(
     (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``,
     ``run_hi{p}`` (a new observed run: law plus Student-t noise), per level p in %.
     """
-    for level in levels:
-        if not 0 < level < 1:
-            raise ValueError(f"credible levels must lie in (0, 1), got {level}")
-    law = result.law
-    missing = [k for k in law.inputs if k not in points.columns]
-    if missing:
-        raise ValueError(f"law {law.name!r} needs column(s) {', '.join(missing)} to forecast")
-    draws = result.draws()
-    x = {k: np.log(points[k].to_numpy(np.float64)) for k in law.inputs}
-    p = {k: jnp.asarray(v)[:, None] for k, v in draws.items()}
-    log_mean = np.asarray(law.mean(p, {k: jnp.asarray(v)[None, :] for k, v in x.items()}), np.float64)
-    noise = np.asarray(jax.random.t(jax.random.key(seed), result.spec.df, log_mean.shape), np.float64)
-    log_run = log_mean + draws["sigma"][:, None] * noise
-    out = points.copy()
-    for name, values in (("loss", np.exp(log_mean)), ("run", np.exp(log_run))):
-        out[f"{name}_median"] = np.median(values, axis=0)
-        for level in levels:
-            lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
-            out[f"{name}_lo{_suffix(level)}"] = lo
-            out[f"{name}_hi{_suffix(level)}"] = hi
-    return out
+    return bands(points, *draws_at(result, points, seed=seed), levels)
 
 
 def forecast(

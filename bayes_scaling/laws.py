@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.scipy.special import logsumexp
@@ -60,19 +61,25 @@ class Law:
     mean : ``mean(params, log_inputs) -> log expected loss``, a pure JAX function.
     params : names of the law's parameters, on their natural scales.
     inputs : which log inputs the law reads, from ``("N", "D", "C")``.
-    centred : ``(amplitude, exponent, input)`` triples. A term ``A * X**-alpha`` is
-        sampled as its value at the data's centre, ``log A - alpha * mean(log X)``,
-        which removes most of the correlation between ``log A`` and ``alpha``. The
-        posterior still reports ``A`` on its natural scale.
+    centred : ``(amplitude, k, input)`` triples, ``k`` a parameter name or a number.
+        A term ``A * X**-k`` is sampled as its value at the data's centre,
+        ``log A - k * mean(log X)``, which removes most of the correlation between
+        ``log A`` and ``k``; a scale such as a break point ``d`` in ``X / d`` is the
+        case ``k = 1``. The law must be unchanged when ``X`` is divided by ``X0`` and
+        each amplitude by ``X0**k``. The posterior reports every parameter on its
+        natural scale.
     formula : the law in words, for tables and reports.
+    data_exponent : the parameter that is the data-scaling exponent, if any (for the
+        implied intrinsic dimension d = 4 / exponent).
     """
 
     name: str
     mean: Callable[[Params, Inputs], Array]
     params: tuple[str, ...]
     inputs: tuple[str, ...]
-    centred: tuple[tuple[str, str, str], ...] = ()
+    centred: tuple[tuple[str, str | float, str], ...] = ()
     formula: str = ""
+    data_exponent: str | None = None
 
 
 _REGISTRY: dict[str, Law] = {}
@@ -108,5 +115,135 @@ register(
         inputs=("N", "D"),
         centred=(("A", "alpha", "N"), ("B", "beta", "D")),
         formula="L(N, D) = E + A / N^alpha + B / D^beta",
+        data_exponent="beta",
+    )
+)
+
+
+def power(x: str) -> Callable[[Params, Inputs], Array]:
+    """Single-variable power law with an irreducible term, ``L(X) = E + A * X**-alpha`` (Kaplan et al. 2020 style).
+
+    The returned function reads ``p`` with ``E``, ``A``, ``alpha`` and ``x[X]``
+    (log of N, D or C); it returns the log expected loss.
+    """
+
+    def mean(p: Params, xs: Inputs) -> Array:
+        return jnp.logaddexp(jnp.log(p["A"]) - p["alpha"] * xs[x], jnp.log(p["E"]))
+
+    mean.__name__ = f"power_{x.lower()}"
+    return mean
+
+
+for _x in ("N", "D", "C"):
+    register(
+        Law(
+            f"power-{_x.lower()}",
+            power(_x),
+            params=("E", "A", "alpha"),
+            inputs=(_x,),
+            centred=(("A", "alpha", _x),),
+            formula=f"L({_x}) = E + A / {_x}^alpha",
+            data_exponent="alpha" if _x == "D" else None,
+        )
+    )
+
+
+def kaplan(p: Params, x: Inputs) -> Array:
+    """Kaplan et al. (2020) joint law ``L(N, D) = [(N_c/N)**(alpha_N/alpha_D) + D_c/D]**alpha_D``.
+
+    Parameters
+    ----------
+    p : ``N_c``, ``D_c`` (parameters, tokens), ``alpha_N``, ``alpha_D``.
+    x : log ``N`` and log ``D``, shape (n,).
+
+    Returns
+    -------
+    Log expected loss, shape (n,). There is no irreducible term: L -> 0 as N, D grow.
+    """
+    return p["alpha_D"] * jnp.logaddexp(
+        p["alpha_N"] / p["alpha_D"] * (jnp.log(p["N_c"]) - x["N"]), jnp.log(p["D_c"]) - x["D"]
+    )
+
+
+register(
+    Law(
+        "kaplan",
+        kaplan,
+        params=("N_c", "D_c", "alpha_N", "alpha_D"),
+        inputs=("N", "D"),
+        centred=(("N_c", 1.0, "N"), ("D_c", 1.0, "D")),
+        formula="L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+        data_exponent="alpha_D",
+    )
+)
+
+
+def broken(x: str = "C", breaks: int = 1) -> Law:
+    """A smoothly broken power law (Caballero et al. 2022, "Broken Neural Scaling Laws").
+
+    ``L(X) = E + A * X**-alpha * prod_i (1 + (X / d_i)**(1 / f_i))**(-c_i * f_i)``:
+    below each break ``d_i`` the slope is ``alpha`` (plus earlier changes), above it
+    it steepens by ``c_i`` (or flattens, for ``c_i < 0``); ``f_i`` sets how sharp the
+    break is, in units of log X. Curves that bend, plateau or show a second regime.
+
+    Parameters
+    ----------
+    x : the input, ``"N"``, ``"D"`` or ``"C"``.
+    breaks : number of breaks.
+    """
+    names = [(f"c{i}", f"d{i}", f"f{i}") for i in range(1, breaks + 1)]
+
+    def mean(p: Params, xs: Inputs) -> Array:
+        log_term = jnp.log(p["A"]) - p["alpha"] * xs[x]
+        for c, d, f in names:
+            log_term = log_term - p[c] * p[f] * jax.nn.softplus((xs[x] - jnp.log(p[d])) / p[f])
+        return jnp.logaddexp(log_term, jnp.log(p["E"]))
+
+    suffix = "" if (x, breaks) == ("C", 1) else f"-{x.lower()}{breaks}"
+    return Law(
+        f"broken{suffix}",
+        mean,
+        params=("E", "A", "alpha", *(n for triple in names for n in triple)),
+        inputs=(x,),
+        centred=(("A", "alpha", x), *((d, 1.0, x) for _, d, _ in names)),
+        formula=f"L({x}) = E + A {x}^-alpha prod_i (1 + ({x}/d_i)^(1/f_i))^(-c_i f_i)",
+    )
+
+
+register(broken("C", 1))
+
+
+def downstream(p: Params, x: Inputs) -> Array:
+    """Downstream metric against compute, as OpenAI predicted GPT-4's HumanEval pass rate.
+
+    ``-E[log p] = alpha * C**-k``, fitted to ``-log(score)`` (see ``load_data(metric=True)``).
+    ``p`` holds ``alpha`` and ``k`` (and ``E``, an offset: the ``downstream-offset`` variant).
+
+    Returns
+    -------
+    Log of the expected ``-log(score)``, shape (n,).
+    """
+    log_term = jnp.log(p["alpha"]) - p["k"] * x["C"]
+    return jnp.logaddexp(log_term, jnp.log(p["E"])) if "E" in p else log_term
+
+
+register(
+    Law(
+        "downstream",
+        downstream,
+        params=("alpha", "k"),
+        inputs=("C",),
+        centred=(("alpha", "k", "C"),),
+        formula="-log(score) = alpha C^-k",
+    )
+)
+register(
+    Law(
+        "downstream-offset",
+        downstream,
+        params=("E", "alpha", "k"),
+        inputs=("C",),
+        centred=(("alpha", "k", "C"),),
+        formula="-log(score) = E + alpha C^-k",
     )
 )

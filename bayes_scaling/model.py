@@ -45,6 +45,7 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     """Arrays for :func:`build`'s model: centred log inputs, log loss and a mask.
 
     Logs and centring happen in float64; only differences of order 1 reach JAX.
+    Inputs that no entry of ``law.centred`` names are passed uncentred.
     Rows are padded up to a multiple of ``pad``: padding sits at the centre with
     the mean log loss and mask 0, so it adds nothing to the likelihood.
     """
@@ -55,7 +56,9 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     def padded(values: np.ndarray, fill: float) -> np.ndarray:
         return np.concatenate([values, np.full(size - n, fill)]).astype(np.float32)
 
-    centre = {k: float(np.mean(logs[k])) for k in law.inputs}
+    # Only inputs whose scale parameters are all named in ``law.centred`` may be centred.
+    centred = {x for _, _, x in law.centred}
+    centre = {k: float(np.mean(logs[k])) if k in centred else 0.0 for k in law.inputs}
     return {
         "x": {k: padded(logs[k] - centre[k], 0.0) for k in law.inputs},
         "centre": {k: np.float32(v) for k, v in centre.items()},
@@ -82,7 +85,8 @@ def build(law: Law, spec: Spec) -> Model:
         at_centre = dict(p)
         for amp, (exponent, x) in amplitudes.items():
             log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), ()))
-            log_amp = log_c + p[exponent] * data["centre"][x]
+            k = p[exponent] if isinstance(exponent, str) else exponent
+            log_amp = log_c + k * data["centre"][x]
             numpyro.factor(f"{amp}_prior", spec.priors[amp].build().log_prob(jnp.exp(log_amp)) + log_amp)
             numpyro.deterministic(amp, jnp.exp(log_amp))
             at_centre[amp] = jnp.exp(log_c)

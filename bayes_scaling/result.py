@@ -59,6 +59,27 @@ class Result:
         table.insert(4, f"q{hi:.3g}", [float(post[k].quantile(hi)) for k in self.params])
         return table.drop(columns=[c for c in table.columns if c.startswith("hdi_")])
 
+    def intrinsic_dimension(self, ci: float = 0.9) -> pd.Series:
+        """Posterior of the implied intrinsic dimension of the data manifold, ``d = 4 / exponent``.
+
+        Sharma and Kaplan (2020) and Bahri et al. (2024) argue that for a loss of L2 type
+        or cross-entropy, a model that resolves a data manifold of dimension d has a
+        data-scaling exponent of about 4/d. Caveat: the relation is a heuristic from
+        piecewise-linear approximation theory; it assumes the loss is in that regime,
+        the exponent is that of data (not parameter) scaling, and says nothing about
+        tokenization or architecture. Read the number as an order of magnitude.
+
+        Returns
+        -------
+        Series with ``exponent`` (its name), ``median``, ``lo`` and ``hi`` (central ``ci`` interval).
+        """
+        name = self.law.data_exponent
+        if name is None:
+            raise ValueError(f"law {self.law.name!r} has no data-scaling exponent")
+        d = 4.0 / self.idata.posterior[name].to_numpy().reshape(-1)
+        lo, med, hi = np.quantile(d, [(1 - ci) / 2, 0.5, (1 + ci) / 2])
+        return pd.Series({"exponent": name, "median": med, "lo": lo, "hi": hi})
+
     def data(self) -> pd.DataFrame:
         """The fitted runs: columns ``N``, ``D``, ``C``, ``loss``."""
         const = self.idata.constant_data

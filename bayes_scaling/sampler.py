@@ -97,7 +97,8 @@ def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
     """A starting point in unconstrained space: prior medians, and terms that explain the data.
 
     The irreducible term ``E`` (if the law has one) starts below the smallest loss;
-    each centred term starts at an equal share of the remaining loss at the centre;
+    each centred power-law term starts at an equal share of the remaining loss at
+    the centre, each centred scale at its prior median;
     ``sigma`` starts at the spread of the log losses, so that no run is an outlier
     of the Student-t before the mode search has moved.
     """
@@ -117,11 +118,15 @@ def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
         if name == "sigma":
             value = jnp.maximum(value, y_std)
         z[name] = biject_to(prior.support).inv(value)
-    if centred:
-        floor = biject_to(spec.priors["E"].build().support)(z["E"]) if "E" in z else 0.0
-        reducible = jnp.maximum(jnp.exp(y_mean) - floor, 1e-3)
-        for amp in centred:
-            z[f"log_{amp}_c"] = jnp.log(reducible / len(centred))
+    terms = [amp for amp, k, _ in law.centred if isinstance(k, str)]
+    floor = biject_to(spec.priors["E"].build().support)(z["E"]) if "E" in z else 0.0
+    reducible = jnp.maximum(jnp.exp(y_mean) - floor, 1e-3)
+    for amp, k, x in law.centred:
+        if isinstance(k, str):  # a power-law term: an equal share of the reducible loss at the centre
+            z[f"log_{amp}_c"] = jnp.log(reducible / len(terms))
+        else:  # a scale (a break point, Kaplan's N_c): its prior median, centred
+            median = jnp.median(spec.priors[amp].build().sample(key, (255,)))
+            z[f"log_{amp}_c"] = jnp.log(median) - k * data["centre"][x]
     return z
 
 

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import FAST
@@ -99,3 +100,74 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
     assert budget.loc["bayes", "C"] <= 1e24 * (1 + 1e-9)
     for name in ("frontier.png", "isoflop.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_laws_are_fitted_compared_and_stacked(tmp_path, capsys):
+    args = [
+        "fit",
+        "--law",
+        "chinchilla",
+        "--law",
+        "kaplan",
+        "--out",
+        str(tmp_path),
+        "--drop-highest",
+        "5",
+        "--preset",
+        "gpt4",
+        "--target-accept",
+        "0.95",
+        "--chains",
+        str(FAST["chains"]),
+        "--warmup",
+        str(FAST["warmup"]),
+        "--draws",
+        str(FAST["draws"]),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "PSIS-LOO comparison and stacking weights" in out
+    assert "implied intrinsic dimension 4/beta" in out and "implied intrinsic dimension 4/alpha_D" in out
+    comparison = pd.read_csv(tmp_path / "comparison.csv", index_col="law")
+    assert set(comparison.index) == {"chinchilla", "kaplan"}
+    assert comparison["weight"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert "pareto_k_high" in comparison
+    forecast = pd.read_csv(tmp_path / "forecast.csv")
+    assert list(forecast["law"]) == ["chinchilla", "kaplan", "stacked"]
+    for name in ("posterior_chinchilla.nc", "posterior_kaplan.nc", "fit_chinchilla.png", "fit_kaplan.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
+    truth = {"alpha": 2e3, "k": 0.15}
+    runs = bs.simulate(truth, bs.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4), law="downstream", sigma=0.1, seed=5)
+    frame = pd.DataFrame({"FLOPs (1E21)": runs["flops"] / 1e21, "HumanEval": np.exp(-runs["loss"])})
+    path = tmp_path / "scores.csv"
+    frame.to_csv(path, index=False)
+    args = [
+        "fit",
+        str(path),
+        "--law",
+        "downstream",
+        "--c-col",
+        "FLOPs (1E21)",
+        "--loss-col",
+        "HumanEval",
+        "--metric",
+        "--units",
+        "C=1e21",
+        "--target-flops",
+        "2.1e25",
+        "--out",
+        str(tmp_path),
+        "--chains",
+        str(FAST["chains"]),
+        "--warmup",
+        str(FAST["warmup"]),
+        "--draws",
+        str(FAST["draws"]),
+    ]
+    assert main(args) == 0
+    forecast = pd.read_csv(tmp_path / "forecast.csv").iloc[0]
+    true = 2e3 * 2.1e25**-0.15  # expected -log(pass rate) at GPT-4 scale
+    assert forecast["loss_lo95"] <= true <= forecast["loss_hi95"]
