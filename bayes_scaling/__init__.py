@@ -13,6 +13,7 @@ from . import datasets
 from .compare import compare, stacked
 from .data import Dataset, DataWarning, load_data
 from .diagnostics import ConvergenceWarning
+from .extrapolation import Backtest, backtest
 from .fit import fit
 from .forecast import forecast, predict
 from .forecast import targets as forecast_targets
@@ -20,7 +21,7 @@ from .isoflop import groups as isoflop_groups
 from .isoflop import isoflop
 from .laws import Law, get_law, law_names, register
 from .optimal import budget, cheapest, chinchilla_optimum, decide, exponents, frontier, optimum
-from .plots import plot_fit, plot_frontier, plot_isoflop
+from .plots import plot_backtest, plot_fit, plot_frontier, plot_isoflop
 from .presets import PRESETS, Target
 from .priors import Prior, Spec, read_spec
 from .result import Result, load
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS",
+    "Backtest",
     "ConvergenceWarning",
     "DataWarning",
     "Dataset",
@@ -38,6 +40,7 @@ __all__ = [
     "Result",
     "Spec",
     "Target",
+    "backtest",
     "budget",
     "cheapest",
     "chinchilla_optimum",
@@ -56,6 +59,7 @@ __all__ = [
     "load",
     "load_data",
     "optimum",
+    "plot_backtest",
     "plot_fit",
     "plot_frontier",
     "plot_isoflop",

@@ -44,7 +44,7 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--target-accept", type=float, default=0.8)
+    p.add_argument("--target-accept", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default: png)")
     return p
@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: all)",
     )
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="skip the internal backtests: forecasts carry the law's parameter uncertainty only",
+    )
     p = sub.add_parser("optimal", parents=[common], help="compute-optimal allocation with credible intervals")
     p.add_argument(
         "--flops",
@@ -83,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--price-n", type=float, default=0.0, help="price per parameter (default 0)")
     p.add_argument("--price-d", type=float, default=0.0, help="price per training token (default 0)")
     p.add_argument("--price-c", type=float, default=1.0, help="price per FLOP (default 1)")
+    p = sub.add_parser("backtest", parents=[common], help="fit below compute cutoffs, forecast above, score")
+    p.add_argument(
+        "--cutoffs", default="1e20,3e20,1e21", help="comma-separated compute cutoffs (default: 1e20,3e20,1e21)"
+    )
     return parser
 
 
@@ -128,7 +137,7 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     return data.drop_highest(args.drop_highest)
 
 
-def _fit_one(args: argparse.Namespace, data: object, law: object) -> tuple:
+def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: bool = True) -> tuple:
     """Fit one law and print its posterior table; return (result, table)."""
     import bayes_scaling as bs
 
@@ -143,6 +152,7 @@ def _fit_one(args: argparse.Namespace, data: object, law: object) -> tuple:
         target_accept=args.target_accept,
         seed=args.seed,
         progress=sys.stderr.isatty(),
+        calibrate=calibrate,
     )
     table = result.summary()
     for source, values in result.spec.references.items():
@@ -165,7 +175,7 @@ def _fit_from_args(args: argparse.Namespace) -> tuple:
         raise ValueError("`optimal` takes one --law")
     law = bs.get_law(args.law[0] if args.law else "chinchilla")
     data = _load(args, [law])
-    return (data, *_fit_one(args, data, law))
+    return (data, *_fit_one(args, data, law, calibrate=False))  # allocations need no extrapolation error
 
 
 def _health(result) -> int:
@@ -197,7 +207,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     laws = [bs.get_law(name) for name in args.law or ["chinchilla"]]
     data = _load(args, laws)
-    fits = [_fit_one(args, data, law) for law in laws]
+    fits = [_fit_one(args, data, law, calibrate=not args.plain) for law in laws]
     results = [r for r, _ in fits]
     points = _targets(args, results)
     out = Path(args.out)
@@ -293,6 +303,45 @@ def _optimal(args: argparse.Namespace) -> int:
     return _health(result)
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    import bayes_scaling as bs
+
+    if args.law and len(args.law) > 1:
+        raise ValueError("`backtest` takes one --law")
+    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    data = _load(args, [law])
+    try:
+        cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
+    except ValueError:
+        raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
+    print(
+        f"backtesting the {law.name} law on {len(data)} runs from {data.source} at cutoffs "
+        + ", ".join(f"{c:g}" for c in cutoffs)
+    )
+    result = bs.backtest(
+        data,
+        law,
+        cutoffs,
+        priors=args.priors,
+        chains=args.chains,
+        warmup=args.warmup,
+        draws=args.draws,
+        target_accept=args.target_accept,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with pd.option_context(*_DISPLAY):
+        print("\nheld-out runs inside the bands of a new run, median |relative error|, mean 90% interval score")
+        print(result.table.to_string(index=False))
+    written = [out / "backtest.csv", out / "backtest_runs.csv", out / f"backtest.{args.format}"]
+    result.table.to_csv(written[0], index=False)
+    result.runs.to_csv(written[1], index=False)
+    bs.plot_backtest(result.runs, path=written[2])
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-scaling``; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -303,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fit(args)
         if args.command == "optimal":
             return _optimal(args)
+        if args.command == "backtest":
+            return _backtest(args)
     except (ValueError, OSError) as err:
         print(f"bayes-scaling: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

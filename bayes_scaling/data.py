@@ -110,8 +110,9 @@ def load_data(
         (or metric). If the ``c`` column is absent (or ``c`` is None), compute is
         ``flops_per_param_token * N * D``.
     needs : the inputs the law reads (``law.inputs``); their columns must be present
-        and valid. Other input columns are read when present (unvalidated, NaN where
-        unreadable) and left NaN when absent.
+        and valid, and so must the compute column whenever it is present. Other input
+        columns are read when present (unvalidated, NaN where unreadable) and left NaN
+        when absent.
     metric : the ``loss`` column is a score in (0, 1] (a pass rate, an accuracy); the
         loss fitted is ``-log(score)``.
     units : multipliers of input columns, e.g. ``{"C": 1e21, "N": 1e9}`` when FLOP are
@@ -147,8 +148,8 @@ def load_data(
     required = {k for k in needs if k != "C"}
     if "C" in needs and not has_c:
         required |= {"N", "D"}  # compute comes from 6·N·D
-    elif "C" in needs:
-        required.add("C")
+    elif has_c:
+        required.add("C")  # a compute column, when given, is always checked: it sets the extrapolation axis
     for column in [loss, *(names[k] for k in ("N", "D", "C") if k in required)]:
         if column not in frame.columns:
             found = ", ".join(map(str, frame.columns))

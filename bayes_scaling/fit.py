@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import diagnostics
+from . import diagnostics, extrapolation
 from .data import Dataset, load_data
 from .datasets import chinchilla
 from .laws import Law, get_law
@@ -57,12 +57,13 @@ def fit(
     chains: int = 4,
     warmup: int = 500,
     draws: int = 1000,
-    target_accept: float = 0.8,
+    target_accept: float = 0.9,
     dense: bool = True,
     max_tree_depth: int = 10,
     seed: int = 0,
     progress: bool = False,
     prior_draws: int = 1000,
+    calibrate: bool = True,
 ) -> Result:
     """Fit ``law`` to training runs with NUTS and return the posterior.
 
@@ -81,6 +82,10 @@ def fit(
     seed : the same seed gives identical draws on the same machine.
     progress : print a progress bar on stderr while sampling.
     prior_draws : draws from the prior kept in the ``prior`` group.
+    calibrate : also learn the extrapolation-error scale ``kappa`` from internal
+        backtests (two refits on the lower 50% and 70% of the runs by compute; see
+        :mod:`bayes_scaling.extrapolation`), so that forecasts beyond the data default to
+        the calibrated mode. False skips the refits (forecasts are then plain).
 
     Returns
     -------
@@ -99,7 +104,20 @@ def fit(
     idata = _inference_data(out, dataset, law, spec, jax.random.fold_in(key, 1), prior_draws)
     found = diagnostics.problems(idata, [*law.params, "sigma"], max_tree_depth)
     diagnostics.warn(found, f"fit of {law.name} to {dataset.source}")
-    return Result(idata, law, spec, tuple(found))
+    result = Result(idata, law, spec, tuple(found))
+    if calibrate:
+        refit = {
+            "chains": chains,
+            "warmup": warmup,
+            "draws": draws,
+            "target_accept": target_accept,
+            "dense": dense,
+            "max_tree_depth": max_tree_depth,
+            "seed": seed,
+        }
+        table = extrapolation.internal_backtests(result, dataset, refit)
+        result = extrapolation.attach(result, extrapolation.fit_kappa(table, spec.df, chains, draws, seed), table)
+    return result
 
 
 def _inference_data(

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from . import extrapolation
 from .optimal import FLOPS_PER_PARAM_TOKEN, optimum
 from .presets import Target, preset
 from .result import Result
@@ -64,13 +65,18 @@ def targets(
     return pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
 
 
-def draws_at(result: Result, points: pd.DataFrame, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def draws_at(
+    result: Result, points: pd.DataFrame, *, seed: int = 0, mode: str = "calibrated"
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of the loss at given points.
 
     Parameters
     ----------
     points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows.
     seed : seeds the observation noise of a new run.
+    mode : ``"calibrated"`` adds the learned extrapolation error (``kappa`` per decade
+        beyond the data; nothing inside it) when the fit has one; ``"plain"`` gives
+        the parameter uncertainty of the law alone.
 
     Returns
     -------
@@ -85,7 +91,13 @@ def draws_at(result: Result, points: pd.DataFrame, *, seed: int = 0) -> tuple[np
     x = {k: np.log(points[k].to_numpy(np.float64)) for k in law.inputs}
     p = {k: jnp.asarray(v)[:, None] for k, v in draws.items()}
     log_mean = np.asarray(law.mean(p, {k: jnp.asarray(v)[None, :] for k, v in x.items()}), np.float64)
-    noise = np.asarray(jax.random.t(jax.random.key(seed), result.spec.df, log_mean.shape), np.float64)
+    if mode not in ("plain", "calibrated"):
+        raise ValueError(f"mode must be 'plain' or 'calibrated', got {mode!r}")
+    k_noise, k_law = jax.random.split(jax.random.key(seed))
+    noise = np.asarray(jax.random.t(k_noise, result.spec.df, log_mean.shape), np.float64)
+    if mode == "calibrated" and extrapolation.calibrated(result):
+        error = np.asarray(jax.random.normal(k_law, log_mean.shape), np.float64)
+        log_mean = log_mean + extrapolation.error_scale(result, points) * error
     return np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise)
 
 
@@ -110,6 +122,7 @@ def predict(
     *,
     levels: Sequence[float] = LEVELS,
     seed: int = 0,
+    mode: str = "calibrated",
 ) -> pd.DataFrame:
     """Posterior median and central credible bands of the loss at given points.
 
@@ -118,14 +131,16 @@ def predict(
     points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, shape (t, ...).
     levels : central credible levels in (0, 1), e.g. (0.5, 0.8, 0.95).
     seed : seeds the observation noise of the ``run_*`` columns.
+    mode : ``"calibrated"`` (default; used when the fit learned ``kappa``) or ``"plain"``.
 
     Returns
     -------
-    ``points`` with added columns ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
+    ``points`` with added columns ``mode`` (the mode used) and ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
     (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``,
     ``run_hi{p}`` (a new observed run: law plus Student-t noise), per level p in %.
     """
-    return bands(points, *draws_at(result, points, seed=seed), levels)
+    used = "calibrated" if mode == "calibrated" and extrapolation.calibrated(result) else "plain"
+    return bands(points.assign(mode=used), *draws_at(result, points, seed=seed, mode=mode), levels)
 
 
 def forecast(
@@ -138,6 +153,7 @@ def forecast(
     levels: Sequence[float] = LEVELS,
     k: float = FLOPS_PER_PARAM_TOKEN,
     seed: int = 0,
+    mode: str = "calibrated",
 ) -> pd.DataFrame:
     """Forecast the loss at (N, D) points, compute budgets or named presets.
 
@@ -154,4 +170,4 @@ def forecast(
     """
     points = targets(result, N=N, D=D, flops=flops, preset_names=preset, k=k)
     points["tokens_per_param"] = points["D"] / points["N"]
-    return predict(result, points, levels=levels, seed=seed)
+    return predict(result, points, levels=levels, seed=seed, mode=mode)

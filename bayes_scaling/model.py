@@ -36,8 +36,8 @@ from .priors import Spec
 Model = Callable[[Mapping], None]
 
 
-#: Rows are padded (and masked) up to a multiple of this, so that data sets of
-#: similar size share one compiled sampler.
+#: Rows are padded (and masked) up to the next power of two, at least this, so that
+#: data sets of similar size (refits on subsets among them) share one compiled sampler.
 PAD = 64
 
 
@@ -46,12 +46,12 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
 
     Logs and centring happen in float64; only differences of order 1 reach JAX.
     Inputs that no entry of ``law.centred`` names are passed uncentred.
-    Rows are padded up to a multiple of ``pad``: padding sits at the centre with
+    Rows are padded up to a power of two, at least ``pad``: padding sits at the centre with
     the mean log loss and mask 0, so it adds nothing to the likelihood.
     """
     logs = dataset.logs()
     n = len(dataset)
-    size = -(-n // pad) * pad
+    size = max(pad, 1 << (n - 1).bit_length())
 
     def padded(values: np.ndarray, fill: float) -> np.ndarray:
         return np.concatenate([values, np.full(size - n, fill)]).astype(np.float32)

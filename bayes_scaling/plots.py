@@ -176,3 +176,42 @@ def plot_isoflop(
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return save(fig, path)
+
+
+def plot_backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+    """Forecast against realized loss for held-out runs, one panel per mode, one colour per cutoff.
+
+    Parameters
+    ----------
+    runs : the ``runs`` table of :func:`bayes_scaling.backtest` (``loss``, ``run_median``,
+        ``run_lo90``, ``run_hi90``, ``cutoff``, ``mode``).
+    """
+    modes = list(dict.fromkeys(runs["mode"]))
+    fig = Figure(figsize=(5 * len(modes), 4.5))
+    axes = np.atleast_1d(fig.subplots(1, len(modes), sharex=True, sharey=True))
+    lims = [runs[["loss", "run_lo90"]].min().min() * 0.99, runs[["loss", "run_hi90"]].max().max() * 1.01]
+    for ax, mode in zip(axes, modes, strict=True):
+        part = runs[runs["mode"] == mode]
+        for color, cutoff in zip(("C0", "C1", "C2", "C3", "C4"), dict.fromkeys(part["cutoff"]), strict=False):
+            sel = part[part["cutoff"] == cutoff]
+            inside = np.mean((sel["run_lo90"] <= sel["loss"]) & (sel["loss"] <= sel["run_hi90"]))
+            ax.errorbar(
+                sel["loss"],
+                sel["run_median"],
+                yerr=[sel["run_median"] - sel["run_lo90"], sel["run_hi90"] - sel["run_median"]],
+                fmt="o",
+                ms=3,
+                color=color,
+                alpha=0.6,
+                lw=0.8,
+                label=f"cutoff {cutoff:.2g}: {100 * inside:.0f}% inside 90% band",
+            )
+        ax.plot(lims, lims, color="k", lw=0.8)
+        ax.set_xlim(lims)
+        ax.set_ylim(lims)
+        ax.set_xlabel("realized loss")
+        ax.set_title(f"{mode} forecasts of held-out runs")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("forecast (median, 90% band of a new run)")
+    fig.tight_layout()
+    return save(fig, path)

@@ -53,7 +53,7 @@ class Settings:
     chains: int = 4
     warmup: int = 500
     draws: int = 1000
-    target_accept: float = 0.8
+    target_accept: float = 0.9
     dense: bool = True
     max_tree_depth: int = 10
     laplace_init: bool = True

@@ -7,7 +7,8 @@ import pytest
 import bayes_scaling as bs
 
 # Short chains keep the suite fast; 4 x 500 draws still give bulk ESS well above 400 here.
-FAST = {"chains": 4, "warmup": 300, "draws": 500}
+# calibrate=False skips the internal backtests (two refits) except where a test is about them.
+FAST = {"chains": 4, "warmup": 300, "draws": 500, "calibrate": False}
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch)
     monkeypatch.setenv("BAYES_SCALING_CACHE", str(tmp_path / "cache"))
     args = [
         "fit",
+        "--plain",
         "--out",
         str(tmp_path),
         "--preset",
@@ -105,6 +106,7 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
 def test_several_laws_are_fitted_compared_and_stacked(tmp_path, capsys):
     args = [
         "fit",
+        "--plain",
         "--law",
         "chinchilla",
         "--law",
@@ -147,6 +149,7 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
     args = [
         "fit",
         str(path),
+        "--plain",
         "--law",
         "downstream",
         "--c-col",

@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import bayes_scaling as bs
+from bayes_scaling.cli import main
+from bayes_scaling.extrapolation import distance, interval_score
+
+TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+WIDE = bs.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # 64 runs over 10 decades of compute
+
+
+@pytest.fixture(scope="module")
+def calibrated_fit() -> bs.Result:
+    """Data simulated exactly from a Chinchilla law (Student-t noise, as the model assumes)."""
+    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7)
+    return bs.fit(runs, seed=0, **{**FAST, "calibrate": True, "draws": 1000, "target_accept": 0.95})
+
+
+def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_path):
+    group = calibrated_fit.idata["extrapolation"]
+    assert group["kappa"].shape == (4, 1000) and (group["kappa"] >= 0).all()
+    assert ((group["power"] >= 0.5) & (group["power"] <= 2.0)).all()
+    assert set(np.unique(group["internal_split"])) == {0.5, 0.7}
+    assert (group["internal_distance"] >= 0).all()
+    back = bs.load(calibrated_fit.save(tmp_path / "fit.nc"))
+    np.testing.assert_array_equal(back.idata["extrapolation"]["kappa"], group["kappa"])
+
+
+def test_calibrated_mode_does_not_widen_bands_inside_the_data(calibrated_fit):
+    inside = calibrated_fit.data().iloc[::7][["N", "D", "C"]].reset_index(drop=True)
+    assert (distance(calibrated_fit, inside) == 0).all()
+    plain = bs.predict(calibrated_fit, inside, mode="plain")
+    calibrated = bs.predict(calibrated_fit, inside, mode="calibrated")
+    assert (calibrated["mode"] == "calibrated").all() and (plain["mode"] == "plain").all()
+    cols = [c for c in plain.columns if c.startswith(("loss_", "run_"))]
+    np.testing.assert_array_equal(calibrated[cols].to_numpy(), plain[cols].to_numpy())
+
+
+def test_calibrated_bands_stay_sharp_when_the_law_is_right(calibrated_fit):
+    runs = calibrated_fit.data()
+    big = runs.loc[runs["C"].idxmax()]
+    beyond = pd.DataFrame({"N": [big["N"] * 10**0.5], "D": [big["D"] * 10**0.5]})
+    beyond["C"] = 6 * beyond["N"] * beyond["D"]
+    assert distance(calibrated_fit, beyond)[0] == pytest.approx(1.0, abs=0.01)  # one decade beyond
+    plain = bs.predict(calibrated_fit, beyond, mode="plain").iloc[0]
+    calibrated = bs.predict(calibrated_fit, beyond, mode="calibrated").iloc[0]
+    for level in ("50", "80", "95"):
+        width_plain = plain[f"run_hi{level}"] - plain[f"run_lo{level}"]
+        width_calibrated = calibrated[f"run_hi{level}"] - calibrated[f"run_lo{level}"]
+        assert width_calibrated <= 1.25 * width_plain, level
+
+
+def test_interval_score_rewards_narrow_bands_and_punishes_misses():
+    y = np.array([1.0, 1.0, 1.0])
+    lo, hi = np.array([0.9, 0.99, 1.05]), np.array([1.1, 1.01, 1.2])
+    # Width alone when covered; width plus 2/alpha times the miss otherwise (alpha = 0.1).
+    np.testing.assert_allclose(interval_score(y, lo, hi, 0.9), [0.2, 0.02, 0.15 + 20 * 0.05])
+
+
+def test_backtest_on_a_correct_law_covers_and_scores_both_modes():
+    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=8)
+    result = bs.backtest(
+        runs, "chinchilla", cutoffs=[1e18], seed=0, chains=4, warmup=300, draws=1000, target_accept=0.95
+    )
+    table = result.table.set_index("mode")
+    assert list(table.index) == ["plain", "calibrated"]
+    assert table.loc["plain", "n_train"] + table.loc["plain", "n_test"] == 64
+    for mode in ("plain", "calibrated"):
+        assert 0.75 <= table.loc[mode, "coverage_90"] <= 1.0
+        assert table.loc[mode, "coverage_50"] <= table.loc[mode, "coverage_80"] <= table.loc[mode, "coverage_90"]
+        # The noise alone has a median |error| of 0.74% (Student-t, 4 df, scale 1%); forecasts add a little.
+        assert table.loc[mode, "median_abs_rel_error"] < 0.015
+    assert table.loc["plain", "distance_decades"] == pytest.approx(np.log10(runs["flops"].max() / 1e18))
+    assert len(result.runs) == 2 * table.loc["plain", "n_test"]
+
+
+def test_backtest_cli_writes_table_runs_and_plot(tmp_path, capsys):
+    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=8)
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path, index=False)
+    args = [
+        "backtest",
+        str(path),
+        "--cutoffs",
+        "1e18",
+        "--out",
+        str(tmp_path),
+        "--chains",
+        "4",
+        "--warmup",
+        "300",
+        "--draws",
+        "1000",
+        "--target-accept",
+        "0.95",
+    ]
+    assert main(args) == 0
+    assert "coverage_90" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "backtest.csv")
+    assert list(table["mode"]) == ["plain", "calibrated"] and list(table["cutoff"]) == [1e18, 1e18]
+    assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(tmp_path / "backtest_runs.csv")) == 2 * table["n_test"].iloc[0]
+    assert main(["backtest", str(path), "--cutoffs", "1e30", "--out", str(tmp_path)]) == 2
