@@ -47,12 +47,14 @@ def plot_fit(
     matplotlib Figure: loss against training compute, both axes logarithmic.
     """
     runs = result.data()
-    c_max = runs["C"].max() if forecast is None else max(runs["C"].max(), forecast["C"].max())
-    grid = np.geomspace(runs["C"].min(), c_max * 1.5, 60)
-    if {"N", "D"} <= set(result.law.inputs):
+    inputs = set(result.law.inputs)
+    x = "C" if {"N", "D"} <= inputs or "C" in inputs else result.law.inputs[0]  # a law of N alone: plot against N
+    x_max = runs[x].max() if forecast is None else max(runs[x].max(), forecast[x].max())
+    grid = np.geomspace(runs[x].min(), x_max * 1.5, 60)
+    if {"N", "D"} <= inputs:
         points = targets(result, flops=grid)
     else:
-        points = pd.DataFrame({"C": grid, "N": np.nan, "D": np.nan})
+        points = pd.DataFrame({"N": np.nan, "D": np.nan, "C": np.nan, x: grid})
     band = predict(result, points, levels=levels)
 
     fig = Figure(figsize=(7, 4.5))
@@ -63,13 +65,13 @@ def plot_fit(
             grid, band[f"loss_lo{s}"], band[f"loss_hi{s}"], color="C0", alpha=alpha, lw=0, label=f"{s}% credible band"
         )
     ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{result.law.name} law, posterior median")
-    ax.scatter(runs["C"], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
+    ax.scatter(runs[x], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
     if forecast is not None:
         wide = f"{100 * max(levels):g}"
         lo, hi = forecast.get(f"run_lo{wide}"), forecast.get(f"run_hi{wide}")
         yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
         ax.errorbar(
-            forecast["C"],
+            forecast[x],
             forecast["run_median"],
             yerr=yerr,
             fmt="D",
@@ -81,7 +83,7 @@ def plot_fit(
         for i, (_, row) in enumerate(forecast.iterrows()):
             ax.annotate(
                 f"{row['target']}\n{row['run_median']:.3f}",
-                (row["C"], row["run_median"]),
+                (row[x], row["run_median"]),
                 textcoords="offset points",
                 xytext=(6, 6 + 18 * (i % 2)),
                 fontsize=8,
@@ -91,7 +93,7 @@ def plot_fit(
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.set_xlabel("training compute C (FLOP)")
+    ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(f"{result.law.formula or result.law.name}")
     ax.legend(fontsize=8, loc="upper right")

@@ -107,3 +107,19 @@ def test_a_family_defined_outside_the_package():
     row = bs.forecast(result, N=1e11, D=1e12).iloc[0]
     true = 2.0 + 1.5 / (1 + 1e11 / 1e8)
     assert row["loss_lo95"] <= true <= row["loss_hi95"]
+
+
+def test_a_law_of_n_alone_is_plotted_against_n(tmp_path):
+    truth, runs, sigma = CASES["power-n"]
+    result = bs.fit(
+        bs.simulate(truth, runs, law="power-n", sigma=sigma, df=4.0, seed=1),
+        "power-n",
+        seed=0,
+        target_accept=0.95,
+        **FAST,
+    )
+    table = bs.forecast(result, N=1e12, D=2e13)
+    fig = bs.plot_fit(result, table, path=tmp_path / "fit.png")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "parameters N" and ax.get_xlim()[1] >= 1e12
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
