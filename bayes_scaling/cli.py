@@ -137,23 +137,24 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     return data.drop_highest(args.drop_highest)
 
 
+def _sampling(args: argparse.Namespace) -> dict:
+    """The fit options every command takes: priors and sampler settings."""
+    return {
+        "priors": args.priors,
+        "chains": args.chains,
+        "warmup": args.warmup,
+        "draws": args.draws,
+        "target_accept": args.target_accept,
+        "seed": args.seed,
+    }
+
+
 def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: bool = True) -> tuple:
     """Fit one law and print its posterior table; return (result, table)."""
     import bayes_scaling as bs
 
     print(f"\nfitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
-    result = bs.fit(
-        data,
-        law,
-        priors=args.priors,
-        chains=args.chains,
-        warmup=args.warmup,
-        draws=args.draws,
-        target_accept=args.target_accept,
-        seed=args.seed,
-        progress=sys.stderr.isatty(),
-        calibrate=calibrate,
-    )
+    result = bs.fit(data, law, **_sampling(args), progress=sys.stderr.isatty(), calibrate=calibrate)
     table = result.summary()
     for source, values in result.spec.references.items():
         if not source.endswith(("_low", "_high")):
@@ -318,17 +319,7 @@ def _backtest(args: argparse.Namespace) -> int:
         f"backtesting the {law.name} law on {len(data)} runs from {data.source} at cutoffs "
         + ", ".join(f"{c:g}" for c in cutoffs)
     )
-    result = bs.backtest(
-        data,
-        law,
-        cutoffs,
-        priors=args.priors,
-        chains=args.chains,
-        warmup=args.warmup,
-        draws=args.draws,
-        target_accept=args.target_accept,
-        seed=args.seed,
-    )
+    result = bs.backtest(data, law, cutoffs, **_sampling(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with pd.option_context(*_DISPLAY):
