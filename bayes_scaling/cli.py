@@ -132,7 +132,7 @@ def _load(args: argparse.Namespace, laws: list) -> object:
             needs=needs,
             metric=args.metric,
             units=_units(args.units),
-            min_rows=max(len(law.params) for law in laws) + 2,
+            min_rows=max(law.min_runs for law in laws),
         )
     return data.drop_highest(args.drop_highest)
 

@@ -83,7 +83,7 @@ def internal_backtests(result: Result, data: Dataset, fit_kwargs: dict) -> pd.Da
     for q in INTERNAL_SPLITS:
         cut = np.quantile(values, q)
         train, test = values <= cut, values > cut
-        if train.sum() < 3 * (len(result.law.params) + 2) or test.sum() < 1:
+        if train.sum() < 3 * result.law.min_runs or test.sum() < 1:
             continue  # too few runs to refit reliably (three per parameter, sigma and one)
         subset = data.subset(train)
         subset = Dataset(subset.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", subset.columns)
@@ -217,7 +217,7 @@ def backtest(
     rows, details = [], []
     for cutoff in cutoffs:
         train, test = values < cutoff, values >= cutoff
-        if train.sum() < len(law.params) + 2 or test.sum() < 1:
+        if train.sum() < law.min_runs or test.sum() < 1:
             raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
         result = fit(data.subset(train), law, calibrate=True, seed=seed, **fit_kwargs)
         points = data.frame[test].reset_index(drop=True)

@@ -27,7 +27,7 @@ PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
 
 def as_dataset(data: DataLike, law: Law) -> Dataset:
     """Turn a path, DataFrame or Dataset (None: the embedded Chinchilla runs) into a Dataset."""
-    min_rows = len(law.params) + 2  # the law's parameters and sigma, plus one
+    min_rows = law.min_runs
     if data is None:
         data = chinchilla()
     if not isinstance(data, Dataset):

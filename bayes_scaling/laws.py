@@ -81,6 +81,11 @@ class Law:
     formula: str = ""
     data_exponent: str | None = None
 
+    @property
+    def min_runs(self) -> int:
+        """Fewest runs a fit needs: one more than the parameters, noise scale ``sigma`` included."""
+        return len(self.params) + 2
+
 
 _REGISTRY: dict[str, Law] = {}
 
