@@ -14,7 +14,7 @@ from .compare import compare, stacked
 from .data import Dataset, DataWarning, load_data
 from .diagnostics import ConvergenceWarning
 from .extrapolation import Backtest, backtest
-from .fit import fit
+from .fit import fit, fit_many
 from .forecast import forecast, predict
 from .forecast import targets as forecast_targets
 from .isoflop import groups as isoflop_groups
@@ -25,6 +25,7 @@ from .plots import plot_backtest, plot_fit, plot_frontier, plot_isoflop
 from .presets import PRESETS, Target
 from .priors import Prior, Spec, read_spec
 from .result import Result, load
+from .sbc import Calibration, calibrate
 from .simulate import simulate, sweep
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "Backtest",
+    "Calibration",
     "ConvergenceWarning",
     "DataWarning",
     "Dataset",
@@ -42,6 +44,7 @@ __all__ = [
     "Target",
     "backtest",
     "budget",
+    "calibrate",
     "cheapest",
     "chinchilla_optimum",
     "compare",
@@ -49,6 +52,7 @@ __all__ = [
     "decide",
     "exponents",
     "fit",
+    "fit_many",
     "forecast",
     "forecast_targets",
     "frontier",

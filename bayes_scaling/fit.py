@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +12,18 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import pandas as pd
+import xarray as xr
 
 from . import diagnostics, extrapolation
 from .data import Dataset, load_data
 from .datasets import chinchilla
 from .laws import Law, get_law
-from .model import log_likelihood, model_data
+from .model import model_data
 from .priors import Prior, Spec, read_spec
 from .result import Result
-from .sampler import Settings, compiled
+from .sampler import Settings, compiled, jitter, run_many
 
 DataLike = Dataset | pd.DataFrame | str | Path | None
 PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
@@ -60,6 +64,7 @@ def fit(
     target_accept: float = 0.9,
     dense: bool = True,
     max_tree_depth: int = 10,
+    algorithm: str = "nuts",
     seed: int = 0,
     progress: bool = False,
     prior_draws: int = 1000,
@@ -78,7 +83,9 @@ def fit(
     chains, warmup, draws : NUTS chains, warm-up and kept iterations per chain.
     target_accept : target acceptance probability of step-size adaptation.
     dense : dense (True) or diagonal mass matrix.
-    max_tree_depth : NUTS maximum tree depth.
+    max_tree_depth : NUTS maximum tree depth (for ``"hmc"``: at most ``2**depth - 1`` steps).
+    algorithm : ``"nuts"`` or ``"hmc"`` (jittered-length HMC, built for large batches and
+        GPUs; see :mod:`bayes_scaling.hmc`).
     seed : the same seed gives identical draws on the same machine.
     progress : print a progress bar on stderr while sampling.
     prior_draws : draws from the prior kept in the ``prior`` group.
@@ -96,15 +103,13 @@ def fit(
     law = get_law(law)
     dataset = as_dataset(data, law)
     spec = as_spec(priors, law)
-    settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth)
+    settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
     arrays = model_data(dataset, law)
     key = jax.random.key(seed)
-    out = compiled(law, spec, settings, progress)(key, arrays)
-    out = jax.tree.map(lambda a: np.asarray(a, np.float64) if a.dtype.kind == "f" else np.asarray(a), out)
-    idata = _inference_data(out, dataset, law, spec, jax.random.fold_in(key, 1), prior_draws)
-    found = diagnostics.problems(idata, [*law.params, "sigma"], max_tree_depth)
-    diagnostics.warn(found, f"fit of {law.name} to {dataset.source}")
-    result = Result(idata, law, spec, tuple(found))
+    out = compiled(law, spec, settings, progress)(key, arrays, jitter(key, settings))
+    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
+    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, max_tree_depth)
+    diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
     if calibrate:
         refit = {
             "chains": chains,
@@ -113,6 +118,7 @@ def fit(
             "target_accept": target_accept,
             "dense": dense,
             "max_tree_depth": max_tree_depth,
+            "algorithm": algorithm,
             "seed": seed,
         }
         table = extrapolation.internal_backtests(result, dataset, refit)
@@ -120,29 +126,143 @@ def fit(
     return result
 
 
-def _inference_data(
-    out: dict, dataset: Dataset, law: Law, spec: Spec, key: jax.Array, prior_draws: int
-) -> az.InferenceData:
-    """Assemble the InferenceData groups from the sampler's output."""
-    logs = dataset.logs()
-    posterior = out["samples"]
-    chains, draws = posterior[law.params[0]].shape
-    flat = {k: jnp.asarray(posterior[k].reshape(-1)) for k in (*law.params, "sigma")}
-    x = {k: jnp.asarray(logs[k]) for k in law.inputs}
-    loglik = np.asarray(log_likelihood(law, spec.df, flat, x, jnp.asarray(logs["loss"])), np.float64)
-    stats = dict(out["stats"])
+def fit_many(
+    datasets: Sequence[DataLike],
+    law: str | Law = "chinchilla",
+    *,
+    priors: PriorsLike = None,
+    chains: int = 4,
+    warmup: int = 500,
+    draws: int = 1000,
+    target_accept: float = 0.9,
+    dense: bool = True,
+    max_tree_depth: int = 10,
+    algorithm: str = "nuts",
+    seed: int | Sequence[int] = 0,
+    prior_draws: int = 1000,
+    devices: Sequence[jax.Device] | None = None,
+) -> list[Result]:
+    """Fit one law to K data sets at once: one compiled, vmapped program, sharded across devices.
+
+    Data sets may differ in length: each is padded (and masked) to the longest's
+    padded length. Fit ``i`` uses seed ``seeds[i]`` and follows the same random
+    stream as ``fit(datasets[i], seed=seeds[i], calibrate=False)`` with the same
+    settings; the batched program may round differently in float32, so draws agree
+    to rounding at first and then in distribution (summaries within Monte Carlo error).
+
+    Parameters
+    ----------
+    datasets : K CSV paths, DataFrames or Datasets.
+    law, priors, chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm,
+    prior_draws : as for :func:`fit`, shared by every fit. ``algorithm="hmc"`` suits
+        large batches and GPUs: every fit takes about the same number of leapfrog steps,
+        where vmapped NUTS waits each iteration for the longest trajectory of the batch.
+    seed : one seed per data set, or an int ``s`` meaning seeds ``s, s+1, ..., s+K-1``.
+    devices : devices to split the batch across (None: every local device). To use
+        several CPU cores as devices, set
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing JAX.
+
+    Returns
+    -------
+    list of K :class:`Result` (plain mode: no internal backtests), each with its own
+    diagnostics; one ConvergenceWarning names every fit that did not converge.
+    """
+    law = get_law(law)
+    sets = [as_dataset(d, law) for d in datasets]
+    if not sets:
+        raise ValueError("fit_many needs at least one data set")
+    seeds = [seed + i for i in range(len(sets))] if isinstance(seed, int) else [int(s) for s in seed]
+    if len(seeds) != len(sets):
+        raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
+    spec = as_spec(priors, law)
+    settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
+    size = max(model_data(d, law)["y"].shape[0] for d in sets)
+    arrays = [model_data(d, law, pad=size) for d in sets]
+    batch = jax.tree.map(lambda *a: np.stack(a), *arrays)
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    out = run_many(law, spec, settings, keys, batch, devices)
+    results = _results(out, batch, sets, law, spec, seeds, prior_draws, max_tree_depth)
+    bad = [i for i, r in enumerate(results) if r.problems]
+    if bad:
+        shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        warnings.warn(
+            f"fit_many: THE SAMPLER DID NOT CONVERGE in {len(bad)} of {len(results)} fits (data sets {shown}); "
+            "do not trust those fits: see each Result.problems",
+            diagnostics.ConvergenceWarning,
+            stacklevel=2,
+        )
+    return results
+
+
+def _results(
+    out: dict,
+    data: dict,
+    sets: Sequence[Dataset],
+    law: Law,
+    spec: Spec,
+    seeds: Sequence[int],
+    prior_draws: int,
+    max_tree_depth: int,
+) -> list[Result]:
+    """Results from a batch of sampler outputs, all the array work done once for the batch.
+
+    Parameters
+    ----------
+    out : sampler output (:func:`~bayes_scaling.sampler.run_many`), arrays of shape (K, ...).
+    data : the stacked :func:`~bayes_scaling.model.model_data` arrays, shape (K, ...).
+    sets, seeds : the K data sets and their seeds.
+    """
+    params = [*law.params, "sigma"]
+    samples = {k: np.asarray(v, np.float64) for k, v in out["samples"].items()}
+    stats = {k: np.asarray(v) for k, v in out["stats"].items()}
+    stats["energy"] = stats["energy"].astype(np.float64)
     stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1)).astype(np.int64)
-    keys = jax.random.split(key, len(spec.priors))
+    loglik = np.asarray(_pointwise(law, spec.df, out["samples"], data))
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
     prior = {
-        name: np.asarray(p.build().sample(k, (1, prior_draws)), np.float64)
-        for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)
+        k: np.asarray(v, np.float64) for k, v in jax.vmap(lambda k: _prior_draws(spec, k, prior_draws))(keys).items()
     }
-    return az.from_dict(
-        posterior=posterior,
-        sample_stats=stats,
-        log_likelihood={"log_loss": loglik.reshape(chains, draws, -1)},
-        observed_data={"log_loss": logs["loss"]},
-        constant_data={k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")},
-        prior=prior,
-        dims={k: ["run"] for k in ("log_loss", "N", "D", "C")},
-    )
+    found = diagnostics.batch_problems({k: samples[k] for k in params}, stats, max_tree_depth)
+    results = []
+    for i, (dataset, problems) in enumerate(zip(sets, found, strict=True)):
+        n = len(dataset)
+        logs = dataset.logs()
+        idata = az.InferenceData(
+            posterior=_group({k: v[i] for k, v in samples.items()}),
+            sample_stats=_group({k: v[i] for k, v in stats.items()}),
+            log_likelihood=_group({"log_loss": loglik[i, ..., :n]}),
+            observed_data=_group({"log_loss": logs["loss"]}, lead=()),
+            constant_data=_group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
+            prior=_group({k: v[i] for k, v in prior.items()}),
+        )
+        results.append(Result(idata, law, spec, tuple(problems)))
+    return results
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _pointwise(law: Law, df: float, samples: dict, data: dict) -> jax.Array:
+    """Pointwise log likelihood of every draw of K fits, shape (K, chains, draws, rows padded).
+
+    Evaluated as the model does, with the amplitudes at the data's centre and centred inputs.
+    """
+    centred = {amp for amp, _, _ in law.centred}
+    p = {k: jnp.exp(samples[f"log_{k}_c"]) if k in centred else samples[k] for k in law.params}
+    mu = law.mean({k: v[..., None] for k, v in p.items()}, {k: v[:, None, None, :] for k, v in data["x"].items()})
+    scale = samples["sigma"][..., None]
+    return dist.StudentT(df, mu, scale).log_prob(jnp.asarray(data["y"])[:, None, None, :])
+
+
+def _prior_draws(spec: Spec, key: jax.Array, n: int) -> dict:
+    """``n`` draws of every prior, each of shape (1, n): one chain, as ArviZ's prior group expects."""
+    keys = jax.random.split(key, len(spec.priors))
+    return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}
+
+
+def _group(arrays: Mapping[str, np.ndarray], lead: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
+    """An InferenceData group: leading dimensions ``lead``, then ``run`` for per-run arrays."""
+    variables = {}
+    for name, a in arrays.items():
+        extra = tuple("run" if j == 0 else f"{name}_dim_{j}" for j in range(a.ndim - len(lead)))
+        variables[name] = ((*lead, *extra), a)
+    sizes = {d: n for a in arrays.values() for d, n in zip(lead, a.shape, strict=False)}
+    return xr.Dataset(variables, coords={d: np.arange(n) for d, n in sizes.items()})

@@ -18,17 +18,19 @@ shape reuse it, so a second fit in a process costs only the sampling.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.hmc import hmc
+from numpyro.infer.hmc import hmc as numpyro_hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
+from . import hmc
 from .laws import Law
 from .model import build
 from .priors import Spec
@@ -48,6 +50,8 @@ class Settings:
     max_tree_depth : NUTS maximum tree depth (at most 2**depth - 1 leapfrog steps).
     laplace_init : start from the posterior mode with the Laplace mass matrix
         (False: start from the prior medians with a unit mass matrix).
+    algorithm : ``"nuts"`` (NumPyro's NUTS kernel) or ``"hmc"`` (jittered-length HMC,
+        :mod:`bayes_scaling.hmc`: no data-dependent loop, for large batches and GPUs).
     """
 
     chains: int = 4
@@ -57,6 +61,7 @@ class Settings:
     dense: bool = True
     max_tree_depth: int = 10
     laplace_init: bool = True
+    algorithm: str = "nuts"
 
     def __post_init__(self) -> None:
         for name in ("chains", "warmup", "draws", "max_tree_depth"):
@@ -64,6 +69,8 @@ class Settings:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept must lie strictly between 0 and 1, got {self.target_accept}")
+        if self.algorithm not in ("nuts", "hmc"):
+            raise ValueError(f"algorithm must be 'nuts' or 'hmc', got {self.algorithm!r}")
 
 
 def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) -> tuple[jax.Array, jax.Array]:
@@ -131,6 +138,7 @@ def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
 
 
 _COMPILED: dict[tuple, Callable] = {}
+_BATCHED: dict[tuple, Callable] = {}
 
 
 def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -> Callable:
@@ -146,11 +154,66 @@ def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -
     return _COMPILED[cache_key]
 
 
+def compiled_many(law: Law, spec: Spec, settings: Settings) -> Callable:
+    """The jitted batched sampler ``run(keys, data) -> dict of arrays``: :func:`compiled`, vmapped over fits.
+
+    Every input and output carries a leading axis of fits. Inputs placed with a
+    sharding over that axis (:func:`run_many`) make XLA split the batch across
+    devices: fits never talk to each other, so the partitioned program needs no
+    communication.
+    """
+    cache_key = (law, spec.to_json(), settings)
+    if cache_key not in _BATCHED:
+        _BATCHED[cache_key] = jax.jit(jax.vmap(_program(law, spec, settings, False), in_axes=(0, 0, None)))
+    return _BATCHED[cache_key]
+
+
+def run_many(
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    keys: jax.Array,
+    data: dict,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict:
+    """Run ``K`` fits as one program, the batch split evenly across ``devices``.
+
+    Parameters
+    ----------
+    keys : PRNG keys, shape (K,).
+    data : :func:`~bayes_scaling.model.model_data` dictionaries stacked along a new
+        leading axis (every array of shape (K, ...)).
+    devices : where to run (None: every local device, ``jax.local_devices()``). The
+        batch is padded with copies of its last fit up to a multiple of their number.
+
+    Returns
+    -------
+    The output of :func:`compiled` for each fit, stacked: NumPy arrays of shape (K, ...).
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    k = int(keys.shape[0])
+    total = -(-k // len(devices)) * len(devices)
+
+    def pad(a: jax.Array) -> jax.Array:
+        return jnp.concatenate([a, jnp.repeat(a[-1:], total - k, axis=0)]) if total > k else a
+
+    keys, data = jax.tree.map(pad, (keys, jax.tree.map(jnp.asarray, data)))
+    sharding = NamedSharding(Mesh(np.array(devices), ("fits",)), PartitionSpec("fits"))
+    keys, data = jax.device_put((keys, data), sharding)
+    out = compiled_many(law, spec, settings)(keys, data, jitter(keys[0], settings))
+    return jax.tree.map(lambda a: np.asarray(a)[:k], out)
+
+
+def jitter(key: jax.Array, settings: Settings) -> jax.Array:
+    """The trajectory-length jitter of :mod:`bayes_scaling.hmc`, one Uniform(0, 1) per iteration, from ``key``."""
+    return jax.random.uniform(jax.random.fold_in(key, 2), (settings.warmup + settings.draws,))
+
+
 def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callable:
     model = build(law, spec)
     total = settings.warmup + settings.draws
 
-    def run(key: jax.Array, data: dict) -> dict:
+    def run(key: jax.Array, data: dict, jitter: jax.Array) -> dict:
         k_init, k_chains, k_nuts = jax.random.split(key, 3)
         z0 = _initial_point(law, spec, data, k_init)
         flat0, unravel = ravel_pytree(z0)
@@ -176,40 +239,21 @@ def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callab
         if not settings.dense:
             cov = jnp.diag(cov)
         starts = mode + jax.random.normal(k_chains, (settings.chains, dim)) @ chol.T
-
-        init_kernel, sample_kernel = hmc(potential, algo="NUTS")
-
-        def init(z: jax.Array, k: jax.Array):
-            return init_kernel(
-                z,
+        if settings.algorithm == "hmc":
+            full = cov if settings.dense else jnp.diag(cov)
+            zs, stats = hmc.sample(
+                potential,
+                mode,
+                full,
+                starts,
+                k_nuts,
+                jitter,
                 settings.warmup,
-                inverse_mass_matrix=cov,
-                dense_mass=settings.dense,
-                target_accept_prob=settings.target_accept,
-                max_tree_depth=settings.max_tree_depth,
-                regularize_mass_matrix=False,
-                rng_key=k,
+                settings.target_accept,
+                2**settings.max_tree_depth - 1,
             )
-
-        state = jax.vmap(init)(starts, jax.random.split(k_nuts, settings.chains))
-        step = jax.vmap(sample_kernel)
-
-        def one(s, i):
-            if progress:
-                jax.debug.callback(_report, i, total)
-            s = step(s)
-            stats = {
-                "diverging": s.diverging,
-                "energy": s.energy,
-                "lp": -s.potential_energy,
-                "n_steps": s.num_steps,
-                "acceptance_rate": s.accept_prob,
-                "step_size": s.adapt_state.step_size,
-            }
-            return s, (s.z, stats)
-
-        # One scan over warm-up and draws compiles the NUTS kernel once.
-        _, (zs, stats) = jax.lax.scan(one, state, jnp.arange(total))
+        else:
+            zs, stats = _nuts(potential, cov, starts, k_nuts, settings, progress, total)
         zs, stats = jax.tree.map(lambda a: a[settings.warmup :], (zs, stats))
         # (draws, chains, ...) -> (chains, draws, ...)
         zs = jnp.swapaxes(zs, 0, 1)
@@ -227,6 +271,55 @@ def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callab
         }
 
     return run
+
+
+def _nuts(
+    potential: Callable,
+    cov: jax.Array,
+    starts: jax.Array,
+    key: jax.Array,
+    settings: Settings,
+    progress: bool,
+    total: int,
+) -> tuple[jax.Array, dict]:
+    """NumPyro's NUTS kernel, vmapped over chains, in one scan over warm-up and draws.
+
+    Returns ``zs`` of shape (total, chains, dim) and statistics of shape (total, chains).
+    """
+    init_kernel, sample_kernel = numpyro_hmc(potential, algo="NUTS")
+
+    def init(z: jax.Array, k: jax.Array):
+        return init_kernel(
+            z,
+            settings.warmup,
+            inverse_mass_matrix=cov,
+            dense_mass=settings.dense,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            regularize_mass_matrix=False,
+            rng_key=k,
+        )
+
+    state = jax.vmap(init)(starts, jax.random.split(key, settings.chains))
+    step = jax.vmap(sample_kernel)
+
+    def one(s, i):
+        if progress:
+            jax.debug.callback(_report, i, total)
+        s = step(s)
+        stats = {
+            "diverging": s.diverging,
+            "energy": s.energy,
+            "lp": -s.potential_energy,
+            "n_steps": s.num_steps,
+            "acceptance_rate": s.accept_prob,
+            "step_size": s.adapt_state.step_size,
+        }
+        return s, (s.z, stats)
+
+    # One scan over warm-up and draws compiles the NUTS kernel once.
+    _, (zs, stats) = jax.lax.scan(one, state, jnp.arange(total))
+    return zs, stats
 
 
 def _report(i: np.ndarray, total: int) -> None:

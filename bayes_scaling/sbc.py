@@ -1,0 +1,178 @@
+"""Simulation-based calibration (Talts et al. 2018): does the sampler recover the prior?
+
+Draw parameters from the prior, simulate a sweep from each draw, fit every sweep
+(one batched :func:`~bayes_scaling.fit_many` program), and find the rank of each
+true value among its posterior draws. If the model, the simulator and the sampler
+agree, every rank is uniform on ``0..L``; a sampler that is too narrow piles ranks
+at the ends, one that is too wide piles them in the middle, a biased one tilts them.
+The test per parameter is a chi-square test of binned ranks, Bonferroni-corrected
+over the parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+from .diagnostics import ConvergenceWarning
+from .fit import PriorsLike, as_spec, fit_many
+from .laws import Law, get_law
+from .simulate import simulate, sweep
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome of :func:`calibrate`.
+
+    Attributes
+    ----------
+    ranks : rank of each true value among ``draws`` thinned posterior draws, one row
+        per simulation, one column per parameter (values ``0..draws``).
+    truths : the parameters each simulation was drawn with.
+    table : per parameter: ``chi2``, ``dof``, ``p_value``, ``passed``.
+    draws : posterior draws each rank is taken among.
+    bins : rank bins of the chi-square test.
+    alpha : family-wise significance level (Bonferroni over parameters).
+    converged : how many of the fits passed every sampler-health check.
+    """
+
+    ranks: pd.DataFrame
+    truths: pd.DataFrame
+    table: pd.DataFrame
+    draws: int
+    bins: int
+    alpha: float
+    converged: int
+
+    @property
+    def passed(self) -> bool:
+        """True when no parameter's ranks depart from uniform at the family-wise level ``alpha``."""
+        return bool(self.table["passed"].all())
+
+    def plot(self, path: str | Path | None = None) -> Figure:
+        """Rank histograms, one panel per parameter, with the 99% band of a uniform histogram."""
+        from .plots import save
+
+        names = list(self.ranks.columns)
+        fig = Figure(figsize=(2.6 * len(names), 2.6), layout="constrained")
+        axes = fig.subplots(1, len(names), squeeze=False)[0]
+        n = len(self.ranks)
+        expected = n / self.bins
+        lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / self.bins)
+        edges = np.linspace(0, self.draws + 1, self.bins + 1)
+        for ax, name in zip(axes, names, strict=True):
+            ax.axhspan(lo, hi, color="0.85", label="99% band, uniform")
+            ax.axhline(expected, color="0.5", lw=0.8)
+            ax.hist(self.ranks[name], bins=edges, color="C0", alpha=0.8)
+            row = self.table.loc[name]
+            ax.set_title(f"{name}: p = {row['p_value']:.2g}", fontsize=9, color="k" if row["passed"] else "C3")
+            ax.set_xlabel("rank of the true value")
+        axes[0].set_ylabel("simulations")
+        fig.suptitle(f"Simulation-based calibration: {n} simulations, {self.draws} draws each", fontsize=10)
+        if path is not None:
+            save(fig, path)
+        return fig
+
+
+def calibrate(
+    law: str | Law = "chinchilla",
+    n_sims: int = 100,
+    *,
+    priors: PriorsLike = None,
+    runs: pd.DataFrame | None = None,
+    draws_per_rank: int = 99,
+    bins: int | None = None,
+    alpha: float = 0.01,
+    noise_scale: float = 1.0,
+    seed: int = 0,
+    chains: int = 4,
+    warmup: int = 300,
+    draws: int = 500,
+    algorithm: str = "hmc",
+    devices: Sequence[jax.Device] | None = None,
+) -> Calibration:
+    """Simulation-based calibration of ``law`` under ``priors``.
+
+    Parameters
+    ----------
+    law, priors : the model to check (priors as for :func:`bayes_scaling.fit`).
+    n_sims : simulations (each one fit; all fits run as one batch).
+    runs : the sweep to simulate, columns ``params``, ``tokens``, ``flops``
+        (default :func:`bayes_scaling.sweep`: 8 x 8 runs).
+    draws_per_rank : posterior draws, evenly thinned from all chains, that each true
+        value is ranked among; ranks take values ``0..draws_per_rank``.
+    bins : rank bins of the chi-square test (default: about ``n_sims / 10``, 5 to 20,
+        dividing ``draws_per_rank + 1``).
+    alpha : family-wise significance level of the uniformity test.
+    noise_scale : multiplies the simulated noise. 1 is the model; any other value
+        deliberately breaks the agreement between simulator and model, to check that
+        the test can fail.
+    seed : seeds the prior draws, the noise and the fits.
+    chains, warmup, draws, algorithm, devices : as for :func:`bayes_scaling.fit_many`.
+
+    Returns
+    -------
+    Calibration.
+    """
+    law = get_law(law)
+    spec = as_spec(priors, law)
+    runs = sweep() if runs is None else runs
+    names = [*law.params, "sigma"]
+    truth_keys = jax.random.split(jax.random.key(seed), len(names))
+    truths = pd.DataFrame(
+        {
+            name: np.asarray(spec.priors[name].build().sample(k, (n_sims,)), np.float64)
+            for k, name in zip(truth_keys, names, strict=True)
+        }
+    )
+    sets = []
+    for i, row in truths.iterrows():
+        params = {k: float(row[k]) for k in law.params}
+        sets.append(
+            simulate(params, runs, law=law, sigma=noise_scale * row["sigma"], df=spec.df, seed=seed * 100_003 + i)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        results = fit_many(
+            sets,
+            law,
+            priors=spec,
+            chains=chains,
+            warmup=warmup,
+            draws=draws,
+            algorithm=algorithm,
+            seed=seed * 100_003 + 7,
+            prior_draws=1,
+            devices=devices,
+        )
+    total = chains * draws
+    pick = np.linspace(0, total - 1, draws_per_rank).round().astype(int)
+    ranks = pd.DataFrame(
+        {
+            name: [
+                int(np.sum(r.idata.posterior[name].to_numpy().reshape(-1)[pick] < t))
+                for r, t in zip(results, truths[name], strict=True)
+            ]
+            for name in names
+        }
+    )
+    if bins is None:
+        divisors = [b for b in range(5, 21) if (draws_per_rank + 1) % b == 0] or [5]
+        bins = min(divisors, key=lambda b: abs(b - n_sims / 10))
+    counts = np.stack([np.bincount(ranks[n] * bins // (draws_per_rank + 1), minlength=bins) for n in names])
+    expected = n_sims / bins
+    chi2 = ((counts - expected) ** 2 / expected).sum(1)
+    p = stats.chi2.sf(chi2, bins - 1)
+    table = pd.DataFrame(
+        {"chi2": chi2, "dof": bins - 1, "p_value": p, "passed": p >= alpha / len(names)}, index=pd.Index(names)
+    )
+    converged = sum(r.converged for r in results)
+    return Calibration(ranks, truths, table, draws_per_rank, bins, alpha, converged)

@@ -1,0 +1,102 @@
+"""Benchmark: many Chinchilla fits at once with ``fit_many``, against single fits in a loop.
+
+Each data set is simulated from a known Chinchilla law (8 model sizes x 8 tokens-per-parameter
+ratios, 1e7-3e9 parameters, noise 0.01 on log loss, its own noise seed). Prints the machine, the
+time of a first call (compilation included), of a second call, and of the compiled sampler
+alone, and how many fits converged (every parameter with bulk ESS >= 400 and R-hat <= 1.01;
+and by the full check: also tail ESS, divergences, E-BFMI).
+
+    python benchmarks/bench_many.py                           # 64 fits: fit_many vs a loop of fit(), 2 CPU devices
+    python benchmarks/bench_many.py --fits 1024 --singles 0   # on a GPU machine
+    JAX_PLATFORMS=cpu python benchmarks/bench_many.py --fits 1024 --singles 0 --cpu-devices 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--fits", type=int, default=64)
+parser.add_argument("--singles", type=int, default=None, help="single fits to time in a loop (default: --fits)")
+parser.add_argument("--algorithm", default="hmc,nuts", help="comma-separated: hmc, nuts")
+parser.add_argument("--cpu-devices", type=int, default=os.cpu_count(), help="CPU cores exposed as JAX devices")
+parser.add_argument("--warmup", type=int, default=300)
+parser.add_argument("--draws", type=int, default=500)
+args = parser.parse_args()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.cpu_devices}"
+).strip()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bayes_scaling as bs  # noqa: E402
+from bayes_scaling import diagnostics  # noqa: E402
+from bayes_scaling.fit import as_dataset, as_spec  # noqa: E402
+from bayes_scaling.model import model_data  # noqa: E402
+from bayes_scaling.sampler import Settings, run_many  # noqa: E402
+
+warnings.simplefilter("ignore", diagnostics.ConvergenceWarning)
+TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
+
+
+def counted(results: list[bs.Result]) -> tuple[int, int, float]:
+    """Fits with every bulk ESS >= 400 and R-hat <= 1.01; fits passing every check; median of min bulk ESS."""
+    post = {k: np.stack([r.idata.posterior[k].to_numpy() for r in results]) for k in results[0].params}
+    x = np.stack(list(post.values()), 1)
+    k, p, c, n = x.shape
+    rhat = diagnostics.rhat_rank(x.reshape(k * p, c, n)).reshape(k, p)
+    bulk = diagnostics.ess_bulk(x.reshape(k * p, c, n)).reshape(k, p)
+    good = (bulk.min(1) >= diagnostics.ESS_MIN) & (rhat.max(1) <= diagnostics.RHAT_MAX)
+    return int(good.sum()), sum(r.converged for r in results), float(np.median(bulk.min(1)))
+
+
+def main() -> None:
+    runs = bs.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
+    sets = [bs.simulate(TRUTH, runs, sigma=0.01, seed=i) for i in range(args.fits)]
+    kw = {"chains": 4, "warmup": args.warmup, "draws": args.draws}
+    devices = jax.local_devices()
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
+    print(f"jax {jax.__version__}: {len(devices)} x {devices[0].device_kind} ({devices[0].platform})")
+    print(f"{args.fits} fits of {len(runs)} runs each; 4 chains x ({args.warmup} warm-up + {args.draws} draws)\n")
+    rows = []
+    for algorithm in args.algorithm.split(","):
+        t0 = time.perf_counter()
+        results = bs.fit_many(sets, algorithm=algorithm, **kw)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = bs.fit_many(sets, algorithm=algorithm, **kw)
+        warm = time.perf_counter() - t0
+        law = bs.get_law("chinchilla")
+        arrays = [model_data(as_dataset(d, law), law) for d in sets]
+        batch = jax.tree.map(lambda *a: np.stack(a), *arrays)
+        keys = jnp.stack([jax.random.key(i) for i in range(len(sets))])
+        t0 = time.perf_counter()
+        run_many(law, as_spec(None, law), Settings(**kw, algorithm=algorithm), keys, batch)
+        sampler = time.perf_counter() - t0
+        good, full, ess = counted(results)
+        rows.append((f"fit_many {algorithm}", cold, warm, sampler, good, full, ess))
+    singles = args.fits if args.singles is None else args.singles
+    if singles:
+        bs.fit(sets[0], calibrate=False, **kw)  # compile once
+        t0 = time.perf_counter()
+        results = [bs.fit(d, seed=i, calibrate=False, **kw) for i, d in enumerate(sets[:singles])]
+        loop = time.perf_counter() - t0
+        good, full, ess = counted(results)
+        rows.append((f"{singles} x fit() nuts", float("nan"), loop, float("nan"), good, full, ess))
+    print(f"{'method':<20}{'first call s':>13}{'second s':>10}{'sampler s':>11}{'ESS+Rhat ok':>13}{'all ok':>8}")
+    for name, cold, warm, sampler, good, full, ess in rows:
+        print(f"{name:<20}{cold:>13.2f}{warm:>10.2f}{sampler:>11.2f}{good:>13d}{full:>8d}   median min ESS {ess:.0f}")
+    if singles:
+        loop = rows[-1][2] * args.fits / singles
+        for name, _, warm, *_ in rows[:-1]:
+            print(f"speed-up of {name} over {args.fits} single fits (second calls): {loop / warm:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
