@@ -25,6 +25,7 @@ from .plots import plot_backtest, plot_fit, plot_frontier, plot_isoflop
 from .presets import PRESETS, Target
 from .priors import Prior, Spec, read_spec
 from .result import Result, load
+from .review import Review, review
 from .sbc import Calibration, calibrate
 from .simulate import simulate, sweep
 
@@ -40,6 +41,7 @@ __all__ = [
     "Law",
     "Prior",
     "Result",
+    "Review",
     "Spec",
     "Target",
     "backtest",
@@ -70,6 +72,7 @@ __all__ = [
     "predict",
     "read_spec",
     "register",
+    "review",
     "simulate",
     "stacked",
     "sweep",

@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cutoffs", default="1e20,3e20,1e21", help="comma-separated compute cutoffs (default: 1e20,3e20,1e21)"
     )
+    p = sub.add_parser("review", parents=[common], help="extrapolation risk review: how far to trust a forecast")
+    p.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
+    p.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    p.add_argument("--cutoffs", default=None, help="backtest compute cutoffs (default: 50/70/85%% quantiles of C)")
     return parser
 
 
@@ -333,6 +337,33 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review(args: argparse.Namespace) -> int:
+    import bayes_scaling as bs
+
+    if args.law and len(args.law) > 1:
+        raise ValueError("`review` takes one --law")
+    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    data = _load(args, [law])
+    cutoffs = None
+    if args.cutoffs:
+        try:
+            cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
+        except ValueError:
+            raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
+    target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
+    result, _ = _fit_one(args, data, law)
+    print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")
+    refit = {k: v for k, v in _sampling(args).items() if k not in ("priors", "seed")}
+    report = bs.review(result, cutoffs=cutoffs, seed=args.seed, **target, **refit)
+    out = report.save(args.out)
+    print(f"\nverdict: {report.verdict.upper()} extrapolation risk")
+    for reason in report.reasons:
+        print(f"  - {reason}")
+    print(f"rule: {report.rule}")
+    print(f"\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'figures'}/")
+    return EXIT_NOT_CONVERGED if report.verdict == "unusable" else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-scaling``; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -345,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _optimal(args)
         if args.command == "backtest":
             return _backtest(args)
+        if args.command == "review":
+            return _review(args)
     except (ValueError, OSError) as err:
         print(f"bayes-scaling: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

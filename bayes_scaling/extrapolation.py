@@ -189,6 +189,7 @@ def backtest(
     *,
     levels: Sequence[float] = (0.5, 0.8, 0.9),
     seed: int = 0,
+    calibrate: bool = True,
     **fit_kwargs: object,
 ) -> Backtest:
     """Fit below each cutoff, forecast the runs above it, and score plain and calibrated forecasts.
@@ -199,6 +200,8 @@ def backtest(
     law : the law to backtest.
     cutoffs : cutoffs along the extrapolation axis (compute, FLOP, where known).
     levels : band levels whose coverage is reported; 0.9 is always scored.
+    calibrate : score the calibrated mode beside the plain one (False: plain only, one
+        fit per cutoff instead of three).
     fit_kwargs : passed to :func:`bayes_scaling.fit` (chains, warmup, draws, priors, ...).
 
     Returns
@@ -219,10 +222,10 @@ def backtest(
         train, test = values < cutoff, values >= cutoff
         if train.sum() < law.min_runs or test.sum() < 1:
             raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
-        result = fit(data.subset(train), law, calibrate=True, seed=seed, **fit_kwargs)
+        result = fit(data.subset(train), law, calibrate=calibrate, seed=seed, **fit_kwargs)
         points = data.frame[test].reset_index(drop=True)
         y = points["loss"].to_numpy()
-        for mode in ("plain", "calibrated"):
+        for mode in ("plain", "calibrated") if calibrate else ("plain",):
             band = bands(points, *draws_at(result, points, seed=seed, mode=mode), levels)
             row = {
                 "cutoff": cutoff,

@@ -58,7 +58,7 @@ class Calibration:
         return bool(self.table["passed"].all())
 
     def plot(self, path: str | Path | None = None) -> Figure:
-        """Rank histograms, one panel per parameter, with the 99% band of a uniform histogram."""
+        """Rank histograms, one panel per parameter: the expected count (solid) and its 99% band (dashed)."""
         from .plots import save
 
         names = list(self.ranks.columns)
@@ -69,9 +69,10 @@ class Calibration:
         lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / self.bins)
         edges = np.linspace(0, self.draws + 1, self.bins + 1)
         for ax, name in zip(axes, names, strict=True):
-            ax.axhspan(lo, hi, color="0.85", label="99% band, uniform")
-            ax.axhline(expected, color="0.5", lw=0.8)
-            ax.hist(self.ranks[name], bins=edges, color="C0", alpha=0.8)
+            ax.hist(self.ranks[name], bins=edges, color="C0", alpha=0.7)
+            ax.axhline(expected, color="k", lw=0.8)
+            for level in (lo, hi):  # 99% band of one bin's count under uniform ranks
+                ax.axhline(level, color="k", lw=0.8, ls="--")
             row = self.table.loc[name]
             ax.set_title(f"{name}: p = {row['p_value']:.2g}", fontsize=9, color="k" if row["passed"] else "C3")
             ax.set_xlabel("rank of the true value")
