@@ -25,7 +25,20 @@ from scipy import stats
 from .diagnostics import ConvergenceWarning
 from .fit import PriorsLike, as_spec, fit_many
 from .laws import Law, get_law
+from .priors import Prior
 from .simulate import simulate, sweep
+
+#: Priors around the published Chinchilla fits (Hoffmann et al. 2022), narrower than the defaults:
+#: every sweep simulated from them identifies its parameters, so short chains suffice. Used by
+#: the SBC test and benchmark; pass ``priors=REGIME`` to :func:`calibrate`.
+REGIME = {
+    "E": Prior("lognormal", loc=float(np.log(1.7)), scale=0.2),
+    "A": Prior("lognormal", loc=float(np.log(400.0)), scale=0.5),
+    "B": Prior("lognormal", loc=float(np.log(1500.0)), scale=0.5),
+    "alpha": Prior("lognormal", loc=float(np.log(0.34)), scale=0.15),
+    "beta": Prior("lognormal", loc=float(np.log(0.28)), scale=0.15),
+    "sigma": Prior("halfnormal", scale=0.03),
+}
 
 
 @dataclass(frozen=True)

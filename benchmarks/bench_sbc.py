@@ -19,19 +19,11 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 import bayes_scaling as bs
-from bayes_scaling import Prior
+from bayes_scaling.sbc import REGIME
 
-PRIORS = {
-    "E": Prior("lognormal", loc=np.log(1.7), scale=0.2),
-    "A": Prior("lognormal", loc=np.log(400.0), scale=0.5),
-    "B": Prior("lognormal", loc=np.log(1500.0), scale=0.5),
-    "alpha": Prior("lognormal", loc=np.log(0.34), scale=0.15),
-    "beta": Prior("lognormal", loc=np.log(0.28), scale=0.15),
-    "sigma": Prior("halfnormal", scale=0.03),
-}
+PRIORS = REGIME
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def test_too_short_fit_is_flagged():
     # 2 chains x 30 draws cannot give a bulk ESS of 400.
     runs = bs.simulate({"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, bs.sweep())
     with pytest.warns(bs.ConvergenceWarning, match=r"bulk ESS of .* \(< 400\)"):
-        result = bs.fit(runs, chains=2, warmup=30, draws=30)
+        result = bs.fit(runs, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)
     assert not result.converged
     assert any("bulk ESS" in p for p in result.problems)
 

@@ -4,18 +4,11 @@ import numpy as np
 import pytest
 
 import bayes_scaling as bs
-from bayes_scaling import Prior
+from bayes_scaling.sbc import REGIME
 
 # A prior in the regime of real sweeps (around the Chinchilla fits), so that every simulated
 # sweep identifies its parameters and 4 x 500 draws suffice.
-PRIORS = {
-    "E": Prior("lognormal", loc=np.log(1.7), scale=0.2),
-    "A": Prior("lognormal", loc=np.log(400.0), scale=0.5),
-    "B": Prior("lognormal", loc=np.log(1500.0), scale=0.5),
-    "alpha": Prior("lognormal", loc=np.log(0.34), scale=0.15),
-    "beta": Prior("lognormal", loc=np.log(0.28), scale=0.15),
-    "sigma": Prior("halfnormal", scale=0.03),
-}
+PRIORS = REGIME
 SBC = {"n_sims": 64, "priors": PRIORS, "warmup": 300, "draws": 500, "seed": 1}
 
 
