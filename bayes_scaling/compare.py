@@ -30,7 +30,8 @@ def compare(results: Sequence[Result]) -> pd.DataFrame:
         raise ValueError(f"compare needs fits of at least two different laws, got {names}")
     y = results[0].idata.observed_data["log_loss"].to_numpy()
     for r in results[1:]:
-        if not np.array_equal(r.idata.observed_data["log_loss"].to_numpy(), y):
+        other = r.idata.observed_data["log_loss"].to_numpy()
+        if other.shape != y.shape or not np.allclose(other, y, rtol=1e-12, atol=0.0):
             raise ValueError(f"fits of {names[0]!r} and {r.law.name!r} are not of the same runs; LOO needs the same")
     high = {}
     with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -17,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from . import diagnostics, extrapolation
-from .data import Dataset, load_data
+from .data import Dataset, DataWarning, load_data
 from .datasets import chinchilla
 from .laws import Law, get_law
 from .model import model_data
@@ -121,6 +122,16 @@ def fit(
             "algorithm": algorithm,
             "seed": seed,
         }
+        # The largest internal split must hold three runs per parameter, sigma and one.
+        needed = math.ceil(3 * law.min_runs / max(extrapolation.INTERNAL_SPLITS) - 1e-9)
+        if len(dataset) < needed:
+            warnings.warn(
+                f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
+                f"mode (at least {needed} for the {law.name} law); forecasts beyond the data stay plain",
+                DataWarning,
+                stacklevel=2,
+            )
+            return result
         table = extrapolation.internal_backtests(result, dataset, refit)
         result = extrapolation.attach(result, extrapolation.fit_kappa(table, spec.df, chains, draws, seed), table)
     return result

@@ -405,7 +405,8 @@ def _models(rev, data, result, points, laws, mode, table, seed, fit_kwargs) -> i
         "as this law's." + (f" Medians outside this law's 95% band: {', '.join(outside)}." if outside else "")
     )
     if ratio > 1.5 or outside:
-        rev.reasons.append(f"law families disagree at the target (stacked band {ratio:.1f}x as wide)")
+        where = f"; medians of {', '.join(outside)} outside this law's 95% band" if outside else ""
+        rev.reasons.append(f"law families disagree at the target (stacked band {ratio:.1f}x as wide{where})")
         return 1
     return 0
 

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,3 +105,13 @@ def test_backtest_cli_writes_table_runs_and_plot(tmp_path, capsys):
     assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "backtest_runs.csv")) == 2 * table["n_test"].iloc[0]
     assert main(["backtest", str(path), "--cutoffs", "1e30", "--out", str(tmp_path)]) == 2
+
+
+def test_too_few_runs_for_calibration_warn_and_stay_plain():
+    # 24 runs: fewer than the 30 the 70% internal split needs for the Chinchilla law.
+    runs = bs.simulate({"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}, bs.sweep(sizes=6, ratios=4))
+    with pytest.warns(bs.DataWarning, match=r"24 runs are too few for the internal backtests.*at least 30"):
+        with warnings.catch_warnings():  # 2 x 30 draws do not converge; not the point here
+            warnings.simplefilter("ignore", bs.ConvergenceWarning)
+            result = bs.fit(runs, chains=2, warmup=30, draws=30, algorithm="hmc")
+    assert "extrapolation" not in result.idata.groups()
