@@ -158,8 +158,9 @@ def fit_many(
     Data sets may differ in length: each is padded (and masked) to the longest's
     padded length. Fit ``i`` uses seed ``seeds[i]`` and follows the same random
     stream as ``fit(datasets[i], seed=seeds[i], calibrate=False)`` with the same
-    settings; the batched program may round differently in float32, so draws agree
-    to rounding at first and then in distribution (summaries within Monte Carlo error).
+    settings (for ``"hmc"`` every fit shares the trajectory-length jitter of the first
+    seed); the batched program rounds differently in float32, so draws agree in
+    distribution (summaries within Monte Carlo error), not draw for draw.
 
     Parameters
     ----------
