@@ -21,7 +21,7 @@ from . import diagnostics, extrapolation
 from .data import Dataset, DataWarning, load_data
 from .datasets import chinchilla
 from .laws import Law, get_law
-from .model import model_data
+from .model import model_data, padded_length
 from .priors import Prior, Spec, read_spec
 from .result import Result
 from .sampler import Settings, compiled, jitter, run_many
@@ -188,7 +188,7 @@ def fit_many(
         raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
     spec = as_spec(priors, law)
     settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
-    size = max(model_data(d, law)["y"].shape[0] for d in sets)
+    size = max(padded_length(len(d)) for d in sets)
     arrays = [model_data(d, law, pad=size) for d in sets]
     batch = jax.tree.map(lambda *a: np.stack(a), *arrays)
     keys = jnp.stack([jax.random.key(s) for s in seeds])

@@ -41,6 +41,11 @@ Model = Callable[[Mapping], None]
 PAD = 64
 
 
+def padded_length(n: int, pad: int = PAD) -> int:
+    """Rows after padding: the next power of two at or above ``n``, at least ``pad``."""
+    return max(pad, 1 << (n - 1).bit_length())
+
+
 def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     """Arrays for :func:`build`'s model: centred log inputs, log loss and a mask.
 
@@ -51,7 +56,7 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     """
     logs = dataset.logs()
     n = len(dataset)
-    size = max(pad, 1 << (n - 1).bit_length())
+    size = padded_length(n, pad)
 
     def padded(values: np.ndarray, fill: float) -> np.ndarray:
         return np.concatenate([values, np.full(size - n, fill)]).astype(np.float32)
