@@ -57,7 +57,7 @@ def batch_problems(
     rhat, bulk, tail = (f(flat).reshape(k, p) for f in (rhat_rank, ess_bulk, ess_tail))
     divergent = np.asarray(stats["diverging"]).reshape(k, -1).sum(1)
     energy = np.asarray(stats["energy"], np.float64)
-    bfmi = np.square(np.diff(energy, axis=-1)).mean(-1) / np.var(energy, axis=-1, ddof=1)  # (K, chains)
+    chain_bfmi = bfmi(energy)  # (K, chains)
     found: list[list[str]] = []
     for i in range(k):
         out = []
@@ -70,14 +70,19 @@ def batch_problems(
                 out.append(f"bulk ESS of {name} is {bulk[i, j]:.0f} (< {ESS_MIN})")
             if not tail[i, j] >= ESS_MIN:
                 out.append(f"tail ESS of {name} is {tail[i, j]:.0f} (< {ESS_MIN})")
-        if np.any(bfmi[i] < BFMI_MIN):
-            out.append(f"E-BFMI {float(bfmi[i].min()):.2f} (< {BFMI_MIN}) in some chain")
+        if np.any(chain_bfmi[i] < BFMI_MIN):
+            out.append(f"E-BFMI {float(chain_bfmi[i].min()):.2f} (< {BFMI_MIN}) in some chain")
         if max_tree_depth is not None and "n_steps" in stats:
             saturated = int((np.asarray(stats["n_steps"][i]) >= 2**max_tree_depth - 1).sum())
             if saturated:
                 out.append(f"{saturated} draws hit the maximum tree depth {max_tree_depth}")
         found.append(out)
     return found
+
+
+def bfmi(energy: np.ndarray) -> np.ndarray:
+    """E-BFMI of each chain, as ArviZ: energy of shape (..., chains, draws) -> (..., chains)."""
+    return np.square(np.diff(energy, axis=-1)).mean(-1) / np.var(energy, axis=-1, ddof=1)
 
 
 # Rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021), vectorized over a

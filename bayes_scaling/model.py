@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax import Array
 from numpyro.distributions import constraints
 
 from .data import Dataset
@@ -101,21 +100,3 @@ def build(law: Law, spec: Spec) -> Model:
             numpyro.sample("log_loss", dist.StudentT(spec.df, mu, sigma), obs=data["y"])
 
     return model
-
-
-def log_likelihood(law: Law, df: float, params: Mapping[str, Array], x: Mapping[str, Array], y: Array) -> Array:
-    """Pointwise log likelihood of observed log losses.
-
-    Parameters
-    ----------
-    params : natural parameters and ``sigma``, each of shape (s,) for s draws.
-    x : uncentred log inputs, each of shape (n,).
-    y : observed log losses, shape (n,).
-
-    Returns
-    -------
-    Array of shape (s, n).
-    """
-    p = {k: v[:, None] for k, v in params.items()}
-    mu = law.mean(p, {k: v[None, :] for k, v in x.items()})
-    return dist.StudentT(df, mu, p["sigma"]).log_prob(y[None, :])

@@ -254,7 +254,7 @@ def _health(result: Result) -> pd.DataFrame:
     x = np.stack([post[k].to_numpy() for k in result.params])
     stats = result.idata.sample_stats
     energy = stats["energy"].to_numpy()
-    bfmi = np.square(np.diff(energy, axis=-1)).mean(-1) / np.var(energy, axis=-1, ddof=1)
+    bfmi = diagnostics.bfmi(energy)
     divergent = float(stats["diverging"].to_numpy().mean())
     saturated = float((stats["tree_depth"].to_numpy() >= 10).mean()) if "tree_depth" in stats else 0.0
     rows = [
