@@ -105,23 +105,9 @@ def fit(
     dataset = as_dataset(data, law)
     spec = as_spec(priors, law)
     settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
-    arrays = model_data(dataset, law)
-    key = jax.random.key(seed)
-    out = compiled(law, spec, settings, progress)(key, arrays, jitter(key, settings))
-    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
-    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, max_tree_depth)
+    result = fit_one(dataset, law, spec, settings, seed, prior_draws, padded_length(len(dataset)), progress)
     diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
     if calibrate:
-        refit = {
-            "chains": chains,
-            "warmup": warmup,
-            "draws": draws,
-            "target_accept": target_accept,
-            "dense": dense,
-            "max_tree_depth": max_tree_depth,
-            "algorithm": algorithm,
-            "seed": seed,
-        }
         # The largest internal split must hold three runs per parameter, sigma and one.
         needed = math.ceil(3 * law.min_runs / max(extrapolation.INTERNAL_SPLITS) - 1e-9)
         if len(dataset) < needed:
@@ -132,8 +118,28 @@ def fit(
                 stacklevel=2,
             )
             return result
-        table = extrapolation.internal_backtests(result, dataset, refit)
-        result = extrapolation.attach(result, extrapolation.fit_kappa(table, spec.df, chains, draws, seed), table)
+        table = extrapolation.internal_backtests(result, dataset, settings, seed, prior_draws)
+        kappa = extrapolation.fit_kappa(table, spec.df, chains, draws, seed)
+        result = extrapolation.attach(result, kappa, table)
+    return result
+
+
+def fit_one(
+    dataset: Dataset,
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    seed: int,
+    prior_draws: int,
+    pad: int,
+    progress: bool = False,
+) -> Result:
+    """One plain fit, its rows padded to ``pad``: fits padded alike share one compiled sampler."""
+    arrays = model_data(dataset, law, pad=pad)
+    key = jax.random.key(seed)
+    out = compiled(law, spec, settings, progress)(key, arrays, jitter(key, settings))
+    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
+    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings.max_tree_depth)
     return result
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from . import extrapolation
+from .laws import Law
+from .model import padded_length
 from .optimal import FLOPS_PER_PARAM_TOKEN, optimum
 from .presets import Target, preset
 from .result import Result
@@ -87,18 +89,38 @@ def draws_at(
     missing = [k for k in law.inputs if k not in points.columns or not np.isfinite(points[k]).all()]
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
-    draws = result.draws()
-    x = {k: np.log(points[k].to_numpy(np.float64)) for k in law.inputs}
-    p = {k: jnp.asarray(v)[:, None] for k, v in draws.items()}
-    log_mean = np.asarray(law.mean(p, {k: jnp.asarray(v)[None, :] for k, v in x.items()}), np.float64)
     if mode not in ("plain", "calibrated"):
         raise ValueError(f"mode must be 'plain' or 'calibrated', got {mode!r}")
-    k_noise, k_law = jax.random.split(jax.random.key(seed))
-    noise = np.asarray(jax.random.t(k_noise, result.spec.df, log_mean.shape), np.float64)
+    draws = result.draws()
+    log_mean = _log_mean(result.law, draws, points)
+    # Noise in NumPy: no compilation per shape, and the same seed gives the same draws.
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_t(result.spec.df, log_mean.shape)
     if mode == "calibrated" and extrapolation.calibrated(result):
-        error = np.asarray(jax.random.normal(k_law, log_mean.shape), np.float64)
-        log_mean = log_mean + extrapolation.error_scale(result, points) * error
+        share = extrapolation.reducible(law, draws, log_mean)
+        log_mean = log_mean + extrapolation.error_scale(result, points, share) * rng.standard_normal(log_mean.shape)
     return np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise)
+
+
+def _log_mean(law: Law, draws: dict[str, np.ndarray], points: pd.DataFrame) -> np.ndarray:
+    """Log expected loss of every draw at every point, shape (s, t), float64.
+
+    Points are padded to a power of two (at least 64) before the compiled law sees
+    them, so forecasts at any number of points share a few compilations.
+    """
+    t = len(points)
+    size = padded_length(max(t, 1))
+    x = {}
+    for k in law.inputs:
+        values = np.log(points[k].to_numpy(np.float64))
+        x[k] = np.concatenate([values, np.full(size - t, values[0] if t else 0.0)])
+    p = {k: draws[k] for k in law.params}
+    return np.asarray(_law_at(law, p, x), np.float64)[:, :t]
+
+
+@partial(jax.jit, static_argnums=0)
+def _law_at(law: Law, p: dict, x: dict) -> jax.Array:
+    return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
 
 
 def bands(points: pd.DataFrame, loss: np.ndarray, run: np.ndarray, levels: Sequence[float] = LEVELS) -> pd.DataFrame:

@@ -210,12 +210,20 @@ def jitter(key: jax.Array, settings: Settings) -> jax.Array:
 
 
 def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callable:
-    model = build(law, spec)
+    return program(build(law, spec), lambda data, key: _initial_point(law, spec, data, key), settings, progress)
+
+
+def program(model: Callable, initial: Callable, settings: Settings, progress: bool = False) -> Callable:
+    """The sampler ``run(key, data, jitter) -> dict of arrays`` of any NumPyro ``model(data)``, not jitted.
+
+    ``initial(data, key)`` gives the starting point of the mode search: a dict of
+    unconstrained values per sample site. Outputs as for :func:`compiled`.
+    """
     total = settings.warmup + settings.draws
 
     def run(key: jax.Array, data: dict, jitter: jax.Array) -> dict:
         k_init, k_chains, k_nuts = jax.random.split(key, 3)
-        z0 = _initial_point(law, spec, data, k_init)
+        z0 = initial(data, k_init)
         flat0, unravel = ravel_pytree(z0)
 
         def potential(v: jax.Array) -> jax.Array:

@@ -67,14 +67,21 @@ def main() -> None:
         row("fresh `bayes-scaling fit --plain`, warm cache", fresh_cli(cache, "--plain"), None)
         row("fresh `bayes-scaling fit` (calibrated), warm cache", fresh_cli(cache), None)
 
-    for label in ("fit(calibrate=False), first call (compiles)", "fit(calibrate=False), second call (warm)"):
+    t = time.perf_counter()
+    result = bs.fit(seed=0, calibrate=False)
+    row("fit(calibrate=False), first call (compiles)", time.perf_counter() - t, result.idata)
+    # Warm calls: the median of five (seeds 1-5) and the worst health among them; one call is noisy here.
+    times, fits = [], []
+    for seed in range(1, 6):
         t = time.perf_counter()
-        result = bs.fit(seed=0, calibrate=False)
-        row(label, time.perf_counter() - t, result.idata)
+        fits.append(bs.fit(seed=seed, calibrate=False))
+        times.append(time.perf_counter() - t)
+    worst = min(fits, key=lambda r: health(r.idata)[0])
+    row(f"fit(calibrate=False), warm, median of 5 ({min(times):.2f}-{max(times):.2f} s)", sorted(times)[2], worst.idata)
     bs.fit(seed=1)  # compile the internal refits
     t = time.perf_counter()
     result = bs.fit(seed=0)
-    row("fit() default: + 2 internal refits + kappa, warm", time.perf_counter() - t, result.idata)
+    row("fit() default: + 4 internal refits + kappa, warm", time.perf_counter() - t, result.idata)
 
     law = bs.get_law("chinchilla")
     model = build(law, bs.read_spec("chinchilla", params=law.params))
