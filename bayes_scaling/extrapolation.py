@@ -57,9 +57,10 @@ import xarray as xr
 
 from . import diagnostics
 from .data import Dataset
-from .laws import Law
+from .laws import Law, get_law
+from .model import padded_length
 from .result import Result
-from .sampler import Settings
+from .sampler import Settings, jitter, program
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
 INTERNAL_SPLITS = (0.5, 0.7)
@@ -148,7 +149,6 @@ def internal_backtests(result: Result, data: Dataset, settings: Settings, seed: 
     """
     from .fit import fit_one  # a refit is a fit: import here, fit imports this module
     from .forecast import draws_at
-    from .model import padded_length
 
     inputs = result.law.inputs
     splits = []
@@ -204,9 +204,6 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     degrees of freedom and scale ``sqrt(scale**2 + (share * |kappa * d|)**2)``. A sampler
     that did not converge raises a :class:`~bayes_scaling.diagnostics.ConvergenceWarning`.
     """
-    from .model import padded_length
-    from .sampler import jitter, program
-
     columns = [c for c in table.columns if c.startswith("d_")]
     reach = table[columns].to_numpy(np.float64)
     n, size = len(table), padded_length(len(table), 1024)  # one compilation for tables up to 1024 rows
@@ -344,7 +341,6 @@ def backtest(
     """
     from .fit import as_dataset, fit
     from .forecast import bands, draws_at
-    from .laws import get_law
 
     law = get_law(law)
     data = as_dataset(data, law)
