@@ -65,8 +65,10 @@ def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = Fal
     """One validated column as float64: numeric, finite and positive (a metric: in (0, 1])."""
     raw = frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
-    spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
-    bad = np.isnan(values) & raw.notna().to_numpy() & ~spelled.to_numpy()
+    bad = np.isnan(values) & raw.notna().to_numpy()  # NaN from text: spelled "nan"/"inf" (checked next) or not a number
+    if bad.any():
+        spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "+inf", "infinity"])
+        bad &= ~spelled.to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}")

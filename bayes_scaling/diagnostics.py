@@ -6,7 +6,7 @@ import warnings
 
 import arviz as az
 import numpy as np
-from scipy import stats
+from scipy import special
 
 #: A chain set with any parameter above this split R-hat has not converged (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -96,11 +96,31 @@ def _split(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[..., :half], x[..., -half:]], axis=-2)
 
 
+def _ranks(flat: np.ndarray) -> np.ndarray:
+    """Ranks from 1 along the last axis, ties sharing their average rank; shape (B, n) -> (B, n).
+
+    The same as ``scipy.stats.rankdata(method="average", axis=-1)``, several times faster: one
+    sort per row, and each run of equal values (rejected HMC proposals repeat a draw) gets the
+    mean of its first and last position.
+    """
+    order = np.argsort(flat, axis=-1)
+    s = np.take_along_axis(flat, order, axis=-1)
+    n = s.shape[-1]
+    index = np.broadcast_to(np.arange(n), s.shape)
+    differs = s[:, 1:] != s[:, :-1]
+    starts = np.concatenate([np.ones((len(s), 1), bool), differs], axis=-1)
+    ends = np.concatenate([differs, np.ones((len(s), 1), bool)], axis=-1)
+    first = np.maximum.accumulate(np.where(starts, index, 0), axis=-1)
+    last = np.minimum.accumulate(np.where(ends, index, n)[:, ::-1], axis=-1)[:, ::-1]
+    ranks = np.empty_like(s, dtype=np.float64)
+    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=-1)
+    return ranks
+
+
 def _z_scale(x: np.ndarray) -> np.ndarray:
     """Normal scores of the pooled ranks of each batch member, same shape as ``x``."""
     flat = x.reshape(x.shape[0], -1)
-    ranks = stats.rankdata(flat, method="average", axis=-1)
-    return stats.norm.ppf((ranks - 0.375) / (flat.shape[1] + 0.25)).reshape(x.shape)
+    return special.ndtri((_ranks(flat) - 0.375) / (flat.shape[1] + 0.25)).reshape(x.shape)
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:

@@ -241,20 +241,23 @@ def _results(
         k: np.asarray(v, np.float64) for k, v in jax.vmap(lambda k: _prior_draws(spec, k, prior_draws))(keys).items()
     }
     found = diagnostics.batch_problems({k: samples[k] for k in params}, stats, max_tree_depth)
-    results = []
-    for i, (dataset, problems) in enumerate(zip(sets, found, strict=True)):
+
+    def build(i: int, dataset: Dataset) -> az.InferenceData:
         n = len(dataset)
-        logs = dataset.logs()
-        idata = az.InferenceData(
+        return az.InferenceData(
             posterior=_group({k: v[i] for k, v in samples.items()}),
             sample_stats=_group({k: v[i] for k, v in stats.items()}),
             log_likelihood=_group({"log_loss": loglik[i, ..., :n]}),
-            observed_data=_group({"log_loss": logs["loss"]}, lead=()),
+            observed_data=_group({"log_loss": dataset.logs()["loss"]}, lead=()),
             constant_data=_group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
             prior=_group({k: v[i] for k, v in prior.items()}),
         )
-        results.append(Result(idata, law, spec, tuple(problems)))
-    return results
+
+    # Each InferenceData is assembled on first access: a batch of K fits pays only for those it reads.
+    return [
+        Result(partial(build, i, dataset), law, spec, tuple(problems))
+        for i, (dataset, problems) in enumerate(zip(sets, found, strict=True))
+    ]
 
 
 @partial(jax.jit, static_argnums=(0, 1))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import arviz as az
@@ -14,9 +15,13 @@ from .laws import Law, get_law
 from .priors import Spec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Result:
     """A fitted scaling law.
+
+    Build it from an InferenceData, or from a function returning one: :func:`fit_many`
+    passes functions, so that a batch of a thousand fits does not assemble a thousand
+    InferenceData objects nobody reads; each is built on first access and kept.
 
     Attributes
     ----------
@@ -29,10 +34,17 @@ class Result:
     problems : sampler-health problems; empty when the sampler converged.
     """
 
-    idata: az.InferenceData
+    source: az.InferenceData | Callable[[], az.InferenceData] = field(repr=False)
     law: Law
     spec: Spec
     problems: tuple[str, ...] = ()
+
+    @property
+    def idata(self) -> az.InferenceData:
+        """The InferenceData (built on first access when the result was given a function)."""
+        if not isinstance(self.source, az.InferenceData):
+            object.__setattr__(self, "source", self.source())
+        return self.source
 
     @property
     def converged(self) -> bool:

@@ -72,6 +72,9 @@ def main() -> None:
         t0 = time.perf_counter()
         results = bs.fit_many(sets, algorithm=algorithm, **kw)
         warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        built = [r.idata for r in results]  # InferenceData are built on first access: time building all
+        print(f"{algorithm}: building all {len(built)} InferenceData after the call {time.perf_counter() - t0:.2f} s")
         law = bs.get_law("chinchilla")
         arrays = [model_data(as_dataset(d, law), law) for d in sets]
         batch = jax.tree.map(lambda *a: np.stack(a), *arrays)

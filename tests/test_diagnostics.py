@@ -50,3 +50,14 @@ def test_vectorized_rhat_and_ess_match_arviz():
             ref = float(az.rhat(xi)), float(az.ess(xi, method="bulk")), float(az.ess(xi, method="tail"))
         for got, want in zip((rhat[i], bulk[i], tail[i]), ref, strict=True):
             assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=1e-9), (i, got, want)
+
+
+def test_ranks_average_ties_as_scipy_does():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 400))
+    x[0, 50:90] = x[0, 49]  # a stuck stretch: rejected proposals repeat one draw
+    x[1] = 2.0  # a constant chain
+    x[2] = np.round(x[2], 1)  # many small ties
+    np.testing.assert_array_equal(diagnostics._ranks(x), stats.rankdata(x, method="average", axis=-1))

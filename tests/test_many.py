@@ -34,6 +34,15 @@ def many(sets) -> list[bs.Result]:
     return bs.fit_many(sets, seed=0, **SHORT)
 
 
+def test_fit_many_builds_each_inference_data_on_first_access(sets):
+    results = bs.fit_many(sets, seed=0, **SHORT)  # the batch of the `many` fixture: no new compilation
+    assert all(callable(r.source) for r in results)  # nothing assembled by the call
+    first = results[0].idata
+    assert results[0].idata is first and isinstance(results[0].source, az.InferenceData)  # built once, kept
+    assert callable(results[1].source)  # the other fit is still not built
+    assert first.posterior["E"].shape == (4, 500) and first.observed_data["log_loss"].shape == (len(sets[0]),)
+
+
 def test_fit_many_matches_single_fits_within_monte_carlo_error(sets, many):
     # The batch rounds differently from a single fit and (for "hmc") shares one trajectory-length
     # jitter, so draws agree in distribution: posterior means within 4.5 combined Monte Carlo
