@@ -131,7 +131,8 @@ def _kappa_start(data: dict, key: jax.Array) -> dict:
     return {"kappa": jnp.full(data["reach"].shape[-1], jnp.log(0.02))}
 
 
-_KAPPA: dict[tuple, Callable] = {}
+#: The compiled sampler of the kappa model, one per sampler settings.
+_KAPPA: dict[Settings, Callable] = {}
 
 
 def internal_backtests(result: Result, data: Dataset, settings: Settings, seed: int, prior_draws: int) -> pd.DataFrame:
@@ -219,7 +220,7 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
         "mask": pad(np.ones(n), 0.0),
         "df": np.float32(df),
     }
-    settings = Settings(chains=chains, warmup=500, draws=draws, target_accept=0.9)
+    settings = Settings(chains=chains, warmup=500, draws=draws)
     if settings not in _KAPPA:
         _KAPPA[settings] = jax.jit(program(_kappa_model, _kappa_start, settings))
     key = jax.random.key(seed)

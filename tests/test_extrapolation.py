@@ -10,7 +10,7 @@ from bayes_scaling.cli import main
 from bayes_scaling.extrapolation import distance, distances, interval_score, reducible
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
-SHORT = {"chains": 4, "warmup": 300, "draws": 500}  # the settings of conftest's FAST: one compiled sampler
+SHORT = {k: v for k, v in FAST.items() if k != "calibrate"}  # FAST's sampler settings: one compiled sampler
 WIDE = bs.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # 64 runs over 10 decades of compute
 
 
