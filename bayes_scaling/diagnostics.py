@@ -5,8 +5,11 @@ from __future__ import annotations
 import warnings
 
 import arviz as az
+import jax
+import jax.numpy as jnp
 import numpy as np
-from scipy import special
+from jax.scipy.special import ndtri
+from jax.typing import ArrayLike
 
 #: A chain set with any parameter above this split R-hat has not converged (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -36,13 +39,13 @@ def problems(idata: az.InferenceData, var_names: list[str], max_tree_depth: int 
 
 
 def batch_problems(
-    posterior: dict[str, np.ndarray], stats: dict[str, np.ndarray], max_tree_depth: int | None = None
+    posterior: dict[str, ArrayLike], stats: dict[str, ArrayLike], max_tree_depth: int | None = None
 ) -> list[list[str]]:
     """Sampler-health problems of K fits at once (see :func:`problems`).
 
     Parameters
     ----------
-    posterior : scalar parameters, each of shape (K, chains, draws).
+    posterior : scalar parameters, each of shape (K, chains, draws) (NumPy or JAX arrays).
     stats : sampler statistics ``diverging``, ``energy`` and optionally ``n_steps``, each (K, chains, draws).
     max_tree_depth : flag draws whose trajectory hit this NUTS depth.
 
@@ -51,161 +54,201 @@ def batch_problems(
     K lists of sentences, empty for a healthy fit.
     """
     names = list(posterior)
-    x = np.stack([np.asarray(posterior[k], np.float64) for k in names], axis=1)  # (K, P, chains, draws)
-    k, p, c, n = x.shape
-    flat = x.reshape(k * p, c, n)
-    rhat, bulk, tail = (f(flat).reshape(k, p) for f in (rhat_rank, ess_bulk, ess_tail))
-    divergent = np.asarray(stats["diverging"]).reshape(k, -1).sum(1)
-    energy = np.asarray(stats["energy"], np.float64)
-    chain_bfmi = bfmi(energy)  # (K, chains)
+    max_steps = None if max_tree_depth is None or "n_steps" not in stats else 2**max_tree_depth - 1
+    h = _health_many(
+        jnp.stack([jnp.asarray(posterior[k]) for k in names], axis=1),
+        jnp.asarray(stats["diverging"]),
+        jnp.asarray(stats["energy"]),
+        jnp.asarray(stats["n_steps"]) if max_steps is not None else None,
+        max_steps,
+    )
+    return report(h, names, max_tree_depth)
+
+
+def report(h: dict[str, ArrayLike], names: list[str], max_tree_depth: int | None = None) -> list[list[str]]:
+    """Sentences from the :func:`health` statistics of K fits (leading axis K), one list per fit.
+
+    ``names`` label the P checked parameters, in the order of ``h["rhat"]``'s last axis.
+    """
+    h = {k: np.asarray(v) for k, v in h.items()}
     found: list[list[str]] = []
-    for i in range(k):
+    for i in range(len(h["divergent"])):
         out = []
-        if divergent[i]:
-            out.append(f"{int(divergent[i])} of {c * n} draws diverged")
+        if h["divergent"][i]:
+            out.append(f"{int(h['divergent'][i])} of {int(h['draws'][i])} draws diverged")
         for j, name in enumerate(names):
-            if not rhat[i, j] <= RHAT_MAX:
-                out.append(f"R-hat of {name} is {rhat[i, j]:.3f} (> {RHAT_MAX})")
-            if not bulk[i, j] >= ESS_MIN:
-                out.append(f"bulk ESS of {name} is {bulk[i, j]:.0f} (< {ESS_MIN})")
-            if not tail[i, j] >= ESS_MIN:
-                out.append(f"tail ESS of {name} is {tail[i, j]:.0f} (< {ESS_MIN})")
-        if np.any(chain_bfmi[i] < BFMI_MIN):
-            out.append(f"E-BFMI {float(chain_bfmi[i].min()):.2f} (< {BFMI_MIN}) in some chain")
-        if max_tree_depth is not None and "n_steps" in stats:
-            saturated = int((np.asarray(stats["n_steps"][i]) >= 2**max_tree_depth - 1).sum())
-            if saturated:
-                out.append(f"{saturated} draws hit the maximum tree depth {max_tree_depth}")
+            rhat, bulk, tail = h["rhat"][i, j], h["ess_bulk"][i, j], h["ess_tail"][i, j]
+            if not rhat <= RHAT_MAX:
+                out.append(f"R-hat of {name} is {rhat:.3f} (> {RHAT_MAX})")
+            if not bulk >= ESS_MIN:
+                out.append(f"bulk ESS of {name} is {bulk:.0f} (< {ESS_MIN})")
+            if not tail >= ESS_MIN:
+                out.append(f"tail ESS of {name} is {tail:.0f} (< {ESS_MIN})")
+        if np.any(h["bfmi"][i] < BFMI_MIN):
+            out.append(f"E-BFMI {float(h['bfmi'][i].min()):.2f} (< {BFMI_MIN}) in some chain")
+        if h["saturated"][i]:
+            out.append(f"{int(h['saturated'][i])} draws hit the maximum tree depth {max_tree_depth}")
         found.append(out)
     return found
 
 
-def bfmi(energy: np.ndarray) -> np.ndarray:
+def health(
+    x: jax.Array, diverging: jax.Array, energy: jax.Array, n_steps: jax.Array | None, max_steps: int | None
+) -> dict[str, jax.Array]:
+    """Every convergence statistic of one fit, as JAX array operations.
+
+    The samplers call it inside their compiled program (vmapped over a batch of fits), so
+    the checks run where the draws are, on the GPU for a batch fitted there.
+
+    Parameters
+    ----------
+    x : draws, shape (P, chains, draws): P scalar parameters.
+    diverging, energy : sampler statistics, each (chains, draws).
+    n_steps : leapfrog steps per draw (chains, draws), or None.
+    max_steps : the step cap whose draws count as saturated (ignored without ``n_steps``).
+
+    Returns
+    -------
+    ``rhat``, ``ess_bulk``, ``ess_tail`` (P,); counts ``divergent``, ``saturated`` and
+    ``draws`` (); ``bfmi`` (chains,).
+    """
+    saturated = jnp.zeros((), jnp.int32) if n_steps is None else jnp.sum(n_steps >= max_steps)
+    return {
+        **rank_stats(x),
+        "divergent": jnp.sum(diverging),
+        "saturated": saturated,
+        "draws": jnp.asarray(diverging.size),
+        "bfmi": bfmi(energy),
+    }
+
+
+_health_many = jax.jit(jax.vmap(health, in_axes=(0, 0, 0, 0, None)), static_argnums=4)
+
+
+def bfmi(energy: ArrayLike) -> jax.Array:
     """E-BFMI of each chain, as ArviZ: energy of shape (..., chains, draws) -> (..., chains)."""
-    return np.square(np.diff(energy, axis=-1)).mean(-1) / np.var(energy, axis=-1, ddof=1)
+    energy = jnp.asarray(energy)
+    return jnp.square(jnp.diff(energy, axis=-1)).mean(-1) / jnp.var(energy, axis=-1, ddof=1)
 
 
-# Rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021), vectorized over a
-# leading batch axis. They follow ArviZ's definitions step by step (tested against
-# ``az.rhat`` and ``az.ess``), so that K fits are checked in one pass rather than K * P calls.
+# Rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021) in JAX, vectorized over a
+# leading batch axis and free of Python loops, so that K fits are checked in one compiled pass
+# on the device that holds their draws. They follow ArviZ's definitions (tested against
+# ``az.rhat`` and ``az.ess``); in float32 unless JAX runs in 64-bit mode.
 
 
-def _split(x: np.ndarray) -> np.ndarray:
+def _split(x: jax.Array) -> jax.Array:
     """(B, chains, n) -> (B, 2 chains, n // 2): each chain's first and last halves."""
     half = x.shape[-1] // 2
-    return np.concatenate([x[..., :half], x[..., -half:]], axis=-2)
+    return jnp.concatenate([x[..., :half], x[..., -half:]], axis=-2)
 
 
-def _ranks(flat: np.ndarray) -> np.ndarray:
+def _ranks(flat: jax.Array, ordered: jax.Array) -> jax.Array:
     """Ranks from 1 along the last axis, ties sharing their average rank; shape (B, n) -> (B, n).
 
-    The same as ``scipy.stats.rankdata(method="average", axis=-1)``, several times faster: one
-    sort per row, and each run of equal values (rejected HMC proposals repeat a draw) gets the
-    mean of its first and last position.
+    ``ordered`` is ``flat`` sorted along its last axis. The same as
+    ``scipy.stats.rankdata(method="average", axis=-1)``: a value's average rank is
+    ``(#smaller + #smaller-or-equal + 1) / 2``, both counts read off the sorted row.
     """
-    order = np.argsort(flat, axis=-1)
-    s = np.take_along_axis(flat, order, axis=-1)
-    n = s.shape[-1]
-    index = np.broadcast_to(np.arange(n), s.shape)
-    differs = s[:, 1:] != s[:, :-1]
-    starts = np.concatenate([np.ones((len(s), 1), bool), differs], axis=-1)
-    ends = np.concatenate([differs, np.ones((len(s), 1), bool)], axis=-1)
-    first = np.maximum.accumulate(np.where(starts, index, 0), axis=-1)
-    last = np.minimum.accumulate(np.where(ends, index, n)[:, ::-1], axis=-1)[:, ::-1]
-    ranks = np.empty_like(s, dtype=np.float64)
-    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=-1)
-    return ranks
+    count = jax.vmap(lambda row, v, side: jnp.searchsorted(row, v, side=side), (0, 0, None))
+    return (count(ordered, flat, "left") + count(ordered, flat, "right") + 1).astype(flat.dtype) / 2
 
 
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Normal scores of the pooled ranks of each batch member, same shape as ``x``."""
-    flat = x.reshape(x.shape[0], -1)
-    return special.ndtri((_ranks(flat) - 0.375) / (flat.shape[1] + 0.25)).reshape(x.shape)
-
-
-def _rhat(x: np.ndarray) -> np.ndarray:
+def _rhat(x: jax.Array) -> jax.Array:
     n = x.shape[-1]
-    between = n * np.var(x.mean(-1), axis=-1, ddof=1)
-    within = np.mean(np.var(x, axis=-1, ddof=1), axis=-1)
-    with np.errstate(divide="ignore", invalid="ignore"):  # constant draws: NaN, as ArviZ
-        return np.sqrt((between / within + n - 1) / n)
+    between = n * jnp.var(x.mean(-1), axis=-1, ddof=1)
+    within = jnp.mean(jnp.var(x, axis=-1, ddof=1), axis=-1)
+    return jnp.sqrt((between / within + n - 1) / n)  # constant draws: NaN, as ArviZ
 
 
-def _valid(x: np.ndarray) -> np.ndarray:
-    return np.isfinite(x).reshape(x.shape[0], -1).all(-1)
+def _quantile(ordered: jax.Array, p: float) -> jax.Array:
+    """Quantile ``p`` of each sorted row, interpolated linearly (NumPy's default): (B, n) -> (B,)."""
+    position = p * (ordered.shape[-1] - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, ordered.shape[-1] - 1)
+    return ordered[:, below] + (position - below) * (ordered[:, above] - ordered[:, below])
 
 
-def rhat_rank(x: np.ndarray) -> np.ndarray:
-    """Rank-normalized split R-hat (the larger of bulk and folded), shape (B, chains, draws) -> (B,)."""
+@jax.jit
+def rank_stats(x: ArrayLike) -> dict[str, jax.Array]:
+    """Rank-normalized split R-hat and bulk and tail ESS of B series, shape (B, chains, draws) -> (B,) each.
+
+    ``rhat``: the larger of the R-hat of the rank-normalized split chains and of their
+    folded version (distance from the median). ``ess_bulk``: ESS of the rank-normalized
+    split chains. ``ess_tail``: the smaller ESS of the 5% and 95% quantile indicators.
+    NaN for a series with a non-finite draw. Two sorts and one autocorrelation pass for
+    all of it, which keeps the compiled program small.
+    """
+    x = jnp.asarray(x)
+    b, _, n = x.shape
     split = _split(x)
-    folded = np.abs(split - np.median(split.reshape(len(x), -1), axis=-1)[:, None, None])
-    out = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded)))
-    return np.where(_valid(x), out, np.nan)
+    pooled = split.reshape(b, -1)
+    ordered = jnp.sort(pooled, axis=-1)
+    folded = jnp.abs(pooled - _quantile(ordered, 0.5)[:, None])
+    both = jnp.concatenate([pooled, folded])
+    scores = (_ranks(both, jnp.concatenate([ordered, jnp.sort(folded, axis=-1)])) - 0.375) / (both.shape[1] + 0.25)
+    z = ndtri(scores).reshape(2 * b, *split.shape[1:])
+    # Tail quantiles are those of every draw (with an odd draw count, splitting drops the middle ones).
+    every = ordered if n % 2 == 0 else jnp.sort(x.reshape(b, -1), axis=-1)
+    low, high = ((split <= _quantile(every, q)[:, None, None]).astype(x.dtype) for q in (0.05, 0.95))
+    ess = _ess(jnp.concatenate([z[:b], low, high]))
+    valid = jnp.isfinite(x).reshape(b, -1).all(-1)
+    return {
+        "rhat": jnp.where(valid, jnp.maximum(_rhat(z[:b]), _rhat(z[b:])), jnp.nan),
+        "ess_bulk": jnp.where(valid, ess[:b], jnp.nan),
+        "ess_tail": jnp.where(valid, jnp.minimum(ess[b : 2 * b], ess[2 * b :]), jnp.nan),
+    }
 
 
-def ess_bulk(x: np.ndarray) -> np.ndarray:
-    """Bulk effective sample size, shape (B, chains, draws) -> (B,)."""
-    return np.where(_valid(x), _ess(_z_scale(_split(x))), np.nan)
+def rhat_rank(x: ArrayLike) -> jax.Array:
+    """Rank-normalized split R-hat (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
+    return rank_stats(x)["rhat"]
 
 
-def ess_tail(x: np.ndarray) -> np.ndarray:
-    """Tail effective sample size: the smaller ESS of the 5% and 95% quantile indicators, (B, c, n) -> (B,)."""
-    q = np.quantile(x.reshape(len(x), -1), [0.05, 0.95], axis=-1)  # (2, B)
-    low, high = (_ess(_split((x <= qi[:, None, None]).astype(np.float64))) for qi in q)
-    return np.where(_valid(x), np.minimum(low, high), np.nan)
+def ess_bulk(x: ArrayLike) -> jax.Array:
+    """Bulk effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
+    return rank_stats(x)["ess_bulk"]
 
 
-def _ess(x: np.ndarray) -> np.ndarray:
-    """Effective sample size with Geyer's initial monotone sequence, (B, chains, n) -> (B,)."""
-    b, m, n = x.shape
-    size = 2 * n
-    fast = 1 << (size - 1).bit_length()
+def ess_tail(x: ArrayLike) -> jax.Array:
+    """Tail effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
+    return rank_stats(x)["ess_tail"]
+
+
+def _ess(x: jax.Array) -> jax.Array:
+    """Effective sample size with Geyer's initial monotone sequence, (B, chains, n) -> (B,).
+
+    ArviZ walks the autocorrelations a pair of lags at a time; here the same sequence is read
+    off whole arrays. With pair sums ``S_k = rho_2k + rho_2k+1`` (``rho_0 = 1``), the walk
+    stops at the first ``S_k <= 0`` (or at lag ``n - 3``): ``K`` pairs. The monotone sequence
+    is the running minimum of ``S``, ``tau = -1 + 2 * sum_{k<K} min(S_0..S_k) + rho_2K``
+    (``rho_2K`` kept only if positive or if ``S_K >= 0``), and ESS = chains * n / tau.
+    """
+    _, m, n = x.shape
+    fast = 1 << (2 * n - 1).bit_length()
     centred = x - x.mean(-1, keepdims=True)
-    f = np.fft.rfft(centred, n=fast, axis=-1)
-    acov = np.fft.irfft(f * np.conjugate(f), n=fast, axis=-1)[..., :n] / n
+    f = jnp.fft.rfft(centred, n=fast, axis=-1)
+    acov = jnp.fft.irfft(f * jnp.conj(f), n=fast, axis=-1)[..., :n] / n
     mean_var = acov[..., 0].mean(-1) * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if m > 1:
-        var_plus = var_plus + np.var(x.mean(-1), axis=-1, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = 1.0 - (mean_var[:, None] - acov.mean(1)) / var_plus[:, None]  # (B, n)
-    rows = np.arange(b)
-    out = np.zeros((b, n))
-    out[:, 0] = 1.0
-    out[:, 1] = rho[:, 1]
-    even, odd = np.ones(b), rho[:, 1].copy()
-    steps = np.zeros(b, dtype=np.int64)
-    active = np.ones(b, dtype=bool)
-    t = 1
-    while t < n - 3:  # Geyer's initial positive sequence, one pair of lags at a time
-        active &= (even + odd) > 0.0
-        if not active.any():
-            break
-        even = np.where(active, rho[:, t + 1], even)
-        odd = np.where(active, rho[:, t + 2], odd)
-        keep = active & (even + odd >= 0)
-        out[keep, t + 1] = even[keep]
-        out[keep, t + 2] = odd[keep]
-        steps += active
-        t += 2
-    max_t = 2 * steps - 1
-    improve = even > 0
-    out[rows[improve], max_t[improve] + 1] = even[improve]
-    t = 1
-    while t <= max_t.max() - 2:  # Geyer's initial monotone sequence
-        live = t <= max_t - 2
-        later, earlier = out[:, t + 1] + out[:, t + 2], out[:, t - 1] + out[:, t]
-        fix = live & (later > earlier)
-        out[fix, t + 1] = out[fix, t + 2] = earlier[fix] / 2.0
-        t += 2
-    lags = np.arange(n)[None, :]
-    tau = -1.0 + 2.0 * np.sum(np.where(lags <= max_t[:, None], out, 0.0), -1)
-    tau += np.where(max_t + 1 < n, out[rows, np.minimum(max_t + 1, n - 1)], 0.0)
-    tau = np.maximum(tau, 1.0 / np.log10(m * n))
-    ess = m * n / tau
-    ess = np.where(np.isnan(out).any(-1), np.nan, ess)
-    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(float).resolution
-    return np.where(constant, float(m * n), ess)
+        var_plus = var_plus + jnp.var(x.mean(-1), axis=-1, ddof=1)
+    rho = 1.0 - (mean_var[:, None] - acov.mean(1)) / var_plus[:, None]  # (B, n)
+    half = n // 2
+    even = rho[:, 0 : 2 * half : 2].at[:, 0].set(1.0)
+    pairs = even + rho[:, 1 : 2 * half : 2]  # (B, half)
+    last_pair = (n - 3) // 2  # the walk reads lags up to n - 3
+    stop = jnp.where((pairs <= 0).any(-1), jnp.argmax(pairs <= 0, -1), half)
+    kept = jnp.minimum(stop, last_pair)  # K
+    monotone = jax.lax.cummin(pairs, axis=1)
+    head = jnp.sum(jnp.where(jnp.arange(half) < kept[:, None], monotone, 0.0), -1)
+    even_k = jnp.take_along_axis(even, kept[:, None], 1)[:, 0]
+    pair_k = jnp.take_along_axis(pairs, kept[:, None], 1)[:, 0]
+    tau = -1.0 + 2.0 * head + jnp.where((pair_k >= 0) | (even_k > 0), even_k, 0.0)
+    tau = jnp.maximum(tau, 1.0 / np.log10(m * n))
+    ess = jnp.where(jnp.isnan(rho).any(-1), jnp.nan, m * n / tau)
+    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < jnp.finfo(x.dtype).resolution
+    return jnp.where(constant, float(m * n), ess)
 
 
 def warn(found: list[str], where: str) -> None:

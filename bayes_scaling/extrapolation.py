@@ -222,14 +222,13 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     }
     settings = Settings(chains=chains, warmup=500, draws=draws)
     if settings not in _KAPPA:
-        _KAPPA[settings] = jax.jit(program(_kappa_model, _kappa_start, settings))
+        _KAPPA[settings] = jax.jit(program(_kappa_model, _kappa_start, settings, ("kappa",)))
     key = jax.random.key(seed)
     out = _KAPPA[settings](key, data, jitter(key, settings))
-    kappa = np.asarray(out["samples"]["kappa"], np.float64)
-    checked = {f"kappa_{name[2:]}": kappa[None, ..., j] for j, name in enumerate(columns)}
-    stats = {k: np.asarray(out["stats"][k])[None] for k in ("diverging", "energy")}
-    diagnostics.warn(diagnostics.batch_problems(checked, stats)[0], "fit of the extrapolation error (kappa)")
-    return kappa
+    names = [f"kappa_{name[2:]}" for name in columns]
+    found = diagnostics.report(jax.tree.map(lambda a: a[None], out["health"]), names, settings.max_tree_depth)
+    diagnostics.warn(found[0], "fit of the extrapolation error (kappa)")
+    return np.asarray(out["samples"]["kappa"], np.float64)
 
 
 def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:

@@ -18,10 +18,10 @@ import pandas as pd
 import xarray as xr
 
 from . import diagnostics, extrapolation
-from .data import Dataset, DataWarning, load_data
+from .data import Dataset, DataWarning, load_data, load_together
 from .datasets import chinchilla
 from .laws import Law, get_law
-from .model import model_data, padded_length
+from .model import model_data, padded_length, stack_data
 from .priors import Prior, Spec, read_spec
 from .result import Result
 from .sampler import Settings, compiled, jitter, run_many
@@ -37,7 +37,7 @@ def as_dataset(data: DataLike, law: Law) -> Dataset:
         data = chinchilla()
     if not isinstance(data, Dataset):
         data = load_data(data, needs=law.inputs, min_rows=min_rows)
-    missing = [k for k in law.inputs if not np.isfinite(data.frame[k]).all()]
+    missing = [k for k in law.inputs if not np.isfinite(data.frame[k].to_numpy()).all()]
     if missing:
         raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
     if len(data) < min_rows:
@@ -138,7 +138,7 @@ def fit_one(
     arrays = model_data(dataset, law, pad=pad)
     key = jax.random.key(seed)
     out = compiled(law, spec, settings, progress)(key, arrays, jitter(key, settings))
-    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
+    one = jax.tree.map(lambda a: a[None], (out, arrays))
     (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings.max_tree_depth)
     return result
 
@@ -186,18 +186,16 @@ def fit_many(
     diagnostics; one ConvergenceWarning names every fit that did not converge.
     """
     law = get_law(law)
-    sets = [as_dataset(d, law) for d in datasets]
-    if not sets:
+    if not datasets:
         raise ValueError("fit_many needs at least one data set")
+    sets = load_together(datasets, needs=law.inputs, min_rows=law.min_runs) or _load_each(datasets, law)
     seeds = [seed + i for i in range(len(sets))] if isinstance(seed, int) else [int(s) for s in seed]
     if len(seeds) != len(sets):
         raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
     spec = as_spec(priors, law)
     settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
-    size = max(padded_length(len(d)) for d in sets)
-    arrays = [model_data(d, law, pad=size) for d in sets]
-    batch = jax.tree.map(lambda *a: np.stack(a), *arrays)
-    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets))
+    keys = jax.vmap(jax.random.key)(np.asarray(seeds))
     out = run_many(law, spec, settings, keys, batch, devices)
     results = _results(out, batch, sets, law, spec, seeds, prior_draws, max_tree_depth)
     bad = [i for i, r in enumerate(results) if r.problems]
@@ -212,6 +210,17 @@ def fit_many(
     return results
 
 
+def _load_each(datasets: Sequence[DataLike], law: Law) -> list[Dataset]:
+    """:func:`as_dataset` of each item, an error naming the item."""
+    sets = []
+    for i, data in enumerate(datasets):
+        try:
+            sets.append(as_dataset(data, law))
+        except ValueError as err:
+            raise ValueError(f"data set {i} of {len(datasets)}: {err}") from None
+    return sets
+
+
 def _results(
     out: dict,
     data: dict,
@@ -222,7 +231,12 @@ def _results(
     prior_draws: int,
     max_tree_depth: int,
 ) -> list[Result]:
-    """Results from a batch of sampler outputs, all the array work done once for the batch.
+    """Results from a batch of sampler outputs.
+
+    The convergence statistics were computed by the sampler's compiled program, on the
+    device that holds the draws; the draws come to the host once. Everything else a Result
+    holds (pointwise log likelihood, prior draws, the InferenceData itself) is built per fit
+    on first access: a batch of K fits pays only for those it reads.
 
     Parameters
     ----------
@@ -230,33 +244,28 @@ def _results(
     data : the stacked :func:`~bayes_scaling.model.model_data` arrays, shape (K, ...).
     sets, seeds : the K data sets and their seeds.
     """
-    params = [*law.params, "sigma"]
-    samples = {k: np.asarray(v, np.float64) for k, v in out["samples"].items()}
-    stats = {k: np.asarray(v) for k, v in out["stats"].items()}
-    stats["energy"] = stats["energy"].astype(np.float64)
-    stats["tree_depth"] = np.ceil(np.log2(stats["n_steps"] + 1)).astype(np.int64)
-    loglik = np.asarray(_pointwise(law, spec.df, out["samples"], data))
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds])
-    prior = {
-        k: np.asarray(v, np.float64) for k, v in jax.vmap(lambda k: _prior_draws(spec, k, prior_draws))(keys).items()
-    }
-    found = diagnostics.batch_problems({k: samples[k] for k in params}, stats, max_tree_depth)
+    found = diagnostics.report(out["health"], [*law.params, "sigma"], max_tree_depth)
+    samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
 
-    def build(i: int, dataset: Dataset) -> az.InferenceData:
+    def build(i: int, dataset: Dataset, seed: int) -> az.InferenceData:
         n = len(dataset)
+        mine = jax.tree.map(lambda a: a[i : i + 1], (samples, data))
+        sample_stats = {k: v[i] for k, v in stats.items()}
+        sample_stats["energy"] = sample_stats["energy"].astype(np.float64)
+        sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1)).astype(np.int64)
+        prior = _prior_draws(spec, jax.random.fold_in(jax.random.key(seed), 1), prior_draws)
         return az.InferenceData(
-            posterior=_group({k: v[i] for k, v in samples.items()}),
-            sample_stats=_group({k: v[i] for k, v in stats.items()}),
-            log_likelihood=_group({"log_loss": loglik[i, ..., :n]}),
+            posterior=_group({k: v[i].astype(np.float64) for k, v in samples.items()}),
+            sample_stats=_group(sample_stats),
+            log_likelihood=_group({"log_loss": np.asarray(_pointwise(law, spec.df, *mine))[0, ..., :n]}),
             observed_data=_group({"log_loss": dataset.logs()["loss"]}, lead=()),
             constant_data=_group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
-            prior=_group({k: v[i] for k, v in prior.items()}),
+            prior=_group({k: np.asarray(v, np.float64) for k, v in prior.items()}),
         )
 
-    # Each InferenceData is assembled on first access: a batch of K fits pays only for those it reads.
     return [
-        Result(partial(build, i, dataset), law, spec, tuple(problems))
-        for i, (dataset, problems) in enumerate(zip(sets, found, strict=True))
+        Result(partial(build, i, dataset, seed), law, spec, tuple(problems))
+        for i, (dataset, seed, problems) in enumerate(zip(sets, seeds, found, strict=True))
     ]
 
 

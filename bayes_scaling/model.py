@@ -20,8 +20,9 @@ The posterior holds ``A`` on its natural scale as a deterministic site.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -53,21 +54,41 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> dict:
     Rows are padded up to a power of two, at least ``pad``: padding sits at the centre with
     the mean log loss and mask 0, so it adds nothing to the likelihood.
     """
-    logs = dataset.logs()
-    n = len(dataset)
-    size = padded_length(n, pad)
+    return jax.tree.map(lambda a: a[0], stack_data([dataset], law, pad))
 
-    def padded(values: np.ndarray, fill: float) -> np.ndarray:
-        return np.concatenate([values, np.full(size - n, fill)]).astype(np.float32)
+
+def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD) -> dict:
+    """:func:`model_data` of K data sets, stacked: every array with a leading axis K.
+
+    All are padded to the padded length of the longest, in one vectorized pass.
+    """
+    lengths = np.array([len(d) for d in datasets])
+    size = padded_length(int(lengths.max()), pad)
+    starts = np.cumsum(lengths) - lengths
+    which = np.repeat(np.arange(len(datasets)), lengths)  # data set of each run
+    row = np.arange(lengths.sum()) - starts[which]  # its row within the data set
+    logs = {
+        k: np.log(np.concatenate([d.frame[k].to_numpy(np.float64) for d in datasets])) for k in (*law.inputs, "loss")
+    }
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts) / lengths
+
+    def padded(values: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+        out = np.empty((len(datasets), size))
+        out[:] = np.reshape(fill, (-1, 1))
+        out[which, row] = values
+        return out.astype(np.float32)
 
     # Only inputs whose scale parameters are all named in ``law.centred`` may be centred.
     centred = {x for _, _, x in law.centred}
-    centre = {k: float(np.mean(logs[k])) if k in centred else 0.0 for k in law.inputs}
+    zero = np.zeros(len(datasets))
+    centre = {k: mean(logs[k]) if k in centred else zero for k in law.inputs}
     return {
-        "x": {k: padded(logs[k] - centre[k], 0.0) for k in law.inputs},
-        "centre": {k: np.float32(v) for k, v in centre.items()},
-        "y": padded(logs["loss"], float(np.mean(logs["loss"]))),
-        "mask": padded(np.ones(n), 0.0),
+        "x": {k: padded(logs[k] - centre[k][which], 0.0) for k in law.inputs},
+        "centre": {k: v.astype(np.float32) for k, v in centre.items()},
+        "y": padded(logs["loss"], mean(logs["loss"])),
+        "mask": padded(np.ones(len(which)), 0.0),
     }
 
 

@@ -30,7 +30,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.hmc import hmc as numpyro_hmc
 from numpyro.infer.util import constrain_fn, potential_energy
 
-from . import hmc
+from . import diagnostics, hmc
 from .laws import Law
 from .model import build
 from .priors import Spec
@@ -146,7 +146,9 @@ def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -
 
     Returned arrays: ``samples`` (constrained and deterministic sites, each
     (chains, draws, ...)), ``stats`` (sampler statistics, each (chains, draws)),
-    ``mode`` (posterior mode, constrained), ``mode_converged`` (bool).
+    ``mode`` (posterior mode, constrained), ``mode_converged`` (bool), ``health``
+    (convergence statistics of the law's parameters and ``sigma``, see
+    :func:`~bayes_scaling.diagnostics.health`).
     """
     cache_key = (law, spec.to_json(), settings, progress)
     if cache_key not in _COMPILED:
@@ -188,7 +190,8 @@ def run_many(
 
     Returns
     -------
-    The output of :func:`compiled` for each fit, stacked: NumPy arrays of shape (K, ...).
+    The output of :func:`compiled` for each fit, stacked: JAX arrays of shape (K, ...), still
+    on the devices (split across them as the batch was).
     """
     devices = list(jax.local_devices() if devices is None else devices)
     k = int(keys.shape[0])
@@ -201,7 +204,7 @@ def run_many(
     sharding = NamedSharding(Mesh(np.array(devices), ("fits",)), PartitionSpec("fits"))
     keys, data = jax.device_put((keys, data), sharding)
     out = compiled_many(law, spec, settings)(keys, data, jitter(keys[0], settings))
-    return jax.tree.map(lambda a: np.asarray(a)[:k], out)
+    return jax.tree.map(lambda a: a[:k], out) if total > k else out
 
 
 def jitter(key: jax.Array, settings: Settings) -> jax.Array:
@@ -210,14 +213,21 @@ def jitter(key: jax.Array, settings: Settings) -> jax.Array:
 
 
 def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callable:
-    return program(build(law, spec), lambda data, key: _initial_point(law, spec, data, key), settings, progress)
+    def initial(data: dict, key: jax.Array) -> dict:
+        return _initial_point(law, spec, data, key)
+
+    return program(build(law, spec), initial, settings, (*law.params, "sigma"), progress)
 
 
-def program(model: Callable, initial: Callable, settings: Settings, progress: bool = False) -> Callable:
+def program(
+    model: Callable, initial: Callable, settings: Settings, checked: Sequence[str], progress: bool = False
+) -> Callable:
     """The sampler ``run(key, data, jitter) -> dict of arrays`` of any NumPyro ``model(data)``, not jitted.
 
     ``initial(data, key)`` gives the starting point of the mode search: a dict of
-    unconstrained values per sample site. Outputs as for :func:`compiled`.
+    unconstrained values per sample site. The convergence statistics of the sites
+    ``checked`` (every component of each, in order) are computed in the program
+    (:func:`~bayes_scaling.diagnostics.health`). Outputs as for :func:`compiled`.
     """
     total = settings.warmup + settings.draws
 
@@ -271,9 +281,14 @@ def program(model: Callable, initial: Callable, settings: Settings, progress: bo
             return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
 
         samples = jax.vmap(jax.vmap(constrain))(zs)
+        x = jnp.concatenate([samples[k].reshape(settings.chains, settings.draws, -1) for k in checked], -1)
+        steps = 2**settings.max_tree_depth - 1
         return {
             "samples": samples,
             "stats": stats,
+            "health": diagnostics.health(
+                jnp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], steps
+            ),
             "mode": constrain(mode),
             "mode_converged": converged,
         }

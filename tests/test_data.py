@@ -101,3 +101,29 @@ def test_compute_defaults_to_6nd():
 def test_unreadable_file(tmp_path):
     with pytest.raises(ValueError, match=r"nope\.csv: no such file"):
         bs.load_data(tmp_path / "nope.csv")
+
+
+def test_frames_checked_together_equal_frames_checked_one_by_one():
+    frames = [runs(8), runs(6).assign(loss=lambda f: f["loss"] * 1.01), runs(7)]
+    frames.append(frames[0].copy())  # the same runs twice are two data sets, not duplicate rows
+    together = bs.data.load_together(frames, needs=("N", "D"), min_rows=6)
+    assert [len(d) for d in together] == [16, 12, 14, 16]
+    for got, frame in zip(together, frames, strict=True):
+        want = bs.load_data(frame)
+        pd.testing.assert_frame_equal(got.frame, want.frame)
+        assert (got.source, got.columns) == (want.source, want.columns)
+
+
+def test_frames_checked_together_leave_every_finding_to_the_single_check():
+    good = runs(8)
+    assert bs.data.load_together([good, good.iloc[:3]], needs=("N", "D"), min_rows=6) is None  # one too short
+    assert bs.data.load_together([good, pd.concat([good, good.iloc[:1]])], needs=("N", "D")) is None  # a duplicate
+    assert bs.data.load_together([good, good.assign(loss=-1.0)], needs=("N", "D")) is None  # a bad value
+    assert bs.data.load_together([good, good.rename(columns={"loss": "val"})], needs=("N", "D")) is None
+
+
+def test_fit_many_names_the_bad_data_set():
+    bad = runs(8)
+    bad.loc[5, "loss"] = np.nan
+    with pytest.raises(ValueError, match=r"data set 1 of 2: DataFrame: column 'loss', row 5: value is nan"):
+        bs.fit_many([runs(8), bad])
