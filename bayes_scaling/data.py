@@ -55,8 +55,9 @@ class Dataset:
         ends = np.cumsum(lengths)
         if ends[-1] != len(self):
             raise ValueError(f"{self.source}: pieces of {int(ends[-1])} runs from {len(self)}")
+        values, names = self.frame.to_numpy(), self.frame.columns
         return [
-            Dataset(self.frame.iloc[end - n : end].reset_index(drop=True), self.source, self.columns)
+            Dataset(pd.DataFrame(values[end - n : end], columns=names), self.source, self.columns)
             for n, end in zip(lengths, ends, strict=True)
         ]
 

@@ -71,9 +71,17 @@ def report(h: dict[str, ArrayLike], names: list[str], max_tree_depth: int | None
     ``names`` label the P checked parameters, in the order of ``h["rhat"]``'s last axis.
     """
     h = {k: np.asarray(v) for k, v in h.items()}
-    found: list[list[str]] = []
-    for i in range(len(h["divergent"])):
-        out = []
+    healthy = (
+        (h["divergent"] == 0)
+        & (h["saturated"] == 0)
+        & (h["rhat"] <= RHAT_MAX).all(-1)
+        & (h["ess_bulk"] >= ESS_MIN).all(-1)
+        & (h["ess_tail"] >= ESS_MIN).all(-1)
+        & (h["bfmi"] >= BFMI_MIN).all(-1)
+    )
+    found: list[list[str]] = [[] for _ in healthy]
+    for i in np.flatnonzero(~healthy):  # sentences only for the fits that need them
+        out = found[i]
         if h["divergent"][i]:
             out.append(f"{int(h['divergent'][i])} of {int(h['draws'][i])} draws diverged")
         for j, name in enumerate(names):
@@ -88,7 +96,6 @@ def report(h: dict[str, ArrayLike], names: list[str], max_tree_depth: int | None
             out.append(f"E-BFMI {float(h['bfmi'][i].min()):.2f} (< {BFMI_MIN}) in some chain")
         if h["saturated"][i]:
             out.append(f"{int(h['saturated'][i])} draws hit the maximum tree depth {max_tree_depth}")
-        found.append(out)
     return found
 
 

@@ -67,9 +67,11 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD) -> dict:
     starts = np.cumsum(lengths) - lengths
     which = np.repeat(np.arange(len(datasets)), lengths)  # data set of each run
     row = np.arange(lengths.sum()) - starts[which]  # its row within the data set
-    logs = {
-        k: np.log(np.concatenate([d.frame[k].to_numpy(np.float64) for d in datasets])) for k in (*law.inputs, "loss")
-    }
+    columns = (*law.inputs, "loss")
+    values = np.concatenate(
+        [d.frame.to_numpy(np.float64)[:, [d.frame.columns.get_loc(k) for k in columns]] for d in datasets]
+    )
+    logs = {k: np.log(values[:, j]) for j, k in enumerate(columns)}
 
     def mean(values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values, starts) / lengths

@@ -156,17 +156,23 @@ def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -
     return _COMPILED[cache_key]
 
 
-def compiled_many(law: Law, spec: Spec, settings: Settings) -> Callable:
-    """The jitted batched sampler ``run(keys, data) -> dict of arrays``: :func:`compiled`, vmapped over fits.
+def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Callable:
+    """The jitted batched sampler ``run(keys, data, jitter) -> dict of arrays``: :func:`compiled`, vmapped.
 
-    Every input and output carries a leading axis of fits. Inputs placed with a
-    sharding over that axis (:func:`run_many`) make XLA split the batch across
-    devices: fits never talk to each other, so the partitioned program needs no
-    communication.
+    Every input and output but ``jitter`` carries a leading axis of fits, split across the
+    devices of ``mesh`` (axis ``"fits"``) by ``shard_map``: each device runs the vmapped
+    sampler on its own share, with no communication. (Left to XLA's automatic partitioning,
+    the program synchronized every device at every leapfrog loop of the vmapped samplers
+    and gathered the whole batch for the FFTs of the convergence checks.)
     """
-    cache_key = (law, spec.to_json(), settings)
+    cache_key = (law, spec.to_json(), settings, mesh)
     if cache_key not in _BATCHED:
-        _BATCHED[cache_key] = jax.jit(jax.vmap(_program(law, spec, settings, False), in_axes=(0, 0, None)))
+        batched = jax.vmap(_program(law, spec, settings, False), in_axes=(0, 0, None))
+        fits = PartitionSpec("fits")
+        split = jax.shard_map(
+            batched, mesh=mesh, in_specs=(fits, fits, PartitionSpec()), out_specs=fits, check_vma=False
+        )
+        _BATCHED[cache_key] = jax.jit(split)
     return _BATCHED[cache_key]
 
 
@@ -201,9 +207,10 @@ def run_many(
         return jnp.concatenate([a, jnp.repeat(a[-1:], total - k, axis=0)]) if total > k else a
 
     keys, data = jax.tree.map(pad, (keys, jax.tree.map(jnp.asarray, data)))
-    sharding = NamedSharding(Mesh(np.array(devices), ("fits",)), PartitionSpec("fits"))
-    keys, data = jax.device_put((keys, data), sharding)
-    out = compiled_many(law, spec, settings)(keys, data, jitter(keys[0], settings))
+    mesh = Mesh(np.array(devices), ("fits",))
+    first = jitter(keys[0], settings)
+    keys, data = jax.device_put((keys, data), NamedSharding(mesh, PartitionSpec("fits")))
+    out = compiled_many(law, spec, settings, mesh)(keys, data, first)
     return jax.tree.map(lambda a: a[:k], out) if total > k else out
 
 

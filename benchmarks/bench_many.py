@@ -9,6 +9,7 @@ tail ESS, divergences, E-BFMI).
 
     python benchmarks/bench_many.py                           # 64 fits: fit_many vs a loop of fit(), 2 CPU devices
     python benchmarks/bench_many.py --fits 1024 --singles 0   # on a GPU machine
+    python benchmarks/bench_many.py --fits 1024 --singles 0 --gpu-graphs      # GPU, while loops in CUDA graphs
     JAX_PLATFORMS=cpu python benchmarks/bench_many.py --fits 1024 --singles 0 --cpu-devices 16
 """
 
@@ -27,10 +28,16 @@ parser.add_argument("--algorithm", default="hmc,nuts", help="comma-separated: hm
 parser.add_argument("--cpu-devices", type=int, default=os.cpu_count(), help="CPU cores exposed as JAX devices")
 parser.add_argument("--warmup", type=int, default=300)
 parser.add_argument("--draws", type=int, default=500)
+parser.add_argument(
+    "--gpu-graphs",
+    action="store_true",
+    help="let XLA capture while loops and conditionals in CUDA graphs (command buffers): fewer host round trips",
+)
 args = parser.parse_args()
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.cpu_devices}"
-).strip()
+FLAGS = f"--xla_force_host_platform_device_count={args.cpu_devices}"
+if args.gpu_graphs:
+    FLAGS += " --xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUDNN,CUSTOM_CALL,CONDITIONAL,WHILE"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FLAGS).strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -58,7 +65,8 @@ def main() -> None:
     devices = jax.local_devices()
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores")
     print(f"jax {jax.__version__}: {len(devices)} x {devices[0].device_kind} ({devices[0].platform})")
-    print(f"{args.fits} fits of {len(runs)} runs each; 4 chains x ({args.warmup} warm-up + {args.draws} draws)\n")
+    print(f"{args.fits} fits of {len(runs)} runs each; 4 chains x ({args.warmup} warm-up + {args.draws} draws)")
+    print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}\n")
     rows = []
     for algorithm in args.algorithm.split(","):
         t0 = time.perf_counter()
