@@ -208,7 +208,7 @@ def run_many(
 
     keys, data = jax.tree.map(pad, (keys, jax.tree.map(jnp.asarray, data)))
     mesh = Mesh(np.array(devices), ("fits",))
-    first = jitter(keys[0], settings)
+    first = jax.device_put(jitter(keys[0], settings), NamedSharding(mesh, PartitionSpec()))
     keys, data = jax.device_put((keys, data), NamedSharding(mesh, PartitionSpec("fits")))
     out = compiled_many(law, spec, settings, mesh)(keys, data, first)
     return jax.tree.map(lambda a: a[:k], out) if total > k else out

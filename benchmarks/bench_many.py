@@ -10,6 +10,7 @@ tail ESS, divergences, E-BFMI).
     python benchmarks/bench_many.py                           # 64 fits: fit_many vs a loop of fit(), 2 CPU devices
     python benchmarks/bench_many.py --fits 1024 --singles 0   # on a GPU machine
     python benchmarks/bench_many.py --fits 1024 --singles 0 --gpu-graphs      # GPU, while loops in CUDA graphs
+    python benchmarks/bench_many.py --fits 1024 --against-cpu --cpu-devices 16 # GPU vs 16 CPU cores, one process
     JAX_PLATFORMS=cpu python benchmarks/bench_many.py --fits 1024 --singles 0 --cpu-devices 16
 """
 
@@ -32,6 +33,9 @@ parser.add_argument(
     "--gpu-graphs",
     action="store_true",
     help="let XLA capture while loops and conditionals in CUDA graphs (command buffers): fewer host round trips",
+)
+parser.add_argument(
+    "--against-cpu", action="store_true", help="only: hmc fits on the default devices and on every CPU core, alternated"
 )
 args = parser.parse_args()
 FLAGS = f"--xla_force_host_platform_device_count={args.cpu_devices}"
@@ -58,6 +62,34 @@ def counted(results: list[bs.Result]) -> tuple[int, int]:
     return sum(bar), sum(r.converged for r in results)
 
 
+def against_cpu(sets: list, kw: dict, repeats: int = 3) -> None:
+    """The same fit_many call on the default devices (a GPU) and on every CPU core, in one process.
+
+    Calls alternate between the two, so that both see the same machine load; prints each
+    first call (compilation included), the median of ``repeats`` later calls and their ratio.
+    """
+    targets = {"default": jax.local_devices(), "cpu": jax.local_devices(backend="cpu")}
+    first, later = {}, {name: [] for name in targets}
+    for name, devices in targets.items():
+        t0 = time.perf_counter()
+        results = bs.fit_many(sets, algorithm="hmc", devices=devices, **kw)
+        first[name] = time.perf_counter() - t0
+        print(
+            f"{name}: {len(devices)} x {devices[0].device_kind}, first call {first[name]:.2f} s, "
+            f"ESS+R-hat ok {counted(results)[0]}, all ok {counted(results)[1]}"
+        )
+    for _ in range(repeats):
+        for name, devices in targets.items():
+            t0 = time.perf_counter()
+            bs.fit_many(sets, algorithm="hmc", devices=devices, **kw)
+            later[name].append(time.perf_counter() - t0)
+    for name in targets:
+        times = ", ".join(f"{t:.2f}" for t in later[name])
+        print(f"{name}: later calls {times} s, median {np.median(later[name]):.2f} s")
+    ratio = np.median(later["cpu"]) / np.median(later["default"])
+    print(f"ratio of medians (CPU / default devices): {ratio:.1f}x; first calls {first['cpu'] / first['default']:.1f}x")
+
+
 def main() -> None:
     runs = bs.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
     sets = [bs.simulate(TRUTH, runs, sigma=0.01, seed=i) for i in range(args.fits)]
@@ -67,6 +99,9 @@ def main() -> None:
     print(f"jax {jax.__version__}: {len(devices)} x {devices[0].device_kind} ({devices[0].platform})")
     print(f"{args.fits} fits of {len(runs)} runs each; 4 chains x ({args.warmup} warm-up + {args.draws} draws)")
     print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}\n")
+    if args.against_cpu:
+        against_cpu(sets, kw)
+        return
     rows = []
     for algorithm in args.algorithm.split(","):
         t0 = time.perf_counter()
