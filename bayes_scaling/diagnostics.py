@@ -129,6 +129,17 @@ def health(
     }
 
 
+def site_health(samples: dict, stats: dict, checked: tuple[str, ...], max_steps: int) -> dict[str, jax.Array]:
+    """:func:`health` of every component of the sample sites ``checked``, in order.
+
+    ``samples`` maps site names to draws of shape (chains, draws, ...); ``stats`` holds
+    ``diverging``, ``energy`` and ``n_steps``, each (chains, draws).
+    """
+    chains, draws = stats["diverging"].shape
+    x = jnp.concatenate([samples[k].reshape(chains, draws, -1) for k in checked], -1)
+    return health(jnp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], max_steps)
+
+
 _health_many = jax.jit(jax.vmap(health, in_axes=(0, 0, 0, 0, None)), static_argnums=4)
 
 

@@ -60,7 +60,7 @@ from .data import Dataset
 from .laws import Law, get_law
 from .model import padded_length
 from .result import Result
-from .sampler import Settings, jitter, program
+from .sampler import Settings, jitter, program, with_health
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
 INTERNAL_SPLITS = (0.5, 0.7)
@@ -222,7 +222,7 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     }
     settings = Settings(chains=chains, warmup=500, draws=draws)
     if settings not in _KAPPA:
-        _KAPPA[settings] = jax.jit(program(_kappa_model, _kappa_start, settings, ("kappa",)))
+        _KAPPA[settings] = with_health(jax.jit(program(_kappa_model, _kappa_start, settings)), ("kappa",), settings)
     key = jax.random.key(seed)
     out = _KAPPA[settings](key, data, jitter(key, settings))
     names = [f"kappa_{name[2:]}" for name in columns]

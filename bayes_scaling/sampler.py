@@ -152,7 +152,8 @@ def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -
     """
     cache_key = (law, spec.to_json(), settings, progress)
     if cache_key not in _COMPILED:
-        _COMPILED[cache_key] = jax.jit(_program(law, spec, settings, progress))
+        run = jax.jit(_program(law, spec, settings, progress))
+        _COMPILED[cache_key] = with_health(run, (*law.params, "sigma"), settings)
     return _COMPILED[cache_key]
 
 
@@ -167,7 +168,7 @@ def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Calla
     """
     cache_key = (law, spec.to_json(), settings, mesh)
     if cache_key not in _BATCHED:
-        batched = jax.vmap(_program(law, spec, settings, False), in_axes=(0, 0, None))
+        batched = jax.vmap(_program(law, spec, settings, False, (*law.params, "sigma")), in_axes=(0, 0, None))
         fits = PartitionSpec("fits")
         split = jax.shard_map(
             batched, mesh=mesh, in_specs=(fits, fits, PartitionSpec()), out_specs=fits, check_vma=False
@@ -219,22 +220,42 @@ def jitter(key: jax.Array, settings: Settings) -> jax.Array:
     return jax.random.uniform(jax.random.fold_in(key, 2), (settings.warmup + settings.draws,))
 
 
-def _program(law: Law, spec: Spec, settings: Settings, progress: bool) -> Callable:
+def _program(law: Law, spec: Spec, settings: Settings, progress: bool, checked: Sequence[str] = ()) -> Callable:
     def initial(data: dict, key: jax.Array) -> dict:
         return _initial_point(law, spec, data, key)
 
-    return program(build(law, spec), initial, settings, (*law.params, "sigma"), progress)
+    return program(build(law, spec), initial, settings, checked, progress)
+
+
+def with_health(run: Callable, checked: Sequence[str], settings: Settings) -> Callable:
+    """``run`` (a jitted :func:`program`), its output completed with ``health`` by a separate compiled step.
+
+    A single fit computes its convergence statistics apart from its sampler: that program is
+    compiled once per shape of draws and shared by every sampler of that shape (programs for
+    other priors, data sizes or laws), instead of being compiled into each of them.
+    """
+    steps = 2**settings.max_tree_depth - 1
+
+    def both(*args: jax.Array) -> dict:
+        out = run(*args)
+        return {**out, "health": _site_health(out["samples"], out["stats"], tuple(checked), steps)}
+
+    return both
+
+
+_site_health = jax.jit(diagnostics.site_health, static_argnums=(2, 3))
 
 
 def program(
-    model: Callable, initial: Callable, settings: Settings, checked: Sequence[str], progress: bool = False
+    model: Callable, initial: Callable, settings: Settings, checked: Sequence[str] = (), progress: bool = False
 ) -> Callable:
     """The sampler ``run(key, data, jitter) -> dict of arrays`` of any NumPyro ``model(data)``, not jitted.
 
     ``initial(data, key)`` gives the starting point of the mode search: a dict of
     unconstrained values per sample site. The convergence statistics of the sites
-    ``checked`` (every component of each, in order) are computed in the program
-    (:func:`~bayes_scaling.diagnostics.health`). Outputs as for :func:`compiled`.
+    ``checked`` (every component of each, in order), if any, are computed in the program
+    (:func:`~bayes_scaling.diagnostics.site_health`): the batched sampler does so, so that
+    they run on each device's own share. Outputs as for :func:`compiled`.
     """
     total = settings.warmup + settings.draws
 
@@ -288,17 +309,11 @@ def program(
             return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
 
         samples = jax.vmap(jax.vmap(constrain))(zs)
-        x = jnp.concatenate([samples[k].reshape(settings.chains, settings.draws, -1) for k in checked], -1)
-        steps = 2**settings.max_tree_depth - 1
-        return {
-            "samples": samples,
-            "stats": stats,
-            "health": diagnostics.health(
-                jnp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], steps
-            ),
-            "mode": constrain(mode),
-            "mode_converged": converged,
-        }
+        out = {"samples": samples, "stats": stats, "mode": constrain(mode), "mode_converged": converged}
+        if checked:
+            steps = 2**settings.max_tree_depth - 1
+            out["health"] = diagnostics.site_health(samples, stats, tuple(checked), steps)
+        return out
 
     return run
 
