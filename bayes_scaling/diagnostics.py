@@ -71,28 +71,23 @@ def report(h: dict[str, ArrayLike], names: list[str], max_tree_depth: int | None
     ``names`` label the P checked parameters, in the order of ``h["rhat"]``'s last axis.
     """
     h = {k: np.asarray(v) for k, v in h.items()}
-    healthy = (
-        (h["divergent"] == 0)
-        & (h["saturated"] == 0)
-        & (h["rhat"] <= RHAT_MAX).all(-1)
-        & (h["ess_bulk"] >= ESS_MIN).all(-1)
-        & (h["ess_tail"] >= ESS_MIN).all(-1)
-        & (h["bfmi"] >= BFMI_MIN).all(-1)
-    )
-    found: list[list[str]] = [[] for _ in healthy]
-    for i in np.flatnonzero(~healthy):  # sentences only for the fits that need them
+    # Each check once, as a mask; NaN fails the R-hat and ESS checks (``not x <= max``).
+    rhat_bad, bulk_bad, tail_bad = ~(h["rhat"] <= RHAT_MAX), ~(h["ess_bulk"] >= ESS_MIN), ~(h["ess_tail"] >= ESS_MIN)
+    bfmi_bad = (h["bfmi"] < BFMI_MIN).any(-1)
+    sick = (h["divergent"] > 0) | (h["saturated"] > 0) | bfmi_bad | (rhat_bad | bulk_bad | tail_bad).any(-1)
+    found: list[list[str]] = [[] for _ in sick]
+    for i in np.flatnonzero(sick):  # sentences only for the fits that need them
         out = found[i]
         if h["divergent"][i]:
             out.append(f"{int(h['divergent'][i])} of {int(h['draws'][i])} draws diverged")
         for j, name in enumerate(names):
-            rhat, bulk, tail = h["rhat"][i, j], h["ess_bulk"][i, j], h["ess_tail"][i, j]
-            if not rhat <= RHAT_MAX:
-                out.append(f"R-hat of {name} is {rhat:.3f} (> {RHAT_MAX})")
-            if not bulk >= ESS_MIN:
-                out.append(f"bulk ESS of {name} is {bulk:.0f} (< {ESS_MIN})")
-            if not tail >= ESS_MIN:
-                out.append(f"tail ESS of {name} is {tail:.0f} (< {ESS_MIN})")
-        if np.any(h["bfmi"][i] < BFMI_MIN):
+            if rhat_bad[i, j]:
+                out.append(f"R-hat of {name} is {h['rhat'][i, j]:.3f} (> {RHAT_MAX})")
+            if bulk_bad[i, j]:
+                out.append(f"bulk ESS of {name} is {h['ess_bulk'][i, j]:.0f} (< {ESS_MIN})")
+            if tail_bad[i, j]:
+                out.append(f"tail ESS of {name} is {h['ess_tail'][i, j]:.0f} (< {ESS_MIN})")
+        if bfmi_bad[i]:
             out.append(f"E-BFMI {float(h['bfmi'][i].min()):.2f} (< {BFMI_MIN}) in some chain")
         if h["saturated"][i]:
             out.append(f"{int(h['saturated'][i])} draws hit the maximum tree depth {max_tree_depth}")
@@ -104,8 +99,9 @@ def health(
 ) -> dict[str, jax.Array]:
     """Every convergence statistic of one fit, as JAX array operations.
 
-    The samplers call it inside their compiled program (vmapped over a batch of fits), so
-    the checks run where the draws are, on the GPU for a batch fitted there.
+    The checks run where the draws are: inside the batched sampler's program (vmapped over
+    the fits of each device), and for a single fit in a compiled step right after its
+    sampler (:func:`bayes_scaling.sampler.with_health`).
 
     Parameters
     ----------

@@ -233,8 +233,8 @@ def _results(
 ) -> list[Result]:
     """Results from a batch of sampler outputs.
 
-    The convergence statistics were computed by the sampler's compiled program, on the
-    device that holds the draws; the draws come to the host once. Everything else a Result
+    The convergence statistics come with the sampler output (``out["health"]``, computed on
+    the device that holds the draws); the draws come to the host once. Everything else a Result
     holds (pointwise log likelihood, prior draws, the InferenceData itself) is built per fit
     on first access: a batch of K fits pays only for those it reads.
 
