@@ -76,7 +76,7 @@ def draws_at(
     ----------
     points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows.
     seed : seeds the observation noise of a new run.
-    mode : ``"calibrated"`` adds the learned extrapolation error (``kappa`` per decade
+    mode : ``"calibrated"`` adds the learned extrapolation error (a random walk of scale ``kappa``
         beyond the data; nothing inside it) when the fit has one; ``"plain"`` gives
         the parameter uncertainty of the law alone.
 

@@ -88,9 +88,9 @@ def test_calibrated_backtest_on_the_embedded_runs():
         result = bs.backtest(bs.datasets.chinchilla(), cutoffs=(1e20, 3e20, 1e21), seed=0, **SHORT)
     table = result.table.set_index(["mode", "cutoff"])
     calibrated, plain = table.loc["calibrated"], table.loc["plain"]
-    # Measured with these short chains: 90% bands cover 97.1%, 96.8%, 87.0% (plain: 58%, 57%, 57%). The issue
-    # asks for 80-97%: at 1e20 FLOP 101 of 104 held-out runs are covered, one run too many (see the README).
-    assert ((calibrated["coverage_90"] >= 0.80) & (calibrated["coverage_90"] <= 0.975)).all(), calibrated
+    # Measured with these short chains: 90% bands cover 94.2%, 95.2%, 91.3% (plain: 58%, 56%, 57%); seeds 1-3
+    # gave 93.3-95.2%, 95.2%, 87.0%. The issue asks for 80% to 97% at every cutoff.
+    assert ((calibrated["coverage_90"] >= 0.80) & (calibrated["coverage_90"] <= 0.97)).all(), calibrated
     assert (calibrated["median_abs_rel_error"] < 0.01).all()
     assert (calibrated["interval_score_90"] < plain["interval_score_90"]).all()
     assert (plain["coverage_90"] < 0.65).all()  # the plain bands are the problem the mode solves
