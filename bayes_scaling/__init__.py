@@ -10,6 +10,7 @@ Public API::
 """
 
 from . import datasets
+from .cache import enable as enable_cache
 from .compare import compare, stacked
 from .data import Dataset, DataWarning, load_data
 from .diagnostics import ConvergenceWarning
@@ -52,6 +53,7 @@ __all__ = [
     "compare",
     "datasets",
     "decide",
+    "enable_cache",
     "exponents",
     "fit",
     "fit_many",

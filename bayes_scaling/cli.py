@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from . import cache
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -99,16 +100,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _enable_compilation_cache() -> None:
-    """Keep compiled samplers on disk so that a fresh process skips XLA compilation."""
-    import jax
-
-    cache = os.environ.get("BAYES_SCALING_CACHE", str(Path.home() / ".cache" / "bayes_scaling" / "jax"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def _units(text: str) -> dict[str, float]:
     units = {}
     for item in filter(None, text.split(",")):
@@ -190,7 +181,7 @@ def _health(result) -> int:
         for problem in result.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_NOT_CONVERGED
-    div = int(result.idata.sample_stats["diverging"].sum())
+    div = int(result.group("sample_stats")["diverging"].sum())
     print(f"sampler health: no divergences ({div}), every R-hat <= 1.01 and bulk/tail ESS >= 400")
     return 0
 
@@ -368,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-scaling``; returns the exit status."""
     args = _parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *_: f"{category.__name__}: {message}\n"
-    _enable_compilation_cache()
+    cache.enable()  # compiled samplers kept on disk: a later process neither traces nor compiles them
     try:
         if args.command == "fit":
             return _fit(args)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -25,6 +24,8 @@ def compare(results: Sequence[Result]) -> pd.DataFrame:
     ``p_loo``, ``elpd_diff``, ``weight`` (stacking), ``se``, ``dse``, ``warning``, plus
     ``pareto_k_high`` (runs with Pareto k > 0.7; ``warning`` is True when any).
     """
+    import arviz as az  # here: importing ArviZ takes seconds that fits without comparisons do not need
+
     names = [r.law.name for r in results]
     if len(set(names)) != len(names) or len(names) < 2:
         raise ValueError(f"compare needs fits of at least two different laws, got {names}")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 from jax.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import arviz as az
 
 #: A chain set with any parameter above this split R-hat has not converged (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -212,6 +215,23 @@ def rank_stats(x: ArrayLike) -> dict[str, jax.Array]:
         "ess_bulk": jnp.where(valid, ess[:b], jnp.nan),
         "ess_tail": jnp.where(valid, jnp.minimum(ess[b : 2 * b], ess[2 * b :]), jnp.nan),
     }
+
+
+@jax.jit
+def mcse(x: ArrayLike) -> dict[str, jax.Array]:
+    """Monte Carlo standard errors of the mean and of the sd, as ArviZ, (B, chains, draws) -> (B,) each.
+
+    ``mcse_mean = sd / sqrt(ESS)`` and ``mcse_sd = sqrt(var(s) / (4 mean(s) ESS_s))``,
+    ``s`` the squared deviations from the mean, each ESS that of the split raw chains.
+    """
+    x = jnp.asarray(x)
+    b = x.shape[0]
+    squares = (x - x.mean((1, 2), keepdims=True)) ** 2
+    ess = _ess(jnp.concatenate([_split(x), _split(squares)]))
+    sd = x.reshape(b, -1).std(-1, ddof=1)
+    mean_sq = squares.reshape(b, -1).mean(-1)
+    var_sq = (squares**2).reshape(b, -1).mean(-1) - mean_sq**2
+    return {"mcse_mean": sd / jnp.sqrt(ess[:b]), "mcse_sd": jnp.sqrt(var_sq / ess[b:] / mean_sq / 4)}
 
 
 def rhat_rank(x: ArrayLike) -> jax.Array:

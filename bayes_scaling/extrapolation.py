@@ -60,7 +60,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
-import scipy.stats
+import scipy.special
 import xarray as xr
 
 from . import diagnostics
@@ -68,7 +68,7 @@ from .data import Dataset
 from .laws import Law, get_law
 from .model import padded_length
 from .result import Result
-from .sampler import Settings, jitter, program, with_health
+from .sampler import Settings, whole, with_health
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
 INTERNAL_SPLITS = (0.5, 0.7)
@@ -197,7 +197,7 @@ def internal_backtests(result: Result, data: Dataset, settings: Settings, seed: 
             "input": name,
             "split": q,
             "residual": np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
-            "scale": (quartiles[1] - quartiles[0]) / (2 * scipy.stats.t.ppf(0.75, part.spec.df)),
+            "scale": (quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(part.spec.df, 0.75)),
             "reducible": np.median(share, axis=0),
         }
         reach = distances(data.frame[train], points, inputs)
@@ -230,9 +230,10 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     }
     settings = Settings(chains=chains, warmup=500, draws=draws)
     if settings not in _KAPPA:
-        _KAPPA[settings] = with_health(jax.jit(program(_kappa_model, _kappa_start, settings)), ("kappa",), settings)
+        run = whole(_kappa_model, _kappa_start, settings, f"kappa {settings}")
+        _KAPPA[settings] = with_health(run, ("kappa",), settings)
     key = jax.random.key(seed)
-    out = _KAPPA[settings](key, data, jitter(key, settings))
+    out = _KAPPA[settings](key, data)
     names = [f"kappa_{name[2:]}" for name in columns]
     found = diagnostics.report(jax.tree.map(lambda a: a[None], out["health"]), names, settings.max_tree_depth)
     diagnostics.warn(found[0], "fit of the extrapolation error (kappa)")
@@ -246,7 +247,6 @@ def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:
     ``internal_residual``, ``internal_scale``, ``internal_reducible``, ``internal_split``,
     ``internal_input`` (the input split on) and ``internal_distance`` (internal_run, input).
     """
-    idata = result.idata.copy()
     inputs = list(result.law.inputs)
     group = xr.Dataset(
         {
@@ -264,15 +264,13 @@ def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:
             "input": inputs,
         },
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a group outside ArviZ's schema
-        idata.add_groups({"extrapolation": group})
-    return Result(idata, result.law, result.spec, result.problems)
+    groups = {name: result.group(name) for name in result.groups()}
+    return Result({**groups, "extrapolation": group}, result.law, result.spec, result.problems)
 
 
 def calibrated(result: Result) -> bool:
     """Whether the fit learned an extrapolation error (the calibrated mode is available)."""
-    return "extrapolation" in result.idata.groups()
+    return "extrapolation" in result.groups()
 
 
 def error_scale(result: Result, points: pd.DataFrame, share: np.ndarray) -> np.ndarray:
@@ -283,8 +281,8 @@ def error_scale(result: Result, points: pd.DataFrame, share: np.ndarray) -> np.n
     share of the expected loss (:func:`reducible`); the draws of ``kappa`` are recycled
     to the posterior's number of draws.
     """
-    group = result.idata["extrapolation"]
-    size = result.idata.posterior.sizes["chain"] * result.idata.posterior.sizes["draw"]
+    group = result.group("extrapolation")
+    size = result.group("posterior").sizes["chain"] * result.group("posterior").sizes["draw"]
     inputs = [str(k) for k in group["input"].to_numpy()]
     kappa = group["kappa"].to_numpy().reshape(-1, len(inputs))
     k = kappa[np.resize(np.arange(len(kappa)), size)].astype(np.float64)  # (s, i)
@@ -379,7 +377,7 @@ def backtest(
             row["median_abs_rel_error"] = float(np.median(np.abs(band["run_median"] / y - 1)))
             row["interval_score_90"] = float(np.mean(interval_score(y, band["run_lo90"], band["run_hi90"], 0.9)))
             if mode == "calibrated" and calibrated(result):
-                kappa = result.idata["extrapolation"]["kappa"].median(("chain", "draw"))
+                kappa = result.group("extrapolation")["kappa"].median(("chain", "draw"))
                 row.update({f"kappa_{k}": float(kappa.sel(input=k)) for k in law.inputs})
             rows.append(row)
             details.append(band[[name, "loss", "run_median", "run_lo90", "run_hi90"]].assign(cutoff=cutoff, mode=mode))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,13 +17,14 @@ import pandas as pd
 import xarray as xr
 
 from . import diagnostics, extrapolation
+from .cache import Stored
 from .data import Dataset, DataWarning, load_data, load_together
 from .datasets import chinchilla
 from .laws import Law, get_law
 from .model import model_data, padded_length, stack_data
 from .priors import Prior, Spec, read_spec
 from .result import Result
-from .sampler import Settings, compiled, jitter, run_many
+from .sampler import Settings, compiled, law_tag, run_many
 
 DataLike = Dataset | pd.DataFrame | str | Path | None
 PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
@@ -137,8 +137,8 @@ def fit_one(
     """One plain fit, its rows padded to ``pad``: fits padded alike share one compiled sampler."""
     arrays = model_data(dataset, law, pad=pad)
     key = jax.random.key(seed)
-    out = compiled(law, spec, settings, progress)(key, arrays, jitter(key, settings))
-    one = jax.tree.map(lambda a: a[None], (out, arrays))
+    out = compiled(law, spec, settings)(key, arrays, progress=progress)
+    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
     (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings.max_tree_depth)
     return result
 
@@ -245,23 +245,27 @@ def _results(
     sets, seeds : the K data sets and their seeds.
     """
     found = diagnostics.report(out["health"], [*law.params, "sigma"], max_tree_depth)
+    tag = law_tag(law, spec, None)
+    pointwise = _stored(_pointwise, tag and f"pointwise {tag}", law, spec.df)
     samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
 
-    def build(i: int, dataset: Dataset, seed: int) -> az.InferenceData:
+    def build(i: int, dataset: Dataset, seed: int) -> dict[str, xr.Dataset]:
         n = len(dataset)
         mine = jax.tree.map(lambda a: a[i : i + 1], (samples, data))
         sample_stats = {k: v[i] for k, v in stats.items()}
         sample_stats["energy"] = sample_stats["energy"].astype(np.float64)
         sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1)).astype(np.int64)
-        prior = _prior_draws(spec, jax.random.fold_in(jax.random.key(seed), 1), prior_draws)
-        return az.InferenceData(
-            posterior=_group({k: v[i].astype(np.float64) for k, v in samples.items()}),
-            sample_stats=_group(sample_stats),
-            log_likelihood=_group({"log_loss": np.asarray(_pointwise(law, spec.df, *mine))[0, ..., :n]}),
-            observed_data=_group({"log_loss": dataset.logs()["loss"]}, lead=()),
-            constant_data=_group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
-            prior=_group({k: np.asarray(v, np.float64) for k, v in prior.items()}),
+        prior = _stored(_prior_draws, f"prior {spec.to_json()}", spec, prior_draws)(
+            jax.random.fold_in(jax.random.key(seed), 1)
         )
+        return {
+            "posterior": _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
+            "sample_stats": _group(sample_stats),
+            "log_likelihood": _group({"log_loss": np.asarray(pointwise(*mine))[0, ..., :n]}),
+            "observed_data": _group({"log_loss": dataset.logs()["loss"]}, lead=()),
+            "constant_data": _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
+            "prior": _group({k: np.asarray(v, np.float64) for k, v in prior.items()}),
+        }
 
     return [
         Result(partial(build, i, dataset, seed), law, spec, tuple(problems))
@@ -269,7 +273,17 @@ def _results(
     ]
 
 
-@partial(jax.jit, static_argnums=(0, 1))
+_STORED: dict[tuple, Stored] = {}
+
+
+def _stored(fn: Callable, tag: str | None, *static: Any) -> Stored:
+    """``fn`` with its first arguments ``static`` fixed, jitted and kept on disk under ``tag`` (one per process)."""
+    key = (fn, tag) if tag is not None else (fn, *static)
+    if key not in _STORED:
+        _STORED[key] = Stored(jax.jit(partial(fn, *static)), tag)
+    return _STORED[key]
+
+
 def _pointwise(law: Law, df: float, samples: dict, data: dict) -> jax.Array:
     """Pointwise log likelihood of every draw of K fits, shape (K, chains, draws, rows padded).
 
@@ -282,7 +296,7 @@ def _pointwise(law: Law, df: float, samples: dict, data: dict) -> jax.Array:
     return dist.StudentT(df, mu, scale).log_prob(jnp.asarray(data["y"])[:, None, None, :])
 
 
-def _prior_draws(spec: Spec, key: jax.Array, n: int) -> dict:
+def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
     """``n`` draws of every prior, each of shape (1, n): one chain, as ArviZ's prior group expects."""
     keys = jax.random.split(key, len(spec.priors))
     return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}

@@ -7,8 +7,9 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from .forecast import predict, targets
 from .result import Result
@@ -23,6 +24,24 @@ def save(fig: Figure, path: str | Path | None) -> Figure:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
+def _decades(axis: Axis) -> None:
+    """Label a log axis ``10\u00b2\u2070`` at each decade, in plain text.
+
+    Matplotlib's default labels are mathtext, whose parser costs about half a second to
+    build in a fresh process; superscript digits look the same and cost nothing.
+    """
+
+    def label(value: float, _: int) -> str:
+        power = float(np.log10(value)) if value > 0 else 0.5
+        return f"10{round(power)}".translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def plot_fit(
@@ -91,6 +110,7 @@ def plot_fit(
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _decades(ax.xaxis)
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
@@ -126,6 +146,8 @@ def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | Non
             ax.annotate(target.name, (c, target.N), textcoords="offset points", xytext=(5, -12), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _decades(ax.xaxis)
+    _decades(ax.yaxis)
     ax.set_xlabel("training compute C (FLOP)")
     ax.set_ylabel("parameters N, tokens D")
     ax.set_title("compute-optimal allocation (stars: named models)")
@@ -170,6 +192,7 @@ def plot_isoflop(
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _decades(ax.xaxis)
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("parameters N")

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import arviz as az
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import scipy.special
 from matplotlib.figure import Figure
-from scipy import stats
 
 from . import diagnostics, extrapolation
 from .compare import compare, stacked
@@ -477,9 +476,11 @@ def _ppc(rev, result: Result) -> int:
     loglik = result.idata.log_likelihood["log_loss"].to_numpy().reshape(-1, len(y)).T  # (runs, draws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        import arviz as az
+
         log_w, _ = az.psislw(-loglik)
     z = (y[:, None] - mean.T) / draws["sigma"][None, :]
-    pit = np.sum(np.exp(log_w) * stats.t.cdf(z, result.spec.df), axis=1)
+    pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     rev.tables["loo_pit"] = pd.DataFrame({"loo_pit": pit})
     fig = Figure(figsize=(12, 3.2), layout="constrained")
     axes = fig.subplots(1, 4)

@@ -1,25 +1,33 @@
-"""NUTS in one compiled program: Laplace start, NumPyro's NUTS kernel, a jitted scan.
+"""NUTS as compiled JAX programs: Laplace start, NumPyro's NUTS kernel, jitted scans.
 
 NumPyro's ``MCMC.run`` pays Python and dispatch overhead per call and runs chains
-one after another on a single device. Here the whole fit is one ``jax.jit``-ed
-function of ``(key, data)``:
+one after another on a single device. Here a fit is three compiled functions of
+``(key, data)`` and the sampler's state (:func:`_pieces`):
 
-1. find the posterior mode with BFGS in the unconstrained space;
-2. take the inverse Hessian there (the Laplace approximation) as the initial
+1. ``begin``: find the posterior mode with damped Newton steps in the unconstrained
+   space, take the inverse Hessian there (the Laplace approximation) as the initial
    dense inverse mass matrix, and start each chain from a draw of that
    approximation, so warm-up begins in the typical set, well scaled;
-3. run NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``), vmapped over chains,
-   in a ``lax.scan`` for warm-up (step size and mass matrix adaptation) and draws.
+2. ``advance``: run NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``), vmapped over
+   chains, in a ``lax.scan`` over a chunk of the warm-up and draw iterations; a
+   single fit calls it once per chunk (:data:`CHUNKS`), so the host can draw a
+   progress bar between chunks with no callback compiled in;
+3. ``finish``: drop the warm-up and map the draws to their constrained values.
 
-The compiled program is cached per (law, priors, settings); data of the same
-shape reuse it, so a second fit in a process costs only the sampling.
+:func:`program` runs the three in one program (the batched sampler of
+:func:`compiled_many` vmaps it over fits). The compiled functions are cached per
+(law, priors, settings); data of the same shape reuse them, so a second fit in a
+process costs only the sampling. With :func:`bayes_scaling.cache.enable` they are
+also kept on disk, so a fresh process neither traces nor compiles them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -27,10 +35,13 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro.distributions.transforms import biject_to
+from numpyro.infer.hmc import HMCState
 from numpyro.infer.hmc import hmc as numpyro_hmc
+from numpyro.infer.hmc_util import HMCAdaptState
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from . import diagnostics, hmc
+from .cache import Stored
 from .laws import Law
 from .model import build
 from .priors import Spec
@@ -137,24 +148,52 @@ def _initial_point(law: Law, spec: Spec, data: dict, key: jax.Array) -> dict:
     return z
 
 
+# NUTS states cross the boundaries of the stored programs of a chunked fit.
+for _state in (HMCState, HMCAdaptState):
+    with contextlib.suppress(ValueError):  # already registered
+        jax.export.register_namedtuple_serialization(_state, serialized_name=f"numpyro.{_state.__name__}")
+
 _COMPILED: dict[tuple, Callable] = {}
 _BATCHED: dict[tuple, Callable] = {}
 
 
-def compiled(law: Law, spec: Spec, settings: Settings, progress: bool = False) -> Callable:
-    """The jitted sampler ``run(key, data) -> dict of arrays`` for a law, priors and settings.
+def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
+    """The compiled sampler ``run(key, data, progress=False) -> dict of arrays``.
 
     Returned arrays: ``samples`` (constrained and deterministic sites, each
     (chains, draws, ...)), ``stats`` (sampler statistics, each (chains, draws)),
     ``mode`` (posterior mode, constrained), ``mode_converged`` (bool), ``health``
     (convergence statistics of the law's parameters and ``sigma``, see
-    :func:`~bayes_scaling.diagnostics.health`).
+    :func:`~bayes_scaling.diagnostics.health`). ``progress`` draws a progress bar on
+    stderr (NUTS only). One per law, priors and settings; its programs are stored on
+    disk when :func:`bayes_scaling.cache.enable` was called.
     """
-    cache_key = (law, spec.to_json(), settings, progress)
+    cache_key = (law, spec.to_json(), settings)
     if cache_key not in _COMPILED:
-        run = jax.jit(_program(law, spec, settings, progress))
+        tag = law_tag(law, spec, settings)
+        model = build(law, spec)
+
+        def initial(data: dict, key: jax.Array) -> dict:
+            return _initial_point(law, spec, data, key)
+
+        if settings.algorithm == "nuts":
+            run = chunked(model, initial, settings, tag)
+        else:
+            run = whole(model, initial, settings, tag and f"program {tag}")
+
         _COMPILED[cache_key] = with_health(run, (*law.params, "sigma"), settings)
     return _COMPILED[cache_key]
+
+
+def law_tag(law: Law, spec: Spec, settings: Settings) -> str | None:
+    """Text that fixes a law's sampler program besides data shapes; None for a law defined outside this package."""
+    mean = law.mean
+    cells = [c.cell_contents for c in mean.__closure__ or ()]
+    if mean.__module__ != __name__.rsplit(".", 1)[0] + ".laws" or not all(
+        isinstance(c, str | int | float) for c in cells
+    ):
+        return None  # its code is not covered by the package's source hash
+    return f"{mean.__qualname__} {cells} {law.params} {law.inputs} {law.centred} {spec.to_json()} {settings}"
 
 
 def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Callable:
@@ -168,7 +207,12 @@ def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Calla
     """
     cache_key = (law, spec.to_json(), settings, mesh)
     if cache_key not in _BATCHED:
-        batched = jax.vmap(_program(law, spec, settings, False, (*law.params, "sigma")), in_axes=(0, 0, None))
+        model = build(law, spec)
+
+        def initial(data: dict, key: jax.Array) -> dict:
+            return _initial_point(law, spec, data, key)
+
+        batched = jax.vmap(program(model, initial, settings, (*law.params, "sigma")), in_axes=(0, 0, None))
         fits = PartitionSpec("fits")
         split = jax.shard_map(
             batched, mesh=mesh, in_specs=(fits, fits, PartitionSpec()), out_specs=fits, check_vma=False
@@ -215,40 +259,49 @@ def run_many(
     return jax.tree.map(lambda a: a[:k], out) if total > k else out
 
 
+def whole(model: Callable, initial: Callable, settings: Settings, tag: str | None) -> Callable:
+    """:func:`program` for one fit as one compiled step, ``run(key, data, progress=False)`` (no progress bar).
+
+    The trajectory-length jitter is drawn from ``key`` inside the program; stored on disk under ``tag``.
+    """
+    sampler = program(model, initial, settings)
+    stored = Stored(jax.jit(lambda key, data: sampler(key, data, jitter(key, settings))), tag)
+
+    def run(key: jax.Array, data: dict, progress: bool = False) -> dict:
+        return stored(key, data)
+
+    return run
+
+
 def jitter(key: jax.Array, settings: Settings) -> jax.Array:
     """The trajectory-length jitter of :mod:`bayes_scaling.hmc`, one Uniform(0, 1) per iteration, from ``key``."""
     return jax.random.uniform(jax.random.fold_in(key, 2), (settings.warmup + settings.draws,))
 
 
-def _program(law: Law, spec: Spec, settings: Settings, progress: bool, checked: Sequence[str] = ()) -> Callable:
-    def initial(data: dict, key: jax.Array) -> dict:
-        return _initial_point(law, spec, data, key)
-
-    return program(build(law, spec), initial, settings, checked, progress)
-
-
 def with_health(run: Callable, checked: Sequence[str], settings: Settings) -> Callable:
-    """``run`` (a jitted :func:`program`), its output completed with ``health`` by a separate compiled step.
+    """``run`` (a sampler), its output completed with ``health`` by a separate compiled step.
 
     A single fit computes its convergence statistics apart from its sampler: that program is
     compiled once per shape of draws and shared by every sampler of that shape (programs for
     other priors, data sizes or laws), instead of being compiled into each of them.
     """
     steps = 2**settings.max_tree_depth - 1
+    key = (tuple(checked), steps)
+    if key not in _HEALTH:
+        step = jax.jit(partial(diagnostics.site_health, checked=tuple(checked), max_steps=steps))
+        _HEALTH[key] = Stored(step, f"health {key}")
 
-    def both(*args: jax.Array) -> dict:
-        out = run(*args)
-        return {**out, "health": _site_health(out["samples"], out["stats"], tuple(checked), steps)}
+    def both(*args: jax.Array, **kwargs: object) -> dict:
+        out = run(*args, **kwargs)
+        return {**out, "health": _HEALTH[key](out["samples"], out["stats"])}
 
     return both
 
 
-_site_health = jax.jit(diagnostics.site_health, static_argnums=(2, 3))
+_HEALTH: dict[tuple, Callable] = {}
 
 
-def program(
-    model: Callable, initial: Callable, settings: Settings, checked: Sequence[str] = (), progress: bool = False
-) -> Callable:
+def program(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str] = ()) -> Callable:
     """The sampler ``run(key, data, jitter) -> dict of arrays`` of any NumPyro ``model(data)``, not jitted.
 
     ``initial(data, key)`` gives the starting point of the mode search: a dict of
@@ -257,16 +310,93 @@ def program(
     (:func:`~bayes_scaling.diagnostics.site_health`): the batched sampler does so, so that
     they run on each device's own share. Outputs as for :func:`compiled`.
     """
+    begin, advance, finish = _pieces(model, initial, settings, checked)
     total = settings.warmup + settings.draws
 
     def run(key: jax.Array, data: dict, jitter: jax.Array) -> dict:
-        k_init, k_chains, k_nuts = jax.random.split(key, 3)
-        z0 = initial(data, k_init)
-        flat0, unravel = ravel_pytree(z0)
+        state, start = begin(key, data)
+        if settings.algorithm == "hmc":
+            steps = 2**settings.max_tree_depth - 1
+            trace = hmc.sample(
+                _target(model, initial, data)[1],
+                start["mode"],
+                start["cov"],
+                state,
+                start["key"],
+                jitter,
+                settings.warmup,
+                settings.target_accept,
+                steps,
+            )
+        else:
+            _, trace = advance(state, data, jnp.int32(0), total)
+        return finish(data, start, [trace])
 
-        def potential(v: jax.Array) -> jax.Array:
-            return potential_energy(model, (data,), {}, unravel(v))
+    return run
 
+
+def chunked(model: Callable, initial: Callable, settings: Settings, tag: str | None) -> Callable:
+    """The NUTS sampler of :func:`program` as three compiled steps, its iterations run in chunks.
+
+    ``run(key, data, progress=False) -> dict``, outputs as for :func:`program`
+    (without ``health``). Between chunks the host can draw a progress bar, with no
+    callback compiled into the program, so the same programs serve with or without one
+    and can be stored on disk (:class:`~bayes_scaling.cache.Stored`, under ``tag``).
+    """
+    pieces = _pieces(model, initial, settings, ())
+    total = settings.warmup + settings.draws
+    size = -(-total // CHUNKS)
+    begin = Stored(jax.jit(pieces[0]), tag and f"begin {tag}")
+    advance = Stored(jax.jit(partial(pieces[1], n=size)), tag and f"advance {size} {tag}")
+    finish = Stored(jax.jit(pieces[2]), tag and f"finish {tag}")
+
+    def run(key: jax.Array, data: dict, progress: bool = False) -> dict:
+        state, start = begin(key, data)
+        traces = []
+        for first in range(0, total, size):
+            state, trace = advance(state, data, np.int32(first))
+            traces.append(trace)
+            if progress:
+                jax.block_until_ready(state)
+                _report(min(first + size, total), total)
+        return finish(data, start, traces)
+
+    return run
+
+
+#: Chunks of a single fit's NUTS iterations (the progress bar's steps).
+CHUNKS = 20
+
+
+def _target(model: Callable, initial: Callable, data: dict) -> tuple[Callable, Callable]:
+    """``(unravel, potential)``: the flat unconstrained vector's layout, and the potential energy of one."""
+    layout = jax.eval_shape(initial, data, jax.random.key(0))
+    _, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
+
+    def potential(v: jax.Array) -> jax.Array:
+        return potential_energy(model, (data,), {}, unravel(v))
+
+    return unravel, potential
+
+
+def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str]) -> tuple:
+    """The sampler in three pure functions: ``begin``, ``advance`` (NUTS only) and ``finish``.
+
+    - ``begin(key, data) -> (state, start)``: the mode search, the Laplace mass
+      matrix and the chains' starting points; ``state`` is NumPyro's NUTS state (vmapped over
+      chains) or, for ``"hmc"``, the starting points; ``start`` holds ``mode``, ``cov``,
+      ``converged`` and the sampler's ``key``.
+    - ``advance(state, data, first, n)``: NUTS iterations ``first .. first + n - 1`` (those
+      past the last are skipped); returns the state and that chunk's draws (n, chains, dim)
+      and statistics (n, chains).
+    - ``finish(data, start, traces)``: the chunks joined, warm-up dropped, draws constrained.
+    """
+    total = settings.warmup + settings.draws
+
+    def begin(key: jax.Array, data: dict) -> tuple:
+        k_init, k_chains, k_run = jax.random.split(key, 3)
+        _, potential = _target(model, initial, data)
+        flat0, _ = ravel_pytree(initial(data, k_init))
         dim = flat0.shape[0]
         if settings.laplace_init:
             mode, hess = _newton(potential, flat0)
@@ -282,25 +412,39 @@ def program(
             converged = ok & (jnp.max(jnp.abs(newton) / jnp.sqrt(jnp.diag(cov))) < 0.1)
         else:
             mode, cov, chol, converged = flat0, jnp.eye(dim), 0.1 * jnp.eye(dim), jnp.array(False)
-        if not settings.dense:
-            cov = jnp.diag(cov)
         starts = mode + jax.random.normal(k_chains, (settings.chains, dim)) @ chol.T
+        start = {"mode": mode, "converged": converged, "key": k_run}
         if settings.algorithm == "hmc":
-            full = cov if settings.dense else jnp.diag(cov)
-            zs, stats = hmc.sample(
-                potential,
-                mode,
-                full,
-                starts,
-                k_nuts,
-                jitter,
-                settings.warmup,
-                settings.target_accept,
-                2**settings.max_tree_depth - 1,
-            )
-        else:
-            zs, stats = _nuts(potential, cov, starts, k_nuts, settings, progress, total)
-        zs, stats = jax.tree.map(lambda a: a[settings.warmup :], (zs, stats))
+            return starts, {**start, "cov": cov if settings.dense else jnp.diag(jnp.diag(cov))}
+        init, _ = _nuts(potential, settings)
+        inverse_mass = cov if settings.dense else jnp.diag(cov)
+        state = jax.vmap(init, (0, 0, None))(starts, jax.random.split(k_run, settings.chains), inverse_mass)
+        return state, start
+
+    def advance(state, data: dict, first: jax.Array, n: int) -> tuple:
+        init, sample_kernel = _nuts(_target(model, initial, data)[1], settings)
+        # NumPyro's kernel reads its settings from Python variables that its init sets: trace it once.
+        inverse_mass = state.adapt_state.inverse_mass_matrix[0]
+        jax.eval_shape(jax.vmap(init, (0, 0, None)), state.z, state.rng_key, inverse_mass)
+        step = jax.vmap(sample_kernel)
+
+        def one(s, i):
+            s = step(s) if total % n == 0 else jax.lax.cond(i < total, step, lambda s: s, s)
+            stats = {
+                "diverging": s.diverging,
+                "energy": s.energy,
+                "lp": -s.potential_energy,
+                "n_steps": s.num_steps,
+                "acceptance_rate": s.accept_prob,
+                "step_size": s.adapt_state.step_size,
+            }
+            return s, (s.z, stats)
+
+        return jax.lax.scan(one, state, first + jnp.arange(n))
+
+    def finish(data: dict, start: dict, traces: list) -> dict:
+        unravel, _ = _target(model, initial, data)
+        zs, stats = jax.tree.map(lambda *a: jnp.concatenate(a)[settings.warmup : total], *traces)
         # (draws, chains, ...) -> (chains, draws, ...)
         zs = jnp.swapaxes(zs, 0, 1)
         stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), stats)
@@ -309,73 +453,40 @@ def program(
             return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
 
         samples = jax.vmap(jax.vmap(constrain))(zs)
-        out = {"samples": samples, "stats": stats, "mode": constrain(mode), "mode_converged": converged}
+        out = {"samples": samples, "stats": stats, "mode": constrain(start["mode"])}
+        out["mode_converged"] = start["converged"]
         if checked:
             steps = 2**settings.max_tree_depth - 1
             out["health"] = diagnostics.site_health(samples, stats, tuple(checked), steps)
         return out
 
-    return run
+    return begin, advance, finish
 
 
-def _nuts(
-    potential: Callable,
-    cov: jax.Array,
-    starts: jax.Array,
-    key: jax.Array,
-    settings: Settings,
-    progress: bool,
-    total: int,
-) -> tuple[jax.Array, dict]:
-    """NumPyro's NUTS kernel, vmapped over chains, in one scan over warm-up and draws.
-
-    Returns ``zs`` of shape (total, chains, dim) and statistics of shape (total, chains).
-    """
+def _nuts(potential: Callable, settings: Settings) -> tuple[Callable, Callable]:
+    """NumPyro's NUTS kernel: ``init(z, key, inverse_mass) -> state`` for one chain, and its step."""
     init_kernel, sample_kernel = numpyro_hmc(potential, algo="NUTS")
 
-    def init(z: jax.Array, k: jax.Array):
+    def init(z: jax.Array, key: jax.Array, inverse_mass: jax.Array):
         return init_kernel(
             z,
             settings.warmup,
-            inverse_mass_matrix=cov,
+            inverse_mass_matrix=inverse_mass,
             dense_mass=settings.dense,
             target_accept_prob=settings.target_accept,
             max_tree_depth=settings.max_tree_depth,
             regularize_mass_matrix=False,
-            rng_key=k,
+            rng_key=key,
         )
 
-    state = jax.vmap(init)(starts, jax.random.split(key, settings.chains))
-    step = jax.vmap(sample_kernel)
-
-    def one(s, i):
-        if progress:
-            jax.debug.callback(_report, i, total)
-        s = step(s)
-        stats = {
-            "diverging": s.diverging,
-            "energy": s.energy,
-            "lp": -s.potential_energy,
-            "n_steps": s.num_steps,
-            "acceptance_rate": s.accept_prob,
-            "step_size": s.adapt_state.step_size,
-        }
-        return s, (s.z, stats)
-
-    # One scan over warm-up and draws compiles the NUTS kernel once.
-    _, (zs, stats) = jax.lax.scan(one, state, jnp.arange(total))
-    return zs, stats
+    return init, sample_kernel
 
 
-def _report(i: np.ndarray, total: int) -> None:
-    """Host-side progress bar on stderr (only compiled in when asked for)."""
-    i = int(i) + 1
-    every = max(total // 50, 1)
-    if i % every and i != total:
-        return
+def _report(done: int, total: int) -> None:
+    """Progress bar on stderr: ``done`` of ``total`` iterations."""
     width = 30
-    done = int(width * i / total)
-    sys.stderr.write(f"\rsampling [{'#' * done}{'.' * (width - done)}] {i}/{total} iterations")
-    if i == total:
+    bar = int(width * done / total)
+    sys.stderr.write(f"\rsampling [{'#' * bar}{'.' * (width - bar)}] {done}/{total} iterations")
+    if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()

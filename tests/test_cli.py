@@ -11,7 +11,6 @@ from bayes_scaling.cli import main
 
 
 def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("BAYES_SCALING_CACHE", str(tmp_path / "cache"))
     args = [
         "fit",
         "--plain",

@@ -1,0 +1,111 @@
+"""Compiled programs kept on disk, so that a fresh process neither traces nor compiles them again.
+
+JAX's persistent compilation cache skips XLA compilation in a later process, but that
+process must still trace the Python code (NUTS through NumPyro: seconds) to find the
+program it wants. Here each sampler program is also serialized with ``jax.export``
+after its first trace; a later process reads it back, and its compilation then hits
+JAX's cache. A stored program's key covers everything it depends on: its tag (the law,
+priors and sampler settings), the shapes and dtypes of its arguments, the versions of
+jax, jaxlib and numpyro, the backend and 64-bit mode, and a hash of this package's
+source files, so an edited package or an upgraded JAX never reads a stale program.
+
+Off unless :func:`enable` is called (the command line does).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+_PROGRAMS: Path | None = None
+
+
+def enable(directory: str | Path | None = None) -> Path | None:
+    """Keep compiled and traced programs on disk; return the folder (None: left off).
+
+    Parameters
+    ----------
+    directory : the cache folder. Default: ``$BAYES_SCALING_CACHE``, else
+        ``~/.cache/bayes_scaling``; an empty ``$BAYES_SCALING_CACHE`` leaves the cache off.
+        XLA executables go to ``xla/`` inside it, exported programs to ``programs/``.
+    """
+    global _PROGRAMS
+    if directory is None:
+        directory = os.environ.get("BAYES_SCALING_CACHE", str(Path.home() / ".cache" / "bayes_scaling"))
+        if not directory:
+            return None
+    root = Path(directory)
+    jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    _PROGRAMS = root / "programs"
+    return root
+
+
+def disable() -> None:
+    """Stop reading and writing exported programs (JAX's compilation cache stays as configured)."""
+    global _PROGRAMS
+    _PROGRAMS = None
+
+
+@functools.cache
+def _source_hash() -> str:
+    """Versions of the libraries a program is traced with, and this package's source code."""
+    import jaxlib
+    import numpyro
+
+    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {numpyro.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+class Stored:
+    """A jitted function of arrays whose traced program is kept on disk, one per argument shape.
+
+    Parameters
+    ----------
+    fn : the jitted function; arguments and results are pytrees of arrays.
+    tag : everything besides the arguments' shapes that fixes the program (law, priors,
+        settings, as text); None never stores it (a user's own law: its code is not
+        covered by the package's source hash).
+    """
+
+    def __init__(self, fn: Callable, tag: str | None) -> None:
+        self.fn, self.tag = fn, tag
+        self._calls: dict[str, Callable] = {}
+
+    def __call__(self, *args: object) -> object:
+        if _PROGRAMS is None or self.tag is None:
+            return self.fn(*args)
+        leaves, tree = jax.tree.flatten(args)
+        shapes = [(np.shape(a), str(a.dtype)) for a in leaves]
+        text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {tree} {shapes}"
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        if key not in self._calls:
+            self._calls[key] = self._load(_PROGRAMS / f"{key}.jaxexport", args)
+        return self._calls[key](*args)
+
+    def _load(self, path: Path, args: tuple) -> Callable:
+        """The stored program at ``path``, else trace, export and store it."""
+        if path.is_file():
+            try:
+                return jax.jit(jax.export.deserialize(bytearray(path.read_bytes())).call)
+            except Exception:  # unreadable (truncated, foreign format): trace again and overwrite
+                pass
+        try:
+            exported = jax.export.export(self.fn)(*args)
+            blob = exported.serialize()
+        except Exception:  # a program JAX cannot export (or serialize): keep it in memory only
+            return self.fn
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+            f.write(blob)
+        os.replace(f.name, path)  # atomic: concurrent processes never read a partial file
+        return jax.jit(exported.call)

@@ -1,0 +1,88 @@
+"""Programs stored on disk: read back instead of traced, keyed by everything they depend on."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+import bayes_scaling as bs
+from bayes_scaling import cache
+from bayes_scaling.sampler import Settings, chunked, law_tag
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh store for one test; the session's store (conftest) is restored afterwards."""
+    previous = cache._PROGRAMS
+    cache._PROGRAMS = tmp_path / "programs"
+    yield cache._PROGRAMS
+    cache._PROGRAMS = previous
+
+
+def counted(traced: list):
+    """A new jitted ``2 * cumsum(x)`` (as a fresh process would build it) that records each trace."""
+
+    def f(x):
+        traced.append(x.shape)  # runs only while JAX traces f
+        return jnp.cumsum(x) * 2.0
+
+    return jax.jit(f)
+
+
+def test_a_stored_program_is_read_back_instead_of_traced(store):
+    traced = []
+    x = jnp.arange(5.0)
+    first = cache.Stored(counted(traced), "cumsum")(x)
+    assert traced == [(5,)] and len(list(store.glob("*.jaxexport"))) == 1
+    again = cache.Stored(counted(traced), "cumsum")(x)
+    assert traced == [(5,)]  # read from disk, not traced
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(first, [0, 2, 6, 12, 20])
+    cache.Stored(counted(traced), "cumsum")(jnp.arange(7.0))  # another shape: another program
+    cache.Stored(counted(traced), "other tag")(x)  # another tag: another program
+    assert traced == [(5,), (7,), (5,)] and len(list(store.glob("*.jaxexport"))) == 3
+
+
+def test_an_unreadable_stored_program_is_traced_again(store):
+    traced = []
+    cache.Stored(counted(traced), "cumsum")(jnp.ones(3))
+    (path,) = store.glob("*.jaxexport")
+    path.write_bytes(b"not a program")
+    out = cache.Stored(counted(traced), "cumsum")(jnp.ones(3))
+    np.testing.assert_array_equal(out, [2, 4, 6])
+    assert len(traced) == 2 and path.read_bytes() != b"not a program"  # traced and stored again
+
+
+def test_nothing_is_stored_without_a_tag_or_when_off(store):
+    calls = cache.Stored(jax.jit(lambda x: x * 3.0), None)
+    np.testing.assert_array_equal(calls(jnp.ones(2)), 3 * np.ones(2))
+    assert not store.exists()
+    # A law defined outside the package is never stored: its code is not in the source hash.
+    mine = bs.Law("mine", lambda p, x: jnp.log(p["E"]) + 0 * x["N"], params=("E",), inputs=("N",))
+    spec = bs.Spec({"E": bs.Prior("lognormal", loc=0.0, scale=1.0), "sigma": bs.Prior("halfnormal", scale=0.1)})
+    assert law_tag(mine, spec, Settings()) is None
+    assert "chinchilla" in law_tag(bs.get_law("chinchilla"), spec, Settings())
+    power_n, power_d = (law_tag(bs.get_law(name), spec, Settings()) for name in ("power-n", "power-d"))
+    assert power_n != power_d  # the same function, closed over a different input
+
+
+def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store):
+    """NUTS in chunks, its NumPyro state passed between stored programs, read back bit for bit."""
+
+    def model(data):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=data["y"])
+
+    def initial(data, key):
+        return {"mu": jnp.zeros(())}
+
+    settings = Settings(chains=2, warmup=40, draws=60)
+    data = {"y": jnp.asarray(np.random.default_rng(0).normal(3.0, 1.0, 20), jnp.float32)}
+    traced = chunked(model, initial, settings, "normal mean")(jax.random.key(1), data)
+    assert len(list(store.glob("*.jaxexport"))) == 3  # begin, advance (one chunk size), finish
+    read = chunked(model, initial, settings, "normal mean")(jax.random.key(1), data, progress=True)
+    jax.tree.map(np.testing.assert_array_equal, read, traced)
+    assert traced["samples"]["mu"].shape == (2, 60)
+    assert abs(float(traced["samples"]["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
