@@ -51,6 +51,7 @@ stays near zero, and the calibrated bands stay as sharp as the plain ones.
 from __future__ import annotations
 
 import warnings
+from collections import ChainMap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -264,8 +265,8 @@ def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:
             "input": inputs,
         },
     )
-    groups = {name: result.group(name) for name in result.groups()}
-    return Result({**groups, "extrapolation": group}, result.law, result.spec, result.problems)
+    groups = ChainMap({"extrapolation": group}, result._groups())  # the fit's groups stay lazy
+    return Result(groups, result.law, result.spec, result.problems)
 
 
 def calibrated(result: Result) -> bool:

@@ -23,7 +23,7 @@ from .datasets import chinchilla
 from .laws import Law, get_law
 from .model import model_data, padded_length, stack_data
 from .priors import Prior, Spec, read_spec
-from .result import Result
+from .result import LazyGroups, Result
 from .sampler import Settings, compiled, law_tag, run_many
 
 DataLike = Dataset | pd.DataFrame | str | Path | None
@@ -249,23 +249,32 @@ def _results(
     pointwise = _stored(_pointwise, tag and f"pointwise {tag}", law, spec.df)
     samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
 
-    def build(i: int, dataset: Dataset, seed: int) -> dict[str, xr.Dataset]:
-        n = len(dataset)
-        mine = jax.tree.map(lambda a: a[i : i + 1], (samples, data))
-        sample_stats = {k: v[i] for k, v in stats.items()}
-        sample_stats["energy"] = sample_stats["energy"].astype(np.float64)
-        sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1)).astype(np.int64)
-        prior = _stored(_prior_draws, f"prior {spec.to_json()}", spec, prior_draws)(
-            jax.random.fold_in(jax.random.key(seed), 1)
+    def build(i: int, dataset: Dataset, seed: int) -> LazyGroups:
+        def stats_group() -> xr.Dataset:
+            sample_stats = {k: v[i] for k, v in stats.items()}
+            sample_stats["energy"] = sample_stats["energy"].astype(np.float64)
+            sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1)).astype(np.int64)
+            return _group(sample_stats)
+
+        def loglik_group() -> xr.Dataset:
+            mine = jax.tree.map(lambda a: a[i : i + 1], (samples, data))
+            return _group({"log_loss": np.asarray(pointwise(*mine))[0, ..., : len(dataset)]})
+
+        def prior_group() -> xr.Dataset:
+            draw = _stored(_prior_draws, f"prior {spec.to_json()}", spec, prior_draws)
+            prior = draw(jax.random.fold_in(jax.random.key(seed), 1))
+            return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})
+
+        return LazyGroups(
+            {
+                "posterior": lambda: _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
+                "sample_stats": stats_group,
+                "log_likelihood": loglik_group,
+                "observed_data": lambda: _group({"log_loss": dataset.logs()["loss"]}, lead=()),
+                "constant_data": lambda: _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
+                "prior": prior_group,
+            }
         )
-        return {
-            "posterior": _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
-            "sample_stats": _group(sample_stats),
-            "log_likelihood": _group({"log_loss": np.asarray(pointwise(*mine))[0, ..., :n]}),
-            "observed_data": _group({"log_loss": dataset.logs()["loss"]}, lead=()),
-            "constant_data": _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
-            "prior": _group({k: np.asarray(v, np.float64) for k, v in prior.items()}),
-        }
 
     return [
         Result(partial(build, i, dataset, seed), law, spec, tuple(problems))

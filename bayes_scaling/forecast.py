@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import jax
 import numpy as np
 import pandas as pd
 
 from . import extrapolation
+from .cache import Stored
 from .laws import Law
 from .model import padded_length
 from .optimal import FLOPS_PER_PARAM_TOKEN, optimum
 from .presets import Target, preset
 from .result import Result
+from .sampler import law_tag
 
 LEVELS = (0.5, 0.8, 0.95)
 
@@ -115,12 +116,22 @@ def _log_mean(law: Law, draws: dict[str, np.ndarray], points: pd.DataFrame) -> n
         values = np.log(points[k].to_numpy(np.float64))
         x[k] = np.concatenate([values, np.full(size - t, values[0] if t else 0.0)])
     p = {k: draws[k] for k in law.params}
-    return np.asarray(_law_at(law, p, x), np.float64)[:, :t]
+    return np.asarray(_law_at(law)(p, x), np.float64)[:, :t]
 
 
-@partial(jax.jit, static_argnums=0)
-def _law_at(law: Law, p: dict, x: dict) -> jax.Array:
-    return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
+_LAW_AT: dict[Law, Stored] = {}
+
+
+def _law_at(law: Law) -> Stored:
+    """``law.mean`` of every draw (s,) at every point (t,), shape (s, t): compiled, kept on disk when enabled."""
+    if law not in _LAW_AT:
+
+        def mean(p: dict, x: dict) -> jax.Array:
+            return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
+
+        tag = law_tag(law, None, None)
+        _LAW_AT[law] = Stored(jax.jit(mean), tag and f"law at points {tag}")
+    return _LAW_AT[law]
 
 
 def bands(points: pd.DataFrame, loss: np.ndarray, run: np.ndarray, levels: Sequence[float] = LEVELS) -> pd.DataFrame:

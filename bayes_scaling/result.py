@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +25,25 @@ if TYPE_CHECKING:
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
+
+
+class LazyGroups(Mapping):
+    """Groups built one by one on first access (a refit that is only forecast from never
+    computes its pointwise log likelihood or prior draws)."""
+
+    def __init__(self, builders: Mapping[str, Callable[[], xr.Dataset]]) -> None:
+        self._builders, self._built = dict(builders), {}
+
+    def __getitem__(self, name: str) -> xr.Dataset:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
 
 
 @dataclass(frozen=True, eq=False)

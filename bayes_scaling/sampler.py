@@ -185,7 +185,7 @@ def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
     return _COMPILED[cache_key]
 
 
-def law_tag(law: Law, spec: Spec, settings: Settings) -> str | None:
+def law_tag(law: Law, spec: Spec | None, settings: Settings | None) -> str | None:
     """Text that fixes a law's sampler program besides data shapes; None for a law defined outside this package."""
     mean = law.mean
     cells = [c.cell_contents for c in mean.__closure__ or ()]
@@ -193,7 +193,8 @@ def law_tag(law: Law, spec: Spec, settings: Settings) -> str | None:
         isinstance(c, str | int | float) for c in cells
     ):
         return None  # its code is not covered by the package's source hash
-    return f"{mean.__qualname__} {cells} {law.params} {law.inputs} {law.centred} {spec.to_json()} {settings}"
+    priors = spec.to_json() if spec is not None else None
+    return f"{mean.__qualname__} {cells} {law.params} {law.inputs} {law.centred} {priors} {settings}"
 
 
 def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Callable:

@@ -24,6 +24,21 @@ def test_embedded_data_posterior_medians_inside_epoch_intervals(epoch_fit):
     assert epoch_fit.converged and epoch_fit.problems == ()
 
 
+def test_summary_matches_arviz(epoch_fit):
+    """The summary is computed without importing ArviZ; it must give ArviZ's numbers."""
+    import arviz as az
+
+    ours = epoch_fit.summary()
+    theirs = az.summary(epoch_fit.idata, var_names=epoch_fit.params, stat_focus="mean", round_to="none")
+    assert list(ours.index) == epoch_fit.params
+    # Means and sds to float64 rounding; statistics computed in float32 (ESS, R-hat, MCSE) to 1e-4.
+    for column in ("mean", "sd", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat"):
+        rtol = 1e-9 if column in ("mean", "sd") else 1e-4
+        np.testing.assert_allclose(ours[column], theirs[column], rtol=rtol, err_msg=column)
+    post = epoch_fit.idata.posterior
+    np.testing.assert_allclose(ours["q0.05"], [float(post[k].quantile(0.05)) for k in epoch_fit.params], rtol=1e-12)
+
+
 def test_inference_data_groups(epoch_fit):
     idata = epoch_fit.idata
     for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "prior", "constant_data"):

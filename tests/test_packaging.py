@@ -21,3 +21,10 @@ def test_wheel_ships_models_and_embedded_data(tmp_path):
     assert "bayes_scaling/_data/README.md" in names
     csv = zipfile.ZipFile(wheel).read("bayes_scaling/_data/chinchilla_hoffmann2022_fig4.csv").decode()
     assert csv.splitlines()[0] == "params,tokens,flops,loss" and len(csv.splitlines()) == 246
+
+
+def test_importing_the_package_leaves_arviz_and_scipy_stats_unloaded():
+    """A fresh `bayes-scaling fit` must not pay seconds for imports it does not use (README, speed)."""
+    code = "import sys, bayes_scaling; print(sorted(m for m in ('arviz', 'scipy.stats') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]"
