@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.axis import Axis
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from .forecast import predict, targets
 from .result import Result
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: importing it costs half a second
+    from matplotlib.axis import Axis
+    from matplotlib.figure import Figure
+
+
+def _figure(**kwargs: object) -> Figure:
+    """A new matplotlib Figure (not attached to pyplot: nothing to close)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _scalar(axis: Axis) -> None:
+    """Plain numbers on a log axis (major and minor ticks)."""
+    from matplotlib.ticker import ScalarFormatter
+
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(ScalarFormatter())
 
 
 def save(fig: Figure, path: str | Path | None) -> Figure:
@@ -39,6 +55,8 @@ def _decades(axis: Axis) -> None:
     def label(value: float, _: int) -> str:
         power = float(np.log10(value)) if value > 0 else 0.5
         return f"10{round(power)}".translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     axis.set_major_formatter(FuncFormatter(label))
     axis.set_minor_formatter(NullFormatter())
@@ -76,7 +94,7 @@ def plot_fit(
         points = pd.DataFrame({"N": np.nan, "D": np.nan, "C": np.nan, x: grid})
     band = predict(result, points, levels=levels)
 
-    fig = Figure(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
         s = f"{100 * level:g}"
@@ -111,8 +129,7 @@ def plot_fit(
     ax.set_xscale("log")
     ax.set_yscale("log")
     _decades(ax.xaxis)
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    _scalar(ax.yaxis)
     ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(f"{result.law.formula or result.law.name}")
@@ -132,7 +149,7 @@ def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | Non
     from .presets import PRESETS
 
     runs = result.data()
-    fig = Figure(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for name, color in (("N_opt", "C0"), ("D_opt", "C1")):
         ax.fill_between(table["C"], table[f"{name}_lo"], table[f"{name}_hi"], color=color, alpha=0.3, lw=0)
@@ -168,9 +185,11 @@ def plot_isoflop(
     table : from :func:`bayes_scaling.isoflop`.
     labels : group labels from :func:`bayes_scaling.isoflop.groups`, shape (n,).
     """
-    fig = Figure(figsize=(7, 4.5))
+    fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(table)))
+    from matplotlib import colormaps
+
+    colors = colormaps["viridis"](np.linspace(0, 0.9, len(table)))
     for color, (_, row) in zip(colors, table.iterrows(), strict=True):
         part = data[labels == row["label"]]
         ax.scatter(part["N"], part["loss"], s=10, color=color)
@@ -193,8 +212,7 @@ def plot_isoflop(
     ax.set_xscale("log")
     ax.set_yscale("log")
     _decades(ax.xaxis)
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    _scalar(ax.yaxis)
     ax.set_xlabel("parameters N")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title("IsoFLOP profiles: parabola in log N per budget, minimum with 90% interval")
@@ -212,7 +230,7 @@ def plot_backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figu
         ``run_lo90``, ``run_hi90``, ``cutoff``, ``mode``).
     """
     modes = list(dict.fromkeys(runs["mode"]))
-    fig = Figure(figsize=(5 * len(modes), 4.5))
+    fig = _figure(figsize=(5 * len(modes), 4.5))
     axes = np.atleast_1d(fig.subplots(1, len(modes), sharex=True, sharey=True))
     lims = [runs[["loss", "run_lo90"]].min().min() * 0.99, runs[["loss", "run_hi90"]].max().max() * 1.01]
     for ax, mode in zip(axes, modes, strict=True):

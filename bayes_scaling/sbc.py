@@ -15,18 +15,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 import pandas as pd
 import scipy.special
-from matplotlib.figure import Figure
 
 from .diagnostics import ConvergenceWarning
 from .fit import PriorsLike, as_spec, fit_many
 from .laws import Law, get_law
 from .priors import Prior
 from .simulate import simulate, sweep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Priors around the published Chinchilla fits (Hoffmann et al. 2022), narrower than the defaults:
 #: every sweep simulated from them identifies its parameters, so short chains suffice. Used by
@@ -72,10 +75,10 @@ class Calibration:
 
     def plot(self, path: str | Path | None = None) -> Figure:
         """Rank histograms, one panel per parameter: the expected count (solid) and its 99% band (dashed)."""
-        from .plots import save
+        from .plots import _figure, save
 
         names = list(self.ranks.columns)
-        fig = Figure(figsize=(2.6 * len(names), 2.6), layout="constrained")
+        fig = _figure(figsize=(2.6 * len(names), 2.6), layout="constrained")
         axes = fig.subplots(1, len(names), squeeze=False)[0]
         n = len(self.ranks)
         expected = n / self.bins
