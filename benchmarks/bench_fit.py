@@ -56,6 +56,29 @@ def fresh_cli(cache: str, *extra: str) -> float:
         return time.perf_counter() - t
 
 
+# A fresh process doing what `bayes-scaling fit --plain` does, timing each step (cache as given).
+STEPS = """
+import sys, time
+t = [time.perf_counter()]
+def lap(name):
+    t.append(time.perf_counter())
+    print(f"{name} {t[-1] - t[-2]:.2f}", end="; ")
+import bayes_scaling as bs
+bs.enable_cache(sys.argv[1]); lap("import")
+result = bs.fit(calibrate=False); lap("fit (read stored programs, sample)")
+result.summary(); lap("summary")
+forecast = bs.predict(result, bs.forecast_targets(result, preset_names=["gpt3", "chinchilla", "gpt4"])); lap("forecast")
+result.save(sys.argv[2] + "/posterior.nc"); lap("netCDF")
+bs.plot_fit(result, forecast, path=sys.argv[2] + "/fit.png"); lap("figure")
+"""
+
+
+def steps(cache: str) -> str:
+    with tempfile.TemporaryDirectory() as out:
+        run = subprocess.run([sys.executable, "-c", STEPS, cache, out], check=True, capture_output=True, text=True)
+        return run.stdout
+
+
 def main() -> None:
     warnings.simplefilter("ignore", FutureWarning)
     print(
@@ -69,6 +92,7 @@ def main() -> None:
             times = sorted(fresh_cli(cache, *extra) for _ in range(3))
             span = f"{times[0]:.1f}-{times[-1]:.1f} s"
             row(f"fresh `bayes-scaling fit {name}`, warm cache, median of 3 ({span})", times[1], None)
+        print(f"  a fresh plain fit step by step, warm cache: {steps(cache)}")
 
     t = time.perf_counter()
     result = bs.fit(seed=0, calibrate=False)
