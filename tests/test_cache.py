@@ -68,7 +68,7 @@ def test_nothing_is_stored_without_a_tag_or_when_off(store):
     assert power_n != power_d  # the same function, closed over a different input
 
 
-def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store):
+def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys):
     """NUTS in chunks, its NumPyro state passed between stored programs, read back bit for bit."""
 
     def model(data):
@@ -84,5 +84,7 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store):
     assert len(list(store.glob("*.jaxexport"))) == 3  # begin, advance (one chunk size), finish
     read = chunked(model, initial, settings, "normal mean")(jax.random.key(1), data, progress=True)
     jax.tree.map(np.testing.assert_array_equal, read, traced)
+    bar = capsys.readouterr().err  # drawn by the host between chunks: 20 chunks of 5 iterations
+    assert bar.count("\rsampling [") == 20 and bar.endswith("100/100 iterations\n")
     assert traced["samples"]["mu"].shape == (2, 60)
     assert abs(float(traced["samples"]["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
