@@ -66,6 +66,21 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
+_SHARED: dict[tuple, Stored] = {}
+
+
+def shared(fn: Callable, tag: str | None, *static: object) -> Stored:
+    """``fn`` with its leading arguments ``static`` fixed, jitted and stored under ``tag``.
+
+    One per ``(fn, tag)`` in a process (per ``(fn, *static)`` when there is no tag, which
+    then must be hashable), so every caller with the same program shares its compilation.
+    """
+    key = (fn, tag) if tag is not None else (fn, *static)
+    if key not in _SHARED:
+        _SHARED[key] = Stored(jax.jit(functools.partial(fn, *static)), tag)
+    return _SHARED[key]
+
+
 class Stored:
     """A jitted function of arrays whose traced program is kept on disk, one per argument shape.
 

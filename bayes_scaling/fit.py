@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from . import diagnostics, extrapolation
-from .cache import Stored
+from .cache import shared
 from .data import Dataset, DataWarning, load_data, load_together
 from .datasets import chinchilla
 from .laws import Law, get_law
@@ -246,7 +246,7 @@ def _results(
     """
     found = diagnostics.report(out["health"], [*law.params, "sigma"], max_tree_depth)
     tag = law_tag(law, spec, None)
-    pointwise = _stored(_pointwise, tag and f"pointwise {tag}", law, spec.df)
+    pointwise = shared(_pointwise, tag and f"pointwise {tag}", law, spec.df)
     samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
 
     def build(i: int, dataset: Dataset, seed: int) -> LazyGroups:
@@ -261,7 +261,7 @@ def _results(
             return _group({"log_loss": np.asarray(pointwise(*mine))[0, ..., : len(dataset)]})
 
         def prior_group() -> xr.Dataset:
-            draw = _stored(_prior_draws, f"prior {spec.to_json()}", spec, prior_draws)
+            draw = shared(_prior_draws, f"prior {spec.to_json()} {prior_draws}", spec, prior_draws)
             prior = draw(jax.random.fold_in(jax.random.key(seed), 1))
             return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})
 
@@ -280,17 +280,6 @@ def _results(
         Result(partial(build, i, dataset, seed), law, spec, tuple(problems))
         for i, (dataset, seed, problems) in enumerate(zip(sets, seeds, found, strict=True))
     ]
-
-
-_STORED: dict[tuple, Stored] = {}
-
-
-def _stored(fn: Callable, tag: str | None, *static: Any) -> Stored:
-    """``fn`` with its first arguments ``static`` fixed, jitted and kept on disk under ``tag`` (one per process)."""
-    key = (fn, tag) if tag is not None else (fn, *static)
-    if key not in _STORED:
-        _STORED[key] = Stored(jax.jit(partial(fn, *static)), tag)
-    return _STORED[key]
 
 
 def _pointwise(law: Law, df: float, samples: dict, data: dict) -> jax.Array:

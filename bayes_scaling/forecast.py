@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import extrapolation
-from .cache import Stored
+from .cache import shared
 from .laws import Law
 from .model import padded_length
 from .optimal import FLOPS_PER_PARAM_TOKEN, optimum
@@ -116,22 +116,13 @@ def _log_mean(law: Law, draws: dict[str, np.ndarray], points: pd.DataFrame) -> n
         values = np.log(points[k].to_numpy(np.float64))
         x[k] = np.concatenate([values, np.full(size - t, values[0] if t else 0.0)])
     p = {k: draws[k] for k in law.params}
-    return np.asarray(_law_at(law)(p, x), np.float64)[:, :t]
+    tag = law_tag(law, None, None)
+    return np.asarray(shared(_law_at, tag and f"law at points {tag}", law)(p, x), np.float64)[:, :t]
 
 
-_LAW_AT: dict[Law, Stored] = {}
-
-
-def _law_at(law: Law) -> Stored:
-    """``law.mean`` of every draw (s,) at every point (t,), shape (s, t): compiled, kept on disk when enabled."""
-    if law not in _LAW_AT:
-
-        def mean(p: dict, x: dict) -> jax.Array:
-            return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
-
-        tag = law_tag(law, None, None)
-        _LAW_AT[law] = Stored(jax.jit(mean), tag and f"law at points {tag}")
-    return _LAW_AT[law]
+def _law_at(law: Law, p: dict, x: dict) -> jax.Array:
+    """``law.mean`` of every draw (s,) at every point (t,), shape (s, t)."""
+    return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
 
 
 def bands(points: pd.DataFrame, loss: np.ndarray, run: np.ndarray, levels: Sequence[float] = LEVELS) -> pd.DataFrame:

@@ -41,7 +41,7 @@ from numpyro.infer.hmc_util import HMCAdaptState
 from numpyro.infer.util import constrain_fn, potential_energy
 
 from . import diagnostics, hmc
-from .cache import Stored
+from .cache import Stored, shared
 from .laws import Law
 from .model import build
 from .priors import Spec
@@ -171,11 +171,7 @@ def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
     cache_key = (law, spec.to_json(), settings)
     if cache_key not in _COMPILED:
         tag = law_tag(law, spec, settings)
-        model = build(law, spec)
-
-        def initial(data: dict, key: jax.Array) -> dict:
-            return _initial_point(law, spec, data, key)
-
+        model, initial = _model(law, spec)
         if settings.algorithm == "nuts":
             run = chunked(model, initial, settings, tag)
         else:
@@ -183,6 +179,15 @@ def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
 
         _COMPILED[cache_key] = with_health(run, (*law.params, "sigma"), settings)
     return _COMPILED[cache_key]
+
+
+def _model(law: Law, spec: Spec) -> tuple[Callable, Callable]:
+    """The NumPyro model of a law and priors, and its ``initial(data, key)`` starting point."""
+
+    def initial(data: dict, key: jax.Array) -> dict:
+        return _initial_point(law, spec, data, key)
+
+    return build(law, spec), initial
 
 
 def law_tag(law: Law, spec: Spec | None, settings: Settings | None) -> str | None:
@@ -208,11 +213,7 @@ def compiled_many(law: Law, spec: Spec, settings: Settings, mesh: Mesh) -> Calla
     """
     cache_key = (law, spec.to_json(), settings, mesh)
     if cache_key not in _BATCHED:
-        model = build(law, spec)
-
-        def initial(data: dict, key: jax.Array) -> dict:
-            return _initial_point(law, spec, data, key)
-
+        model, initial = _model(law, spec)
         batched = jax.vmap(program(model, initial, settings, (*law.params, "sigma")), in_axes=(0, 0, None))
         fits = PartitionSpec("fits")
         split = jax.shard_map(
@@ -286,20 +287,18 @@ def with_health(run: Callable, checked: Sequence[str], settings: Settings) -> Ca
     compiled once per shape of draws and shared by every sampler of that shape (programs for
     other priors, data sizes or laws), instead of being compiled into each of them.
     """
-    steps = 2**settings.max_tree_depth - 1
-    key = (tuple(checked), steps)
-    if key not in _HEALTH:
-        step = jax.jit(partial(diagnostics.site_health, checked=tuple(checked), max_steps=steps))
-        _HEALTH[key] = Stored(step, f"health {key}")
+    checked, steps = tuple(checked), 2**settings.max_tree_depth - 1
+    health = shared(_site_health, f"health {checked} {steps}", checked, steps)
 
     def both(*args: jax.Array, **kwargs: object) -> dict:
         out = run(*args, **kwargs)
-        return {**out, "health": _HEALTH[key](out["samples"], out["stats"])}
+        return {**out, "health": health(out["samples"], out["stats"])}
 
     return both
 
 
-_HEALTH: dict[tuple, Callable] = {}
+def _site_health(checked: tuple[str, ...], max_steps: int, samples: dict, stats: dict) -> dict:
+    return diagnostics.site_health(samples, stats, checked, max_steps)
 
 
 def program(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str] = ()) -> Callable:
