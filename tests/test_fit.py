@@ -51,6 +51,12 @@ def test_inference_data_groups(epoch_fit):
     assert float(idata.prior["alpha"].median()) == pytest.approx(np.exp(-1.0), rel=0.1)
 
 
+def test_prior_group_holds_the_asked_number_of_draws(epoch_fit):
+    assert epoch_fit.group("prior")["alpha"].shape == (1, 1000)  # built first: its program is kept
+    fewer = bs.fit(bs.datasets.chinchilla(drop_highest=5), seed=0, prior_draws=200, **FAST)
+    assert fewer.group("prior")["alpha"].shape == (1, 200)
+
+
 def test_same_seed_gives_identical_draws(epoch_fit):
     again = bs.fit(bs.datasets.chinchilla(drop_highest=5), seed=0, **FAST)
     for name in ("E", "A", "B", "alpha", "beta", "sigma"):
