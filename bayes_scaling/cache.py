@@ -119,8 +119,11 @@ class Stored:
             blob = exported.serialize()
         except Exception:  # a program JAX cannot export (or serialize): keep it in memory only
             return self.fn
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-            f.write(blob)
-        os.replace(f.name, path)  # atomic: concurrent processes never read a partial file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+                f.write(blob)
+            os.replace(f.name, path)  # atomic: concurrent processes never read a partial file
+        except OSError:  # an unwritable cache folder costs the next process time, not this one its fit
+            pass
         return jax.jit(exported.call)

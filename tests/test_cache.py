@@ -55,6 +55,17 @@ def test_an_unreadable_stored_program_is_traced_again(store):
     assert len(traced) == 2 and path.read_bytes() != b"not a program"  # traced and stored again
 
 
+def test_an_unwritable_cache_folder_does_not_stop_the_computation(tmp_path):
+    previous = cache._PROGRAMS
+    blocked = tmp_path / "a file"
+    blocked.write_text("")
+    cache._PROGRAMS = blocked / "programs"  # cannot be created: its parent is a file
+    try:
+        np.testing.assert_array_equal(cache.Stored(counted([]), "cumsum")(jnp.ones(3)), [2, 4, 6])
+    finally:
+        cache._PROGRAMS = previous
+
+
 def test_nothing_is_stored_without_a_tag_or_when_off(store):
     calls = cache.Stored(jax.jit(lambda x: x * 3.0), None)
     np.testing.assert_array_equal(calls(jnp.ones(2)), 3 * np.ones(2))
