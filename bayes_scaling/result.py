@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from . import diagnostics
-from .cache import Stored
+from .cache import shared
 from .laws import Law, get_law
 from .priors import Spec
 
@@ -126,7 +126,7 @@ class Result:
         x = np.stack([post[k].to_numpy() for k in self.params])  # (params, chains, draws)
         flat = x.reshape(len(x), -1).astype(np.float64)
         lo, hi = (1 - ci) / 2, (1 + ci) / 2
-        stats = jax.tree.map(np.asarray, _summary_stats(jnp.asarray(x)))
+        stats = jax.tree.map(np.asarray, shared(_stats, "summary")(jnp.asarray(x)))
         return pd.DataFrame(
             {
                 "mean": flat.mean(1),
@@ -188,9 +188,6 @@ class Result:
 def _stats(x: jax.Array) -> dict[str, jax.Array]:
     """R-hat, bulk and tail ESS and the MCSE of mean and sd of B series, (B, chains, draws) -> (B,) each."""
     return {**diagnostics.rank_stats(x), **diagnostics.mcse(x)}
-
-
-_summary_stats = Stored(jax.jit(_stats), "summary")
 
 
 def load(path: str | Path) -> Result:
