@@ -53,7 +53,9 @@ def _decades(axis: Axis) -> None:
     """
 
     def label(value: float, _: int) -> str:
-        power = float(np.log10(value)) if value > 0 else 0.5
+        if value <= 0:
+            return ""
+        power = float(np.log10(value))
         return f"10{round(power)}".translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
 
     from matplotlib.ticker import FuncFormatter, NullFormatter
