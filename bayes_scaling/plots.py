@@ -56,7 +56,7 @@ def _decades(axis: Axis) -> None:
         if value <= 0:
             return ""
         power = float(np.log10(value))
-        return f"10{round(power)}".translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
+        return "10" + str(round(power)).translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
 
     from matplotlib.ticker import FuncFormatter, NullFormatter
 

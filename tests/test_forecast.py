@@ -75,6 +75,8 @@ def test_plot_is_a_png_with_log_axes(epoch_fit, tmp_path):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert ax.get_xlim()[1] >= 2.1e25  # carried out to the target
+    label = ax.xaxis.get_major_formatter()
+    assert [label(v, 0) for v in (1e20, 3e20, 1e-3)] == ["10\u00b2\u2070", "", "10\u207b\u00b3"]  # 10^20, 10^-3
     assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fig = bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.svg")
     assert b"<svg" in (tmp_path / "fit.svg").read_bytes()[:2000]
