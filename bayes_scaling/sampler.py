@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -155,6 +156,7 @@ for _state in (HMCState, HMCAdaptState):
 
 _COMPILED: dict[tuple, Callable] = {}
 _BATCHED: dict[tuple, Callable] = {}
+_LOCK = threading.Lock()  # fits in several threads share one sampler per law, priors and settings
 
 
 def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
@@ -169,16 +171,20 @@ def compiled(law: Law, spec: Spec, settings: Settings) -> Callable:
     disk when :func:`bayes_scaling.cache.enable` was called.
     """
     cache_key = (law, spec.to_json(), settings)
-    if cache_key not in _COMPILED:
-        tag = law_tag(law, spec, settings)
-        model, initial = _model(law, spec)
-        if settings.algorithm == "nuts":
-            run = chunked(model, initial, settings, tag)
-        else:
-            run = whole(model, initial, settings, tag and f"program {tag}")
+    with _LOCK:
+        if cache_key not in _COMPILED:
+            tag = law_tag(law, spec, settings)
+            model, initial = _model(law, spec)
+            if settings.algorithm == "nuts":
+                run = chunked(model, initial, settings, tag)
+            else:
+                stored = whole(model, initial, settings, tag and f"program {tag}")
 
-        _COMPILED[cache_key] = with_health(run, (*law.params, "sigma"), settings)
-    return _COMPILED[cache_key]
+                def run(key: jax.Array, data: dict, progress: bool = False) -> dict:
+                    return stored(key, data)  # no progress bar
+
+            _COMPILED[cache_key] = with_health(run, (*law.params, "sigma"), settings)
+        return _COMPILED[cache_key]
 
 
 def _model(law: Law, spec: Spec) -> tuple[Callable, Callable]:
@@ -261,18 +267,13 @@ def run_many(
     return jax.tree.map(lambda a: a[:k], out) if total > k else out
 
 
-def whole(model: Callable, initial: Callable, settings: Settings, tag: str | None) -> Callable:
-    """:func:`program` for one fit as one compiled step, ``run(key, data, progress=False)`` (no progress bar).
+def whole(model: Callable, initial: Callable, settings: Settings, tag: str | None) -> Stored:
+    """:func:`program` for one fit as one compiled step, ``run(key, data)`` (no progress bar).
 
     The trajectory-length jitter is drawn from ``key`` inside the program; stored on disk under ``tag``.
     """
     sampler = program(model, initial, settings)
-    stored = Stored(jax.jit(lambda key, data: sampler(key, data, jitter(key, settings))), tag)
-
-    def run(key: jax.Array, data: dict, progress: bool = False) -> dict:
-        return stored(key, data)
-
-    return run
+    return Stored(jax.jit(lambda key, data: sampler(key, data, jitter(key, settings))), tag)
 
 
 def jitter(key: jax.Array, settings: Settings) -> jax.Array:
@@ -281,20 +282,25 @@ def jitter(key: jax.Array, settings: Settings) -> jax.Array:
 
 
 def with_health(run: Callable, checked: Sequence[str], settings: Settings) -> Callable:
-    """``run`` (a sampler), its output completed with ``health`` by a separate compiled step.
-
-    A single fit computes its convergence statistics apart from its sampler: that program is
-    compiled once per shape of draws and shared by every sampler of that shape (programs for
-    other priors, data sizes or laws), instead of being compiled into each of them.
-    """
-    checked, steps = tuple(checked), 2**settings.max_tree_depth - 1
-    health = shared(_site_health, f"health {checked} {steps}", checked, steps)
+    """``run`` (a sampler), its output completed with ``health`` by :func:`health_program`."""
+    health = health_program(checked, settings)
 
     def both(*args: jax.Array, **kwargs: object) -> dict:
         out = run(*args, **kwargs)
         return {**out, "health": health(out["samples"], out["stats"])}
 
     return both
+
+
+def health_program(checked: Sequence[str], settings: Settings) -> Stored:
+    """The compiled convergence statistics ``health(samples, stats)`` of the sites ``checked``.
+
+    A single fit computes them apart from its sampler: that program is compiled once per
+    shape of draws and shared by every sampler of that shape (programs for other priors,
+    data sizes or laws), instead of being compiled into each of them.
+    """
+    checked, steps = tuple(checked), 2**settings.max_tree_depth - 1
+    return shared(_site_health, f"health {checked} {steps}", checked, steps)
 
 
 def _site_health(checked: tuple[str, ...], max_steps: int, samples: dict, stats: dict) -> dict:

@@ -1,5 +1,8 @@
 """Programs stored on disk: read back instead of traced, keyed by everything they depend on."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,3 +102,39 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys):
     assert bar.count("\rsampling [") == 20 and bar.endswith("100/100 iterations\n")
     assert traced["samples"]["mu"].shape == (2, 60)
     assert abs(float(traced["samples"]["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_prepare_compiles_ahead_and_returns_the_output_shapes(store, stored):
+    traced = []
+    program = cache.Stored(counted(traced), "cumsum prepared" if stored else None)
+    shapes = program.prepare(jax.ShapeDtypeStruct((4,), jnp.float32))
+    assert shapes == jax.ShapeDtypeStruct((4,), jnp.float32) and traced == [(4,)]
+    np.testing.assert_array_equal(program(jnp.ones(4, jnp.float32)), [2, 4, 6, 8])
+    assert traced == [(4,)]  # the call found the prepared program: no second trace
+    assert len(list(store.glob("*.jaxexport"))) == (1 if stored else 0)
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_threads_asking_for_a_new_program_at_once_compile_it_once(store, stored):
+    traced, compiled = [], []
+
+    def slow(x):
+        traced.append(x.shape)  # runs only while JAX traces it
+        time.sleep(0.2)  # a long trace: every thread asks before the first is done
+        return jnp.cumsum(x) * 2.0
+
+    def listen(event, seconds, **_):
+        compiled.append(event == "/jax/core/compile/backend_compile_duration")
+
+    program = cache.Stored(jax.jit(slow), "slow cumsum" if stored else None)
+    inputs = [jnp.full(6, float(i)) for i in range(16)]
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            outs = list(pool.map(lambda x: np.asarray(program(x)), inputs))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert traced == [(6,)] and sum(compiled) == 1  # each thread compiling its own copy would read 8
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out, 2.0 * i * np.arange(1, 7))

@@ -7,7 +7,9 @@ from conftest import FAST
 
 import bayes_scaling as bs
 from bayes_scaling.cli import main
-from bayes_scaling.extrapolation import distance, distances, interval_score, reducible
+from bayes_scaling.extrapolation import _internal_backtest, distance, distances, interval_score, reducible
+from bayes_scaling.fit import as_dataset
+from bayes_scaling.sampler import Settings
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 SHORT = {k: v for k, v in FAST.items() if k != "calibrate"}  # FAST's sampler settings: one compiled sampler
@@ -32,6 +34,21 @@ def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_pat
     assert ((group["internal_reducible"] > 0) & (group["internal_reducible"] < 1)).all()
     back = bs.load(calibrated_fit.save(tmp_path / "fit.nc"))
     np.testing.assert_array_equal(back.idata["extrapolation"]["kappa"], group["kappa"])
+
+
+def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fit):
+    """The refits run in threads beside the main fit; one redone alone in this thread matches bit for bit."""
+    runs = as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
+    settings = Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+    train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
+    alone, problems = _internal_backtest(
+        runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, "D", 0.7, train
+    )
+    group = calibrated_fit.group("extrapolation")
+    mine = (group["internal_input"].values == "D") & (group["internal_split"].values == 0.7)
+    assert mine.sum() == (~train).sum() == len(alone) and not problems
+    np.testing.assert_array_equal(group["internal_residual"].values[mine], alone["residual"])
+    np.testing.assert_array_equal(group["internal_scale"].values[mine], alone["scale"])
 
 
 def test_calibrated_mode_does_not_widen_bands_inside_the_data(calibrated_fit):

@@ -16,7 +16,8 @@ import bayes_scaling as bs
 
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
 RUNS = bs.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
-SHORT = {"chains": 4, "warmup": 300, "draws": 500, "algorithm": "hmc"}
+# 1000 draws: with 500, tail ESS and R-hat of a few of these fits sat at the thresholds (CPU-dependent rounding)
+SHORT = {"chains": 4, "warmup": 300, "draws": 1000, "algorithm": "hmc"}
 
 
 def make_sets() -> list:
@@ -40,7 +41,7 @@ def test_fit_many_builds_each_inference_data_on_first_access(sets):
     first = results[0].idata
     assert results[0].idata is first and isinstance(results[0].source, az.InferenceData)  # built once, kept
     assert callable(results[1].source)  # the other fit is still not built
-    assert first.posterior["E"].shape == (4, 500) and first.observed_data["log_loss"].shape == (len(sets[0]),)
+    assert first.posterior["E"].shape == (4, 1000) and first.observed_data["log_loss"].shape == (len(sets[0]),)
 
 
 def test_fit_many_matches_single_fits_within_monte_carlo_error(sets, many):
@@ -53,7 +54,7 @@ def test_fit_many_matches_single_fits_within_monte_carlo_error(sets, many):
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
             single = bs.fit(data, seed=i, calibrate=False, **SHORT)
         a, b = batched.summary(), single.summary()
-        assert batched.idata.log_likelihood["log_loss"].shape == (4, 500, len(data))
+        assert batched.idata.log_likelihood["log_loss"].shape == (4, 1000, len(data))
         for name in a.index:
             z = abs(a.loc[name, "mean"] - b.loc[name, "mean"]) / np.hypot(
                 a.loc[name, "mcse_mean"], b.loc[name, "mcse_mean"]
