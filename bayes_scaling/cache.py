@@ -100,27 +100,31 @@ class Stored:
 
     def __init__(self, fn: Callable, tag: str | None) -> None:
         self.fn, self.tag = fn, tag
-        self._calls: dict[str, Callable] = {}
+        self._found: dict[str, Callable] = {}  # read back or traced, jitted
+        self._calls: dict[str, Callable] = {}  # and compiled
         self._lock = threading.Lock()
 
     def __call__(self, *args: object) -> object:
         return self._program(args)(*args)
 
-    def prepare(self, *args: object) -> object:
+    def prepare(self, *args: object) -> None:
         """Read (or trace) and compile the program for arguments shaped like ``args``, without running it.
 
-        ``args`` may hold :class:`jax.ShapeDtypeStruct` in place of arrays. Returns the
-        shapes of the outputs (a pytree of ShapeDtypeStruct): a thread that knows what
-        will run later can take the reading and compiling off the computation's path.
+        ``args`` may hold :class:`jax.ShapeDtypeStruct` in place of arrays. XLA compiles, and
+        reads compiled programs back, without holding Python's lock: threads preparing
+        different programs at once overlap.
         """
-        return jax.eval_shape(self._program(args), *args)
+        self._program(args)
 
-    def _program(self, args: tuple) -> Callable:
-        """The jitted program for ``args``' shapes, compiled.
+    def shapes(self, *args: object) -> object:
+        """The shapes of the outputs for arguments shaped like ``args`` (a pytree of ShapeDtypeStruct).
 
-        The first request in a process traces (or reads) and compiles it in one thread
-        while the others wait; jit's caches then hold the executable for every call.
+        Reads (or traces) the program but does not compile it.
         """
+        return jax.eval_shape(self._found_for(args)[1], *args)
+
+    def _found_for(self, args: tuple) -> tuple[str, Callable]:
+        """``(key, jitted program)`` for ``args``' shapes, read back (or traced and stored) once per process."""
         leaves, tree = jax.tree.flatten(args)
         shapes = [(tuple(getattr(a, "shape", np.shape(a))), str(getattr(a, "dtype", type(a).__name__))) for a in leaves]
         key, path = f"{tree} {shapes}", None  # in memory only, unless stored
@@ -128,13 +132,21 @@ class Stored:
             text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
             key = hashlib.sha256(text.encode()).hexdigest()[:32]
             path = _PROGRAMS / f"{key}.jaxexport"
+        if key not in self._found:
+            with self._lock:  # one thread reads or traces; the others then find it
+                if key not in self._found:
+                    self._found[key] = self.fn if path is None else self._load(path, args)
+        return key, self._found[key]
+
+    def _program(self, args: tuple) -> Callable:
+        """The jitted program for ``args``' shapes, compiled once per process (jit's caches keep it)."""
+        key, call = self._found_for(args)
         if key not in self._calls:
             with self._lock:
                 if key not in self._calls:
-                    call = self.fn if path is None else self._load(path, args)
                     call.lower(*args).compile()
                     self._calls[key] = call
-        return self._calls[key]
+        return call
 
     def _load(self, path: Path, args: tuple) -> Callable:
         """The stored program at ``path``, else trace, export and store it."""

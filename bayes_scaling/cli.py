@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
+import os
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -223,18 +224,20 @@ def _fit(args: argparse.Namespace) -> int:
     written, forecasts = [], []
     for result, table in fits:
         tag = "" if single else f"_{result.law.name}"
-        try:
-            forecast = bs.predict(result, points, seed=args.seed)
-        except ValueError as err:  # e.g. a law of N alone at a target given by compute alone
-            print(f"no forecast from {result.law.name}: {err}")
-            forecast = None
-        written.append(result.save(out / f"posterior{tag}.nc"))
-        table.to_csv(out / f"summary{tag}.csv")
-        written.append(out / f"summary{tag}.csv")
+        with ThreadPoolExecutor(1) as saver:  # the netCDF file is written while the forecast and figure are drawn
+            saving = saver.submit(result.save, out / f"posterior{tag}.nc")
+            try:
+                forecast = bs.predict(result, points, seed=args.seed)
+            except ValueError as err:  # e.g. a law of N alone at a target given by compute alone
+                print(f"no forecast from {result.law.name}: {err}")
+                forecast = None
+            table.to_csv(out / f"summary{tag}.csv")
+            if forecast is not None:
+                forecast.insert(0, "law", result.law.name)
+                forecasts.append(forecast)
+                bs.plot_fit(result, forecast, path=out / f"fit{tag}.{args.format}")
+            written += [saving.result(), out / f"summary{tag}.csv"]
         if forecast is not None:
-            forecast.insert(0, "law", result.law.name)
-            forecasts.append(forecast)
-            bs.plot_fit(result, forecast, path=out / f"fit{tag}.{args.format}")
             written.append(out / f"fit{tag}.{args.format}")
     if not single:
         comparison = bs.compare(results)
@@ -387,11 +390,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``bayes-scaling`` console script: :func:`main`, then a quick exit."""
+    """The ``bayes-scaling`` console script: :func:`main`, then a quick exit.
+
+    Every output is written and closed by then; the interpreter's teardown (JAX's backend
+    clean-up, the last garbage collection over every imported module) would add about
+    0.3 s to a run of a few seconds, so the process ends at once with main's status.
+    """
     status = main()
     sys.stdout.flush()
-    gc.freeze()  # the interpreter's last garbage collection skips JAX's and pandas' objects: ~0.4 s less at exit
-    sys.exit(status)
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

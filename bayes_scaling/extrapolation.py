@@ -285,8 +285,10 @@ def _prepare_kappa(rows: int, inputs: Sequence[str], df: float, chains: int, dra
     blank = pd.DataFrame(
         0.0, index=range(rows), columns=["residual", "scale", "reducible", *(f"d_{k}" for k in inputs)]
     )
-    shapes = run.prepare(jax.ShapeDtypeStruct((), jax.random.key(0).dtype), _kappa_data(blank, df))
-    health.prepare(shapes["samples"], shapes["stats"])
+    args = (jax.ShapeDtypeStruct((), jax.random.key(0).dtype), _kappa_data(blank, df))
+    out = run.shapes(*args)
+    run.prepare(*args)
+    health.prepare(out["samples"], out["stats"])
 
 
 def _kappa_data(table: pd.DataFrame, df: float) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from .priors import Spec
 if TYPE_CHECKING:
     import arviz as az
 
+_BUILDING = threading.Lock()  # one thread builds a result's groups from its function
+
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
 
@@ -33,10 +36,13 @@ class LazyGroups(Mapping):
 
     def __init__(self, builders: Mapping[str, Callable[[], xr.Dataset]]) -> None:
         self._builders, self._built = dict(builders), {}
+        self._lock = threading.Lock()  # threads reading one result (the command line saves while it plots)
 
     def __getitem__(self, name: str) -> xr.Dataset:
         if name not in self._built:
-            self._built[name] = self._builders[name]()
+            with self._lock:
+                if name not in self._built:
+                    self._built[name] = self._builders[name]()
         return self._built[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -76,7 +82,9 @@ class Result:
 
     def _groups(self) -> Groups:
         if callable(self.source):
-            object.__setattr__(self, "source", self.source())
+            with _BUILDING:
+                if callable(self.source):
+                    object.__setattr__(self, "source", self.source())
         return self.source
 
     def groups(self) -> list[str]:

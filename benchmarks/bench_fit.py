@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/bench_fit.py
 
-Prints, for a fresh ``bayes-scaling fit`` process (cold cache, then the median of three
+Prints, for a fresh ``bayes-scaling fit`` process (cold cache, then the median of five
 with the cache of compiled and traced programs warm; plain and calibrated),
 a first and a second fit in one process, and NumPyro's ``MCMC.run`` on the same
 model with the same chains and draws: wall time, min bulk ESS over E, A, B, alpha,
@@ -56,7 +56,7 @@ def fresh_cli(cache: str, *extra: str) -> float:
         return time.perf_counter() - t
 
 
-# A fresh process doing what `bayes-scaling fit --plain` does, timing each step (cache as given).
+# A fresh process doing what `bayes-scaling fit [--plain]` does, one step after another, timing each.
 STEPS = """
 import sys, time
 t = [time.perf_counter()]
@@ -65,7 +65,7 @@ def lap(name):
     print(f"{name} {t[-1] - t[-2]:.2f}", end="; ")
 import bayes_scaling as bs
 bs.enable_cache(sys.argv[1]); lap("import")
-result = bs.fit(calibrate=False); lap("fit (read stored programs, sample)")
+result = bs.fit(calibrate=sys.argv[3] == "True"); lap("fit (read stored programs, sample)")
 result.summary(); lap("summary")
 forecast = bs.predict(result, bs.forecast_targets(result, preset_names=["gpt3", "chinchilla", "gpt4"])); lap("forecast")
 result.save(sys.argv[2] + "/posterior.nc"); lap("netCDF")
@@ -73,9 +73,10 @@ bs.plot_fit(result, forecast, path=sys.argv[2] + "/fit.png"); lap("figure")
 """
 
 
-def steps(cache: str) -> str:
+def steps(cache: str, calibrate: bool) -> str:
     with tempfile.TemporaryDirectory() as out:
-        run = subprocess.run([sys.executable, "-c", STEPS, cache, out], check=True, capture_output=True, text=True)
+        command = [sys.executable, "-c", STEPS, cache, out, str(calibrate)]
+        run = subprocess.run(command, check=True, capture_output=True, text=True)
         return run.stdout
 
 
@@ -89,10 +90,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         for name, extra in (("--plain", ("--plain",)), ("(calibrated default)", ())):
             row(f"fresh `bayes-scaling fit {name}`, cold cache", fresh_cli(cache, *extra), None)
-            times = sorted(fresh_cli(cache, *extra) for _ in range(3))
+            times = sorted(fresh_cli(cache, *extra) for _ in range(5))
             span = f"{times[0]:.1f}-{times[-1]:.1f} s"
-            row(f"fresh `bayes-scaling fit {name}`, warm cache, median of 3 ({span})", times[1], None)
-        print(f"  a fresh plain fit step by step, warm cache: {steps(cache)}")
+            row(f"fresh `bayes-scaling fit {name}`, warm cache, median of 5 ({span})", times[2], None)
+        for calibrate in (False, True):
+            print(f"  a fresh fit (calibrate={calibrate}) step by step, warm cache: {steps(cache, calibrate)}")
 
     t = time.perf_counter()
     result = bs.fit(seed=0, calibrate=False)

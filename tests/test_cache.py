@@ -105,11 +105,12 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys):
 
 
 @pytest.mark.parametrize("stored", [False, True])
-def test_prepare_compiles_ahead_and_returns_the_output_shapes(store, stored):
+def test_prepare_compiles_ahead_and_shapes_tells_the_outputs(store, stored):
     traced = []
     program = cache.Stored(counted(traced), "cumsum prepared" if stored else None)
-    shapes = program.prepare(jax.ShapeDtypeStruct((4,), jnp.float32))
-    assert shapes == jax.ShapeDtypeStruct((4,), jnp.float32) and traced == [(4,)]
+    assert program.shapes(jax.ShapeDtypeStruct((4,), jnp.float32)) == jax.ShapeDtypeStruct((4,), jnp.float32)
+    program.prepare(jax.ShapeDtypeStruct((4,), jnp.float32))
+    assert traced == [(4,)]
     np.testing.assert_array_equal(program(jnp.ones(4, jnp.float32)), [2, 4, 6, 8])
     assert traced == [(4,)]  # the call found the prepared program: no second trace
     assert len(list(store.glob("*.jaxexport"))) == (1 if stored else 0)

@@ -1,8 +1,12 @@
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
+from bayes_scaling.result import LazyGroups
 
 # Epoch AI (2024), 95% bootstrap intervals on the Figure-4 extraction without the 5 highest-loss runs.
 EPOCH_95 = {
@@ -55,6 +59,27 @@ def test_prior_group_holds_the_asked_number_of_draws(epoch_fit):
     assert epoch_fit.group("prior")["alpha"].shape == (1, 1000)  # built first: its program is kept
     fewer = bs.fit(bs.datasets.chinchilla(drop_highest=5), seed=0, prior_draws=200, **FAST)
     assert fewer.group("prior")["alpha"].shape == (1, 200)
+
+
+def test_threads_reading_a_fresh_result_build_each_group_once(epoch_fit):
+    """The command line writes a result's file in one thread while it forecasts in another."""
+    built = []
+
+    def slow(name):
+        def build():
+            built.append(name)
+            time.sleep(0.05)  # every thread asks before the first build is done
+            return epoch_fit.group(name)
+
+        return build
+
+    fresh = bs.Result(
+        lambda: LazyGroups({name: slow(name) for name in ("posterior", "prior")}), epoch_fit.law, epoch_fit.spec
+    )
+    with ThreadPoolExecutor(8) as pool:
+        groups = list(pool.map(lambda i: fresh.group(("posterior", "prior")[i % 2]), range(16)))
+    assert sorted(built) == ["posterior", "prior"]
+    assert all(g is groups[i % 2] for i, g in enumerate(groups))
 
 
 def test_same_seed_gives_identical_draws(epoch_fit):
