@@ -106,7 +106,8 @@ def test_calibrated_backtest_on_the_embedded_runs():
     table = result.table.set_index(["mode", "cutoff"])
     calibrated, plain = table.loc["calibrated"], table.loc["plain"]
     # Measured with these short chains: 90% bands cover 94.2%, 95.2%, 91.3% (plain: 58%, 56%, 57%); seeds 1-3
-    # gave 93.3-95.2%, 95.2%, 87.0%. The issue asks for 80% to 97% at every cutoff.
+    # gave 93.3-95.2%, 95.2%, 87.0% on one CPU, seed 1 gave 94.2%, 96.8%, 87.0% on another (AVX-512: other
+    # float32 rounding). The issue asks for 80% to 97% at every cutoff.
     assert ((calibrated["coverage_90"] >= 0.80) & (calibrated["coverage_90"] <= 0.97)).all(), calibrated
     assert (calibrated["median_abs_rel_error"] < 0.01).all()
     assert (calibrated["interval_score_90"] < plain["interval_score_90"]).all()
