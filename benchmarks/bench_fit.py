@@ -89,7 +89,8 @@ def main() -> None:
     print("model: Chinchilla law, 245 embedded runs, 4 chains x (500 warm-up + 1000 draws), dense mass matrix\n")
     with tempfile.TemporaryDirectory() as cache:
         for name, extra in (("--plain", ("--plain",)), ("(calibrated default)", ())):
-            row(f"fresh `bayes-scaling fit {name}`, cold cache", fresh_cli(cache, *extra), None)
+            state = "cold cache" if extra else "cache holding only the plain fit's programs"
+            row(f"fresh `bayes-scaling fit {name}`, {state}", fresh_cli(cache, *extra), None)
             times = sorted(fresh_cli(cache, *extra) for _ in range(5))
             span = f"{times[0]:.1f}-{times[-1]:.1f} s"
             row(f"fresh `bayes-scaling fit {name}`, warm cache, median of 5 ({span})", times[2], None)
