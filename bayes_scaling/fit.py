@@ -93,7 +93,8 @@ def fit(
     progress : print a progress bar on stderr while sampling.
     prior_draws : draws from the prior kept in the ``prior`` group.
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
-        backtests (two refits on the lower 50% and 70% of the runs by compute; see
+        backtests (refits on the lower 50% and 70% of the runs along each input, four for
+        the Chinchilla law, run in threads beside the main fit; see
         :mod:`bayes_scaling.extrapolation`), so that forecasts beyond the data default to
         the calibrated mode. False skips the refits (forecasts are then plain).
 

@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(CACHE) / "xla"))
 bs.enable_cache(CACHE)
 
 # Short chains keep the suite fast; 4 x 500 draws still give bulk ESS well above 400 here.
-# calibrate=False skips the internal backtests (two refits) except where a test is about them.
+# calibrate=False skips the internal backtests (four refits) except where a test is about them.
 FAST = {"chains": 4, "warmup": 300, "draws": 500, "calibrate": False}
 
 
