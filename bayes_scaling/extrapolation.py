@@ -182,9 +182,9 @@ def internal_backtests(
     common = (data, law, spec, settings, seed, prior_draws)
     pending = [pool.submit(_internal_backtest, *common, *split) for split in splits[:2]]
     # Queued after the first refits, which read the sampler programs: reading the kappa programs
-    # (Python-bound) then overlaps with their sampling (compiled code, which releases Python's lock).
-    rows = sum(int((~train).sum()) for _, _, train in splits)
-    ready = pool.submit(_prepare_kappa, rows, law.inputs, spec.df, settings.chains, settings.draws)
+    # then overlaps with their sampling instead of delaying the reading of those programs.
+    held_out = sum(int((~train).sum()) for _, _, train in splits)
+    ready = pool.submit(_prepare_kappa, held_out, law.inputs, spec.df, settings.chains, settings.draws)
     pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
 
     def collect() -> pd.DataFrame:
