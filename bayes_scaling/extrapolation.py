@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections import ChainMap
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -333,8 +332,7 @@ def attach(result: Result, kappa: np.ndarray, table: pd.DataFrame) -> Result:
             "input": inputs,
         },
     )
-    groups = ChainMap({"extrapolation": group}, result._groups())  # the fit's groups stay lazy
-    return Result(groups, result.law, result.spec, result.problems)
+    return result.with_group("extrapolation", group)
 
 
 def calibrated(result: Result) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import warnings
+from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,10 @@ class Result:
     def group(self, name: str) -> xr.Dataset:
         """One group (``posterior``, ``sample_stats``, ...) as an xarray Dataset."""
         return self._groups()[name]
+
+    def with_group(self, name: str, group: xr.Dataset) -> Result:
+        """A copy that also holds ``group`` under ``name``; groups not built yet stay unbuilt."""
+        return Result(ChainMap({name: group}, self._groups()), self.law, self.spec, self.problems)
 
     @property
     def idata(self) -> az.InferenceData:

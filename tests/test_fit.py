@@ -3,6 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import xarray as xr
 from conftest import FAST
 
 import bayes_scaling as bs
@@ -80,6 +81,20 @@ def test_threads_reading_a_fresh_result_build_each_group_once(epoch_fit):
         groups = list(pool.map(lambda i: fresh.group(("posterior", "prior")[i % 2]), range(16)))
     assert sorted(built) == ["posterior", "prior"]
     assert all(g is groups[i % 2] for i, g in enumerate(groups))
+
+
+def test_with_group_adds_a_group_and_leaves_the_others_unbuilt(epoch_fit):
+    built = []
+    lazy = bs.Result(
+        LazyGroups({"posterior": lambda: built.append(1) or epoch_fit.group("posterior")}),
+        epoch_fit.law,
+        epoch_fit.spec,
+    )
+    extra = xr.Dataset({"k": ("input", np.array([0.1, 0.2]))})
+    more = lazy.with_group("extrapolation", extra)
+    assert sorted(more.groups()) == ["extrapolation", "posterior"] and lazy.groups() == ["posterior"]
+    assert more.group("extrapolation") is extra and built == []  # the posterior is still not built
+    assert more.group("posterior") is lazy.group("posterior") and built == [1]
 
 
 def test_same_seed_gives_identical_draws(epoch_fit):
