@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,7 @@ def fit_one(
     key = jax.random.key(seed)
     out = compiled(law, spec, settings)(key, arrays, progress=progress)
     one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
-    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings.max_tree_depth)
+    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings)
     return result
 
 
@@ -209,7 +210,7 @@ def fit_many(
     batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets))
     keys = jax.vmap(jax.random.key)(np.asarray(seeds))
     out = run_many(law, spec, settings, keys, batch, devices)
-    results = _results(out, batch, sets, law, spec, seeds, prior_draws, max_tree_depth)
+    results = _results(out, batch, sets, law, spec, seeds, prior_draws, settings)
     bad = [i for i, r in enumerate(results) if r.problems]
     if bad:
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
@@ -241,7 +242,7 @@ def _results(
     spec: Spec,
     seeds: Sequence[int],
     prior_draws: int,
-    max_tree_depth: int,
+    settings: Settings,
 ) -> list[Result]:
     """Results from a batch of sampler outputs.
 
@@ -255,8 +256,9 @@ def _results(
     out : sampler output (:func:`~bayes_scaling.sampler.run_many`), arrays of shape (K, ...).
     data : the stacked :func:`~bayes_scaling.model.model_data` arrays, shape (K, ...).
     sets, seeds : the K data sets and their seeds.
+    settings : the sampler settings, recorded on each Result with its seed.
     """
-    found = diagnostics.report(out["health"], [*law.params, "sigma"], max_tree_depth)
+    found = diagnostics.report(out["health"], [*law.params, "sigma"], settings.max_tree_depth)
     tag = law_tag(law, spec, None)
     pointwise = shared(_pointwise, tag and f"pointwise {tag}", law, spec.df)
     samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
@@ -289,7 +291,7 @@ def _results(
         )
 
     return [
-        Result(partial(build, i, dataset, seed), law, spec, tuple(problems))
+        Result(partial(build, i, dataset, seed), law, spec, tuple(problems), {**asdict(settings), "seed": seed})
         for i, (dataset, seed, problems) in enumerate(zip(sets, seeds, found, strict=True))
     ]
 

@@ -74,12 +74,16 @@ class Result:
     law : the fitted law.
     spec : priors and likelihood settings used.
     problems : sampler-health problems; empty when the sampler converged.
+    settings : how the draws were made: the sampler settings (``chains``, ``warmup``,
+        ``draws``, ``target_accept``, ``dense``, ``max_tree_depth``, ``laplace_init``,
+        ``algorithm``) and the ``seed``; empty for a result built by hand. Saved with it.
     """
 
     source: az.InferenceData | Groups | Callable[[], Groups] = field(repr=False)
     law: Law
     spec: Spec
     problems: tuple[str, ...] = ()
+    settings: Mapping[str, object] = field(default_factory=dict)
 
     def _groups(self) -> Groups:
         if callable(self.source):
@@ -99,7 +103,7 @@ class Result:
 
     def with_group(self, name: str, group: xr.Dataset) -> Result:
         """A copy that also holds ``group`` under ``name``; groups not built yet stay unbuilt."""
-        return Result(ChainMap({name: group}, self._groups()), self.law, self.spec, self.problems)
+        return Result(ChainMap({name: group}, self._groups()), self.law, self.spec, self.problems, self.settings)
 
     @property
     def idata(self) -> az.InferenceData:
@@ -188,7 +192,12 @@ class Result:
         """Write the result to a netCDF file (ArviZ's InferenceData layout, no pickle) and return its path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"law": self.law.name, "spec": json.loads(self.spec.to_json()), "problems": list(self.problems)}
+        meta = {
+            "law": self.law.name,
+            "spec": json.loads(self.spec.to_json()),
+            "problems": list(self.problems),
+            "settings": dict(self.settings),
+        }
         for i, name in enumerate(self.groups()):
             data = self.group(name)
             if name == "posterior":
@@ -220,4 +229,4 @@ def load(path: str | Path) -> Result:
         raise ValueError(f"{path}: not a bayes_scaling result (no 'bayes_scaling' attribute on the posterior)")
     meta = json.loads(meta)
     spec = Spec.from_json(json.dumps(meta["spec"]))
-    return Result(idata, get_law(meta["law"]), spec, tuple(meta["problems"]))
+    return Result(idata, get_law(meta["law"]), spec, tuple(meta["problems"]), meta.get("settings", {}))

@@ -97,6 +97,13 @@ def test_with_group_adds_a_group_and_leaves_the_others_unbuilt(epoch_fit):
     assert more.group("posterior") is lazy.group("posterior") and built == [1]
 
 
+def test_a_result_records_how_it_was_sampled_and_keeps_it_when_saved(epoch_fit, tmp_path):
+    expected = {"chains": 4, "warmup": 300, "draws": 500, "target_accept": 0.9, "dense": True}
+    expected |= {"max_tree_depth": 10, "laplace_init": True, "algorithm": "nuts", "seed": 0}
+    assert dict(epoch_fit.settings) == expected
+    assert dict(bs.load(epoch_fit.save(tmp_path / "fit.nc")).settings) == expected
+
+
 def test_same_seed_gives_identical_draws(epoch_fit):
     again = bs.fit(bs.datasets.chinchilla(drop_highest=5), seed=0, **FAST)
     for name in ("E", "A", "B", "alpha", "beta", "sigma"):
