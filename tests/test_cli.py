@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -42,6 +43,26 @@ def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch)
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
     back = bs.load(tmp_path / "posterior.nc")
     assert back.idata.posterior["E"].shape == (FAST["chains"], FAST["draws"])
+
+
+def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path):
+    """`bayes-scaling` ends with os._exit (no interpreter teardown): output through a pipe and files are whole."""
+    command = [sys.executable, "-m", "bayes_scaling.cli", "fit", "--plain", "--drop-highest", "5", "--preset", "gpt4"]
+    sampling = ["--chains", str(FAST["chains"]), "--warmup", str(FAST["warmup"]), "--draws", str(FAST["draws"])]
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout to a pipe: block-buffered
+    proc = subprocess.run(
+        [*command, *sampling, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=buffered,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("every R-hat <= 1.01 and bulk/tail ESS >= 400")  # the last line got out
+    assert pd.read_csv(tmp_path / "forecast.csv")["target"].tolist() == ["GPT-4 scale"]
+    assert (tmp_path / "fit.png").read_bytes()[-8:] == b"IEND\xaeB`\x82"  # a PNG written to its end
+    back = bs.load(tmp_path / "posterior.nc")
+    assert back.settings["draws"] == FAST["draws"] and back.settings["seed"] == 0
 
 
 @pytest.mark.parametrize(
