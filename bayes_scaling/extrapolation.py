@@ -252,20 +252,18 @@ def fit_kappa(table: pd.DataFrame, df: float, chains: int, draws: int, seed: int
     degrees of freedom and scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``. A sampler
     that did not converge raises a :class:`~bayes_scaling.diagnostics.ConvergenceWarning`.
     """
-    run, health = _kappa_programs(chains, draws)
+    settings = _kappa_settings(chains, draws)
+    run, health = _kappa_programs(settings)
     out = run(jax.random.key(seed), _kappa_data(table, df))
     names = [f"kappa_{name[2:]}" for name in table.columns if name.startswith("d_")]
     checks = health(out["samples"], out["stats"])
-    found = diagnostics.report(
-        jax.tree.map(lambda a: a[None], checks), names, _kappa_settings(chains, draws).max_tree_depth
-    )
+    found = diagnostics.report(jax.tree.map(lambda a: a[None], checks), names, settings.max_tree_depth)
     diagnostics.warn(found[0], "fit of the extrapolation error (kappa)")
     return np.asarray(out["samples"]["kappa"], np.float64)
 
 
-def _kappa_programs(chains: int, draws: int) -> tuple[Stored, Stored]:
-    """The compiled sampler of the kappa model and its convergence statistics, one per chains and draws."""
-    settings = _kappa_settings(chains, draws)
+def _kappa_programs(settings: Settings) -> tuple[Stored, Stored]:
+    """The compiled sampler of the kappa model and its convergence statistics, one per sampler settings."""
     with _KAPPA_LOCK:
         if settings not in _KAPPA:
             run = whole(_kappa_model, _kappa_start, settings, f"kappa {settings}")
@@ -280,7 +278,7 @@ def _kappa_settings(chains: int, draws: int) -> Settings:
 
 def _prepare_kappa(rows: int, inputs: Sequence[str], df: float, chains: int, draws: int) -> None:
     """Read and compile the kappa programs for a table of ``rows`` rows, without running them."""
-    run, health = _kappa_programs(chains, draws)
+    run, health = _kappa_programs(_kappa_settings(chains, draws))
     blank = pd.DataFrame(
         0.0, index=range(rows), columns=["residual", "scale", "reducible", *(f"d_{k}" for k in inputs)]
     )
