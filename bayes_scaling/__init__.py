@@ -3,79 +3,55 @@
 Public API::
 
     import bayes_scaling as bs
-    result = bs.fit()                                # Chinchilla law on the embedded runs
-    bs.forecast(result, preset=["gpt3", "gpt4"])     # bands at named scales
-    bs.plot_fit(result, path="fit.png")
+    result = bs.fit()                                    # Chinchilla law on the embedded runs
+    bs.forecast(result, preset=["gpt3", "gpt4"])         # bands at named scales
+    bs.plots.fit(result, path="fit.png")
     result.save("fit.nc"); bs.load("fit.nc")
+
+Names: data (``load_data``, ``datasets``, ``simulate``), laws and priors (``laws``, ``Law``,
+``Prior``), fitting (``fit``, ``fit_many``, ``Settings``, ``Result``, ``load``), using a fit
+(``forecast``, ``backtest``, ``compare``, ``review``, ``optimal``, ``plots``, ``report``),
+warnings (``ConvergenceWarning``, ``DataWarning``) and ``enable_cache``. Everything else
+is internal.
 """
 
-from . import datasets
-from .cache import enable as enable_cache
-from .compare import compare, stacked
-from .data import Dataset, DataWarning, load_data
+from . import datasets, laws, optimal, plots, report
+from ._programs import enable_cache
+from ._sampler import Settings
+from .backtest import backtest
+from .compare import compare
+from .data import DataWarning, load_data
 from .diagnostics import ConvergenceWarning
-from .extrapolation import Backtest, backtest
 from .fit import fit, fit_many
-from .forecast import forecast, predict
-from .forecast import targets as forecast_targets
-from .isoflop import groups as isoflop_groups
-from .isoflop import isoflop
-from .laws import Law, get_law, law_names, register
-from .optimal import budget, cheapest, chinchilla_optimum, decide, exponents, frontier, optimum
-from .plots import plot_backtest, plot_fit, plot_frontier, plot_isoflop
-from .presets import PRESETS, Target
-from .priors import Prior, Spec, read_spec
+from .forecast import forecast
+from .laws import Law
+from .priors import Prior
 from .result import Result, load
-from .review import Review, review
-from .sbc import Calibration, calibrate
-from .simulate import simulate, sweep
+from .review import review
+from .simulate import simulate
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "PRESETS",
-    "Backtest",
-    "Calibration",
     "ConvergenceWarning",
     "DataWarning",
-    "Dataset",
     "Law",
     "Prior",
     "Result",
-    "Review",
-    "Spec",
-    "Target",
+    "Settings",
     "backtest",
-    "budget",
-    "calibrate",
-    "cheapest",
-    "chinchilla_optimum",
     "compare",
     "datasets",
-    "decide",
     "enable_cache",
-    "exponents",
     "fit",
     "fit_many",
     "forecast",
-    "forecast_targets",
-    "frontier",
-    "get_law",
-    "isoflop",
-    "isoflop_groups",
-    "law_names",
+    "laws",
     "load",
     "load_data",
-    "optimum",
-    "plot_backtest",
-    "plot_fit",
-    "plot_frontier",
-    "plot_isoflop",
-    "predict",
-    "read_spec",
-    "register",
+    "optimal",
+    "plots",
+    "report",
     "review",
     "simulate",
-    "stacked",
-    "sweep",
 ]

@@ -9,11 +9,18 @@ import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
-from . import cache
+import bayes_scaling as bs
+
+from . import report
+from ._programs import enable_cache
+from ._sampler import Settings
+from .diagnostics import Health
+from .forecast import targets
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -45,11 +52,14 @@ def _common() -> argparse.ArgumentParser:
     )
     p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss runs")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--target-accept", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same draws (default: 0)")
+    for f in fields(Settings):  # one flag per sampler setting, its default and help from Settings
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} (default: {f.default})"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            p.add_argument(flag, type=type(f.default), default=None, help=text)
     p.add_argument("--format", choices=("png", "svg"), default="png", help="figure format (default: png)")
     return p
 
@@ -115,8 +125,6 @@ def _units(text: str) -> dict[str, float]:
 
 def _load(args: argparse.Namespace, laws: list) -> object:
     """The runs named on the command line (default: the embedded ones), checked for every law."""
-    import bayes_scaling as bs
-
     needs = tuple(sorted({x for law in laws for x in law.inputs}))
     if args.csv is None:
         data = bs.datasets.chinchilla()
@@ -135,24 +143,24 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     return data.drop_highest(args.drop_highest)
 
 
-def _sampling(args: argparse.Namespace) -> dict:
-    """The fit options every command takes: priors and sampler settings."""
-    return {
-        "priors": args.priors,
-        "chains": args.chains,
-        "warmup": args.warmup,
-        "draws": args.draws,
-        "target_accept": args.target_accept,
-        "seed": args.seed,
-    }
+def _settings(args: argparse.Namespace) -> Settings:
+    """The sampler settings given on the command line (the others at their defaults)."""
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name) is not None}
+    return Settings.of(**given)
 
 
 def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: bool = True) -> tuple:
     """Fit one law and print its posterior table; return (result, table)."""
-    import bayes_scaling as bs
-
     print(f"\nfitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
-    result = bs.fit(data, law, **_sampling(args), progress=sys.stderr.isatty(), calibrate=calibrate)
+    result = bs.fit(
+        data,
+        law,
+        priors=args.priors,
+        settings=_settings(args),
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+        calibrate=calibrate,
+    )
     table = result.summary()
     for source, values in result.spec.references.items():
         if not source.endswith(("_low", "_high")):
@@ -168,24 +176,22 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
 
 def _fit_from_args(args: argparse.Namespace) -> tuple:
     """Load the runs, fit the (first) law and print its posterior table; return (data, result, table)."""
-    import bayes_scaling as bs
-
     if args.law and len(args.law) > 1:
         raise ValueError("`optimal` takes one --law")
-    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
     data = _load(args, [law])
     return (data, *_fit_one(args, data, law, calibrate=False))  # allocations need no extrapolation error
 
 
-def _health(result) -> int:
-    """Say loudly when the sampler did not converge; return the exit status."""
-    if result.problems:
-        print("\nTHE SAMPLER DID NOT CONVERGE; do not trust these numbers:", file=sys.stderr)
-        for problem in result.problems:
+def _health(result: bs.Result) -> int:
+    """Say how the sampler did (loudly when it did not converge); return the exit status."""
+    health: Health = result.health()
+    if health.problems:
+        print(f"\nTHE SAMPLER DID NOT CONVERGE ({result.law.name}); do not trust these numbers:", file=sys.stderr)
+        for problem in health.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_NOT_CONVERGED
-    div = int(result.group("sample_stats")["diverging"].sum())
-    print(f"sampler health: no divergences ({div}), every R-hat <= 1.01 and bulk/tail ESS >= 400")
+    print(health.line())
     return 0
 
 
@@ -198,22 +204,18 @@ def _preload() -> None:
 
 def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
     """Forecast targets as (N, D, C) rows, split compute-optimally by the first law that can."""
-    import bayes_scaling as bs
-
     presets = args.preset or ["gpt3", "chinchilla", "gpt4"]
     flops = args.target_flops
     splitter = next((r for r in laws if {"N", "D"} <= set(r.law.inputs)), laws[0])
-    points = bs.forecast_targets(splitter, flops=flops, preset_names=None if flops else presets)
+    points = targets(splitter, flops=flops, preset=None if flops else presets)
     points["tokens_per_param"] = points["D"] / points["N"]
     return points
 
 
 def _fit(args: argparse.Namespace) -> int:
-    import bayes_scaling as bs
-
     threading.Thread(target=_preload, daemon=True).start()  # about 0.4 s of a fresh run's imports hidden
 
-    laws = [bs.get_law(name) for name in args.law or ["chinchilla"]]
+    laws = [bs.laws.get(name) for name in args.law or ["chinchilla"]]
     data = _load(args, laws)
     fits = [_fit_one(args, data, law, calibrate=not args.plain) for law in laws]
     results = [r for r, _ in fits]
@@ -227,7 +229,7 @@ def _fit(args: argparse.Namespace) -> int:
         with ThreadPoolExecutor(1) as saver:  # the netCDF file is written while the forecast and figure are drawn
             saving = saver.submit(result.save, out / f"posterior{tag}.nc")
             try:
-                forecast = bs.predict(result, points, seed=args.seed)
+                forecast = bs.forecast(result, points, seed=args.seed)
             except ValueError as err:  # e.g. a law of N alone at a target given by compute alone
                 print(f"no forecast from {result.law.name}: {err}")
                 forecast = None
@@ -235,7 +237,7 @@ def _fit(args: argparse.Namespace) -> int:
             if forecast is not None:
                 forecast.insert(0, "law", result.law.name)
                 forecasts.append(forecast)
-                bs.plot_fit(result, forecast, path=out / f"fit{tag}.{args.format}")
+                bs.plots.fit(result, forecast, path=out / f"fit{tag}.{args.format}")
             written += [saving.result(), out / f"summary{tag}.csv"]
         if forecast is not None:
             written.append(out / f"fit{tag}.{args.format}")
@@ -247,7 +249,7 @@ def _fit(args: argparse.Namespace) -> int:
         comparison.to_csv(out / "comparison.csv")
         written.append(out / "comparison.csv")
         try:
-            mix = bs.stacked(results, comparison["weight"], points, seed=args.seed)
+            mix = bs.forecast(results, points, weights=comparison["weight"], seed=args.seed)
         except ValueError as err:
             print(f"no stacked forecast: {err}")
         else:
@@ -268,15 +270,13 @@ def _fit(args: argparse.Namespace) -> int:
 def _optimal(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import bayes_scaling as bs
-
     data, result, _ = _fit_from_args(args)
     flops = args.flops or [5.76e23, 2.1e25]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = bs.frontier(result, flops)
-    exps = bs.exponents(result)
-    decisions = pd.concat({f"{c:.3g}": bs.decide(result, c) for c in flops}, names=["C", "choice"])
+    table = bs.optimal.frontier(result, flops)
+    exps = bs.optimal.exponents(result)
+    decisions = pd.concat({f"{c:.3g}": bs.optimal.decide(result, c) for c in flops}, names=["C", "choice"])
     written = [out / "optimal.csv", out / "decisions.csv", out / f"frontier.{args.format}"]
     with pd.option_context(*_DISPLAY):
         print("\ncompute-optimal allocation (medians, 90% intervals)")
@@ -286,13 +286,15 @@ def _optimal(args: argparse.Namespace) -> int:
         print("\ndecisions under uncertainty: expected loss and regret (extra loss vs each draw's optimum)")
         print(decisions.to_string())
         if args.budget is not None:
-            spend = bs.budget(result, args.budget, price_n=args.price_n, price_d=args.price_d, price_c=args.price_c)
+            spend = bs.optimal.budget(
+                result, args.budget, price_n=args.price_n, price_d=args.price_d, price_c=args.price_c
+            )
             print(f"\nbudget {args.budget:g} at prices N {args.price_n:g}, D {args.price_d:g}, C {args.price_c:g}")
             print(spend.to_string())
             spend.to_csv(out / "budget.csv", index_label="choice")
             written.append(out / "budget.csv")
         try:
-            iso, a = bs.isoflop(data)
+            iso, a = bs.optimal.isoflop(data)
         except ValueError as err:
             print(f"\nno IsoFLOP analysis: {err}")
         else:
@@ -302,23 +304,21 @@ def _optimal(args: argparse.Namespace) -> int:
                 f"({exps.loc['a', 'lo']:.3f}-{exps.loc['a', 'hi']:.3f})"
             )
             iso.to_csv(out / "isoflop.csv", index=False)
-            labels = bs.isoflop_groups(data)
-            bs.plot_isoflop(data.frame, iso, labels, path=out / f"isoflop.{args.format}")
+            labels = bs.optimal.isoflop_groups(data)
+            bs.plots.isoflop(data.frame, iso, labels, path=out / f"isoflop.{args.format}")
             written += [out / "isoflop.csv", out / f"isoflop.{args.format}"]
     table.to_csv(written[0], index=False)
     decisions.to_csv(written[1])
     grid = np.geomspace(result.data()["C"].min(), max(max(flops), 1e26), 40)
-    bs.plot_frontier(result, bs.frontier(result, grid), path=written[2])
+    bs.plots.frontier(result, bs.optimal.frontier(result, grid), path=written[2])
     print("\nwrote " + ", ".join(str(p) for p in written))
     return _health(result)
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    import bayes_scaling as bs
-
     if args.law and len(args.law) > 1:
         raise ValueError("`backtest` takes one --law")
-    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
     data = _load(args, [law])
     try:
         cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
@@ -328,7 +328,7 @@ def _backtest(args: argparse.Namespace) -> int:
         f"backtesting the {law.name} law on {len(data)} runs from {data.source} at cutoffs "
         + ", ".join(f"{c:g}" for c in cutoffs)
     )
-    result = bs.backtest(data, law, cutoffs, **_sampling(args))
+    result = bs.backtest(data, law, cutoffs, priors=args.priors, settings=_settings(args), seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with pd.option_context(*_DISPLAY):
@@ -337,17 +337,15 @@ def _backtest(args: argparse.Namespace) -> int:
     written = [out / "backtest.csv", out / "backtest_runs.csv", out / f"backtest.{args.format}"]
     result.table.to_csv(written[0], index=False)
     result.runs.to_csv(written[1], index=False)
-    bs.plot_backtest(result.runs, path=written[2])
+    bs.plots.backtest(result.runs, path=written[2])
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 0
 
 
 def _review(args: argparse.Namespace) -> int:
-    import bayes_scaling as bs
-
     if args.law and len(args.law) > 1:
         raise ValueError("`review` takes one --law")
-    law = bs.get_law(args.law[0] if args.law else "chinchilla")
+    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
     data = _load(args, [law])
     cutoffs = None
     if args.cutoffs:
@@ -358,22 +356,21 @@ def _review(args: argparse.Namespace) -> int:
     target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")
-    refit = {k: v for k, v in _sampling(args).items() if k not in ("priors", "seed")}
-    report = bs.review(result, cutoffs=cutoffs, seed=args.seed, **target, **refit)
-    out = report.save(args.out)
-    print(f"\nverdict: {report.verdict.upper()} extrapolation risk")
-    for reason in report.reasons:
+    found = bs.review(result, cutoffs=cutoffs, seed=args.seed, settings=_settings(args), **target)
+    out = report.save(found, args.out)
+    print(f"\nverdict: {found.verdict.upper()} extrapolation risk")
+    for reason in found.reasons:
         print(f"  - {reason}")
-    print(f"rule: {report.rule}")
+    print(f"rule: {found.rule}")
     print(f"\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'figures'}/")
-    return EXIT_NOT_CONVERGED if report.verdict == "unusable" else 0
+    return EXIT_NOT_CONVERGED if found.verdict == "unusable" else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``bayes-scaling``; returns the exit status."""
     args = _parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *_: f"{category.__name__}: {message}\n"
-    cache.enable()  # compiled samplers kept on disk: a later process neither traces nor compiles them
+    enable_cache()  # compiled samplers kept on disk: a later process neither traces nor compiles them
     try:
         if args.command == "fit":
             return _fit(args)

@@ -1,14 +1,13 @@
-"""Comparing law families: PSIS-LOO, stacking weights and a stacked forecast."""
+"""Comparing law families: PSIS-LOO and stacking weights (a stacked forecast: ``forecast(fits, weights=...)``)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .forecast import LEVELS, bands, draws_at
 from .result import Result
 
 #: Pareto k above this marks a run whose PSIS-LOO estimate is unreliable (Vehtari et al. 2017).
@@ -48,46 +47,3 @@ def compare(results: Sequence[Result]) -> pd.DataFrame:
     table["warning"] = table["warning"] | (table["pareto_k_high"] > 0)
     table.index.name = "law"
     return table
-
-
-def stacked(
-    results: Sequence[Result],
-    weights: Mapping[str, float] | pd.Series,
-    points: pd.DataFrame,
-    *,
-    levels: Sequence[float] = LEVELS,
-    draws: int = 4000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Forecast from a mixture of laws: draws taken from each law's posterior in proportion to its weight.
-
-    Parameters
-    ----------
-    weights : stacking weights by law name (the ``weight`` column of :func:`compare`).
-    points : the targets, with every input the laws need (``N``, ``D``, ``C``).
-    draws : draws in the mixture.
-
-    Returns
-    -------
-    ``points`` with the bands of :func:`bayes_scaling.predict`.
-    """
-    weights = pd.Series(weights, dtype=float)
-    if (weights < 0).any() or not weights.sum() > 0:
-        raise ValueError("stacking weights must be non-negative and not all zero")
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(draws, (weights / weights.sum()).to_numpy())
-    loss, run = [], []
-    for result, count in zip((_by_name(results, n) for n in weights.index), counts, strict=True):
-        if count:
-            mean, new = draws_at(result, points, seed=seed)
-            pick = rng.integers(0, mean.shape[0], count)
-            loss.append(mean[pick])
-            run.append(new[pick])
-    return bands(points, np.concatenate(loss), np.concatenate(run), levels)
-
-
-def _by_name(results: Sequence[Result], name: str) -> Result:
-    for r in results:
-        if r.law.name == name:
-            return r
-    raise ValueError(f"no fit of law {name!r} among {[r.law.name for r in results]}")

@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: FLOP per parameter per training token (forward and backward pass): C = 6·N·D. The one place this
+#: package states it; every default that splits or fills compute reads it from here.
+FLOPS_PER_PARAM_TOKEN = 6.0
+
 
 class DataWarning(UserWarning):
     """Data that load but look suspicious (duplicate rows, compute far from 6·N·D)."""
@@ -127,7 +131,7 @@ def load_data(
     metric: bool = False,
     units: dict[str, float] | None = None,
     min_rows: int = 1,
-    flops_per_param_token: float = 6.0,
+    flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     groups: np.ndarray | None = None,
 ) -> Dataset:
     """Read and validate training runs from a CSV path or a DataFrame.
@@ -234,7 +238,7 @@ def load_data(
     return Dataset(clean, source, columns)
 
 
-def load_together(frames: Sequence[pd.DataFrame], **options: object) -> list[Dataset] | None:
+def _load_together(frames: Sequence[pd.DataFrame], **options: object) -> list[Dataset] | None:
     """Validate many DataFrames in one pass: ``[load_data(f, **options) for f in frames]``, fast.
 
     Checking a thousand small frames one by one costs more than fitting them on a GPU.

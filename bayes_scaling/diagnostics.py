@@ -1,295 +1,246 @@
-"""Sampler health: the one place for convergence thresholds and the checks that use them."""
+"""Sampler health: the one set of convergence thresholds, and the one check that applies them.
+
+Every place that judges a sampler (a fit's warning, ``fit_many``, the review's health
+table, the command line's line and exit status) goes through :func:`assess`: the
+statistics of a fit (:class:`Stats`, computed in JAX where the draws are) against
+:class:`Thresholds`, giving a :class:`Health` with one :class:`Check` per statistic,
+each ``pass``, ``warn`` or ``fail``, and one sentence per finding.
+"""
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import ndtri
+import pandas as pd
 from jax.typing import ArrayLike
 
-if TYPE_CHECKING:
-    import arviz as az
+from . import _stats
+from ._programs import PROGRAMS
 
-#: A chain set with any parameter above this split R-hat has not converged (Vehtari et al. 2021).
-RHAT_MAX = 1.01
-#: Minimum bulk and tail effective sample size over the chains together.
-ESS_MIN = 400
-#: E-BFMI below this means the momentum resampling explores energy poorly.
-BFMI_MIN = 0.3
+LEVELS = ("pass", "warn", "fail")
 
 
 class ConvergenceWarning(UserWarning):
-    """The sampler did not converge: divergences, R-hat above 1.01 or ESS below 400."""
+    """The sampler did not converge: a convergence check did not pass (see :class:`Thresholds`)."""
 
 
-def problems(idata: az.InferenceData, var_names: list[str], max_tree_depth: int | None = None) -> list[str]:
-    """Sampler-health problems of a fit, one sentence each (empty when healthy).
+@dataclass(frozen=True)
+class Thresholds:
+    """Convergence thresholds: each check passes up to its first value, warns up to its second, fails beyond.
 
-    Parameters
+    Attributes
     ----------
-    idata : InferenceData with ``posterior`` and ``sample_stats`` (``diverging``,
-        ``energy``, optionally ``n_steps``).
-    var_names : the parameters to check.
-    max_tree_depth : flag draws whose trajectory hit this NUTS depth.
+    rhat : largest rank-normalized split R-hat of any parameter (Vehtari et al. 2021).
+    ess : smallest bulk and tail effective sample size of any parameter, all chains together
+        (lower is worse).
+    divergent : share of draws whose trajectory diverged.
+    bfmi : smallest E-BFMI of any chain (lower is worse).
+    saturated : share of draws whose trajectory hit the maximum tree depth.
     """
-    post = {k: idata.posterior[k].to_numpy()[None] for k in var_names}
-    stats = {k: v.to_numpy()[None] for k, v in idata.sample_stats.data_vars.items()}
-    return batch_problems(post, stats, max_tree_depth)[0]
+
+    rhat: tuple[float, float] = (1.01, 1.1)
+    ess: tuple[float, float] = (400.0, 100.0)
+    divergent: tuple[float, float] = (0.0, 0.005)
+    bfmi: tuple[float, float] = (0.3, 0.2)
+    saturated: tuple[float, float] = (0.0, 0.01)
 
 
-def batch_problems(
-    posterior: dict[str, ArrayLike], stats: dict[str, ArrayLike], max_tree_depth: int | None = None
-) -> list[list[str]]:
-    """Sampler-health problems of K fits at once (see :func:`problems`).
+#: The package's thresholds.
+THRESHOLDS = Thresholds()
 
-    Parameters
+
+@dataclass(frozen=True)
+class Stats:
+    """Convergence statistics of one fit.
+
+    Attributes
     ----------
-    posterior : scalar parameters, each of shape (K, chains, draws) (NumPy or JAX arrays).
-    stats : sampler statistics ``diverging``, ``energy`` and optionally ``n_steps``, each (K, chains, draws).
-    max_tree_depth : flag draws whose trajectory hit this NUTS depth.
-
-    Returns
-    -------
-    K lists of sentences, empty for a healthy fit.
+    names : the P checked parameters (components of vector sites numbered ``name[i]``).
+    rhat, ess_bulk, ess_tail : per parameter, shape (P,).
+    divergent, saturated, draws : counts of divergent draws, draws at the maximum tree
+        depth, and all draws.
+    bfmi : E-BFMI per chain, shape (chains,).
+    max_tree_depth : the NUTS depth whose draws count as saturated (None: not checked).
     """
-    names = list(posterior)
-    max_steps = None if max_tree_depth is None or "n_steps" not in stats else 2**max_tree_depth - 1
-    h = _health_many(
-        jnp.stack([jnp.asarray(posterior[k]) for k in names], axis=1),
-        jnp.asarray(stats["diverging"]),
-        jnp.asarray(stats["energy"]),
-        jnp.asarray(stats["n_steps"]) if max_steps is not None else None,
-        max_steps,
-    )
-    return report(h, names, max_tree_depth)
+
+    names: tuple[str, ...]
+    rhat: np.ndarray
+    ess_bulk: np.ndarray
+    ess_tail: np.ndarray
+    divergent: int
+    saturated: int
+    draws: int
+    bfmi: np.ndarray
+    max_tree_depth: int | None = None
+
+    @classmethod
+    def from_arrays(cls, h: Mapping[str, ArrayLike], names: tuple[str, ...], max_tree_depth: int | None) -> Stats:
+        """From the statistics of :func:`bayes_scaling._stats.health` of one fit (arrays, no batch axis)."""
+        return cls(
+            tuple(names),
+            *(np.asarray(h[k], np.float64) for k in ("rhat", "ess_bulk", "ess_tail")),
+            *(int(h[k]) for k in ("divergent", "saturated", "draws")),
+            np.asarray(h["bfmi"], np.float64),
+            max_tree_depth,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: arrays as lists (NaN as None)."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, np.ndarray):
+                out[k] = [None if not np.isfinite(x) else float(x) for x in v]
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Stats:
+        arrays = {k: np.array([np.nan if x is None else x for x in raw[k]]) for k in ("rhat", "ess_bulk", "ess_tail")}
+        return cls(
+            tuple(raw["names"]),
+            **arrays,
+            divergent=int(raw["divergent"]),
+            saturated=int(raw["saturated"]),
+            draws=int(raw["draws"]),
+            bfmi=np.array([np.nan if x is None else x for x in raw["bfmi"]]),
+            max_tree_depth=raw.get("max_tree_depth"),
+        )
 
 
-def report(h: dict[str, ArrayLike], names: list[str], max_tree_depth: int | None = None) -> list[list[str]]:
-    """Sentences from the :func:`health` statistics of K fits (leading axis K), one list per fit.
+@dataclass(frozen=True)
+class Check:
+    """One statistic against its thresholds: ``status`` is ``pass``, ``warn`` or ``fail``."""
 
-    ``names`` label the P checked parameters, in the order of ``h["rhat"]``'s last axis.
-    """
-    h = {k: np.asarray(v) for k, v in h.items()}
-    # Each check once, as a mask; NaN fails the R-hat and ESS checks (``not x <= max``).
-    rhat_bad, bulk_bad, tail_bad = ~(h["rhat"] <= RHAT_MAX), ~(h["ess_bulk"] >= ESS_MIN), ~(h["ess_tail"] >= ESS_MIN)
-    bfmi_bad = (h["bfmi"] < BFMI_MIN).any(-1)
-    sick = (h["divergent"] > 0) | (h["saturated"] > 0) | bfmi_bad | (rhat_bad | bulk_bad | tail_bad).any(-1)
-    found: list[list[str]] = [[] for _ in sick]
-    for i in np.flatnonzero(sick):  # sentences only for the fits that need them
-        out = found[i]
-        if h["divergent"][i]:
-            out.append(f"{int(h['divergent'][i])} of {int(h['draws'][i])} draws diverged")
-        for j, name in enumerate(names):
-            if rhat_bad[i, j]:
-                out.append(f"R-hat of {name} is {h['rhat'][i, j]:.3f} (> {RHAT_MAX})")
-            if bulk_bad[i, j]:
-                out.append(f"bulk ESS of {name} is {h['ess_bulk'][i, j]:.0f} (< {ESS_MIN})")
-            if tail_bad[i, j]:
-                out.append(f"tail ESS of {name} is {h['ess_tail'][i, j]:.0f} (< {ESS_MIN})")
-        if bfmi_bad[i]:
-            out.append(f"E-BFMI {float(h['bfmi'][i].min()):.2f} (< {BFMI_MIN}) in some chain")
-        if h["saturated"][i]:
-            out.append(f"{int(h['saturated'][i])} draws hit the maximum tree depth {max_tree_depth}")
-    return found
+    check: str
+    value: float
+    threshold: str
+    status: str
 
 
-def health(
-    x: jax.Array, diverging: jax.Array, energy: jax.Array, n_steps: jax.Array | None, max_steps: int | None
-) -> dict[str, jax.Array]:
-    """Every convergence statistic of one fit, as JAX array operations.
+@dataclass(frozen=True)
+class Health:
+    """The verdict on a sampler: one :class:`Check` per statistic and one sentence per finding.
 
-    The checks run where the draws are: inside the batched sampler's program (vmapped over
-    the fits of each device), and for a single fit in a compiled step right after its
-    sampler (:func:`bayes_scaling.sampler.with_health`).
-
-    Parameters
+    Attributes
     ----------
-    x : draws, shape (P, chains, draws): P scalar parameters.
-    diverging, energy : sampler statistics, each (chains, draws).
-    n_steps : leapfrog steps per draw (chains, draws), or None.
-    max_steps : the step cap whose draws count as saturated (ignored without ``n_steps``).
-
-    Returns
-    -------
-    ``rhat``, ``ess_bulk``, ``ess_tail`` (P,); counts ``divergent``, ``saturated`` and
-    ``draws`` (); ``bfmi`` (chains,).
+    checks : every check, in a fixed order.
+    problems : a sentence for each parameter or statistic that did not pass, e.g.
+        ``"R-hat of E is 1.012 (> 1.01)"``; empty when every check passed.
     """
-    saturated = jnp.zeros((), jnp.int32) if n_steps is None else jnp.sum(n_steps >= max_steps)
-    return {
-        **rank_stats(x),
-        "divergent": jnp.sum(diverging),
-        "saturated": saturated,
-        "draws": jnp.asarray(diverging.size),
-        "bfmi": bfmi(energy),
-    }
+
+    checks: tuple[Check, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def level(self) -> str:
+        """The worst status: ``pass``, ``warn`` or ``fail``."""
+        return max((c.status for c in self.checks), key=LEVELS.index, default="pass")
+
+    def table(self) -> pd.DataFrame:
+        """One row per check: ``check``, ``value``, ``threshold``, ``status``."""
+        return pd.DataFrame([asdict(c) for c in self.checks], columns=["check", "value", "threshold", "status"])
+
+    def line(self) -> str:
+        """One line that states every check: its level, then each statistic against its pass threshold."""
+        parts = [f"{c.check} {c.value:.4g} ({c.threshold.split(' (')[0]})" for c in self.checks]
+        return f"sampler health: {self.level}: " + ", ".join(parts)
 
 
-def site_health(samples: dict, stats: dict, checked: tuple[str, ...], max_steps: int) -> dict[str, jax.Array]:
-    """:func:`health` of every component of the sample sites ``checked``, in order.
+def _status(value: float, limits: tuple[float, float], higher_is_better: bool) -> str:
+    passing, warning = limits
+    if higher_is_better:
+        return "pass" if value >= passing else "warn" if value >= warning else "fail"
+    return "pass" if value <= passing else "warn" if value <= warning else "fail"  # NaN: fail
 
-    ``samples`` maps site names to draws of shape (chains, draws, ...); ``stats`` holds
-    ``diverging``, ``energy`` and ``n_steps``, each (chains, draws).
+
+def assess(stats: Stats, thresholds: Thresholds = THRESHOLDS) -> Health:
+    """Judge a fit's convergence statistics against ``thresholds``.
+
+    A statistic that cannot be computed (NaN: a constant or non-finite chain) fails.
     """
-    chains, draws = stats["diverging"].shape
-    x = jnp.concatenate([samples[k].reshape(chains, draws, -1) for k in checked], -1)
-    return health(jnp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], max_steps)
+    t = thresholds
+    depth = stats.max_tree_depth
+    share_divergent = stats.divergent / max(stats.draws, 1)
+    share_saturated = stats.saturated / max(stats.draws, 1)
+    rows = [
+        ("max R-hat", _worst(stats.rhat, max), t.rhat, False),
+        ("min bulk ESS", _worst(stats.ess_bulk, min), t.ess, True),
+        ("min tail ESS", _worst(stats.ess_tail, min), t.ess, True),
+        ("share of divergent draws", share_divergent, t.divergent, False),
+        ("min E-BFMI", _worst(stats.bfmi, min), t.bfmi, True),
+    ]
+    if depth is not None:
+        rows.append((f"share of draws at tree depth {depth}", share_saturated, t.saturated, False))
+    checks = []
+    for name, value, limits, higher in rows:
+        sign = ">=" if higher else "<="
+        threshold = f"{sign} {limits[0]:g} (warn {sign} {limits[1]:g})"
+        checks.append(Check(name, float(value), threshold, _status(value, limits, higher)))
+
+    found = []
+    if stats.divergent:
+        found.append(f"{stats.divergent} of {stats.draws} draws diverged")
+    for j, name in enumerate(stats.names):
+        if _status(stats.rhat[j], t.rhat, False) != "pass":
+            found.append(f"R-hat of {name} is {stats.rhat[j]:.3f} (> {t.rhat[0]:g})")
+        if _status(stats.ess_bulk[j], t.ess, True) != "pass":
+            found.append(f"bulk ESS of {name} is {stats.ess_bulk[j]:.0f} (< {t.ess[0]:g})")
+        if _status(stats.ess_tail[j], t.ess, True) != "pass":
+            found.append(f"tail ESS of {name} is {stats.ess_tail[j]:.0f} (< {t.ess[0]:g})")
+    if checks[4].status != "pass":
+        found.append(f"E-BFMI {checks[4].value:.2f} (< {t.bfmi[0]:g}) in some chain")
+    if depth is not None and checks[5].status != "pass":
+        found.append(f"{stats.saturated} draws hit the maximum tree depth {depth}")
+    return Health(tuple(checks), tuple(found))
 
 
-_health_many = jax.jit(jax.vmap(health, in_axes=(0, 0, 0, 0, None)), static_argnums=4)
+def _worst(values: np.ndarray, pick: Any) -> float:
+    """``pick`` (min or max) of ``values``; NaN if any is NaN (a statistic that could not be computed)."""
+    values = np.asarray(values, np.float64)
+    return float("nan") if values.size == 0 or np.isnan(values).any() else float(pick(values))
 
 
-def bfmi(energy: ArrayLike) -> jax.Array:
-    """E-BFMI of each chain, as ArviZ: energy of shape (..., chains, draws) -> (..., chains)."""
-    energy = jnp.asarray(energy)
-    return jnp.square(jnp.diff(energy, axis=-1)).mean(-1) / jnp.var(energy, axis=-1, ddof=1)
-
-
-# Rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021) in JAX, vectorized over a
-# leading batch axis and free of Python loops, so that K fits are checked in one compiled pass
-# on the device that holds their draws. They follow ArviZ's definitions (tested against
-# ``az.rhat`` and ``az.ess``); in float32 unless JAX runs in 64-bit mode.
-
-
-def _split(x: jax.Array) -> jax.Array:
-    """(B, chains, n) -> (B, 2 chains, n // 2): each chain's first and last halves."""
-    half = x.shape[-1] // 2
-    return jnp.concatenate([x[..., :half], x[..., -half:]], axis=-2)
-
-
-def _ranks(flat: jax.Array, ordered: jax.Array) -> jax.Array:
-    """Ranks from 1 along the last axis, ties sharing their average rank; shape (B, n) -> (B, n).
-
-    ``ordered`` is ``flat`` sorted along its last axis. The same as
-    ``scipy.stats.rankdata(method="average", axis=-1)``: a value's average rank is
-    ``(#smaller + #smaller-or-equal + 1) / 2``, both counts read off the sorted row.
-    """
-    count = jax.vmap(lambda row, v, side: jnp.searchsorted(row, v, side=side), (0, 0, None))
-    return (count(ordered, flat, "left") + count(ordered, flat, "right") + 1).astype(flat.dtype) / 2
-
-
-def _rhat(x: jax.Array) -> jax.Array:
-    n = x.shape[-1]
-    between = n * jnp.var(x.mean(-1), axis=-1, ddof=1)
-    within = jnp.mean(jnp.var(x, axis=-1, ddof=1), axis=-1)
-    return jnp.sqrt((between / within + n - 1) / n)  # constant draws: NaN, as ArviZ
-
-
-def _quantile(ordered: jax.Array, p: float) -> jax.Array:
-    """Quantile ``p`` of each sorted row, interpolated linearly (NumPy's default): (B, n) -> (B,)."""
-    position = p * (ordered.shape[-1] - 1)
-    below = int(np.floor(position))
-    above = min(below + 1, ordered.shape[-1] - 1)
-    return ordered[:, below] + (position - below) * (ordered[:, above] - ordered[:, below])
-
-
-@jax.jit
-def rank_stats(x: ArrayLike) -> dict[str, jax.Array]:
-    """Rank-normalized split R-hat and bulk and tail ESS of B series, shape (B, chains, draws) -> (B,) each.
-
-    ``rhat``: the larger of the R-hat of the rank-normalized split chains and of their
-    folded version (distance from the median). ``ess_bulk``: ESS of the rank-normalized
-    split chains. ``ess_tail``: the smaller ESS of the 5% and 95% quantile indicators.
-    NaN for a series with a non-finite draw. Two sorts and one autocorrelation pass for
-    all of it, which keeps the compiled program small.
-    """
-    x = jnp.asarray(x)
-    b, _, n = x.shape
-    split = _split(x)
-    pooled = split.reshape(b, -1)
-    ordered = jnp.sort(pooled, axis=-1)
-    folded = jnp.abs(pooled - _quantile(ordered, 0.5)[:, None])
-    both = jnp.concatenate([pooled, folded])
-    scores = (_ranks(both, jnp.concatenate([ordered, jnp.sort(folded, axis=-1)])) - 0.375) / (both.shape[1] + 0.25)
-    z = ndtri(scores).reshape(2 * b, *split.shape[1:])
-    # Tail quantiles are those of every draw (with an odd draw count, splitting drops the middle ones).
-    every = ordered if n % 2 == 0 else jnp.sort(x.reshape(b, -1), axis=-1)
-    low, high = ((split <= _quantile(every, q)[:, None, None]).astype(x.dtype) for q in (0.05, 0.95))
-    ess = _ess(jnp.concatenate([z[:b], low, high]))
-    valid = jnp.isfinite(x).reshape(b, -1).all(-1)
-    return {
-        "rhat": jnp.where(valid, jnp.maximum(_rhat(z[:b]), _rhat(z[b:])), jnp.nan),
-        "ess_bulk": jnp.where(valid, ess[:b], jnp.nan),
-        "ess_tail": jnp.where(valid, jnp.minimum(ess[b : 2 * b], ess[2 * b :]), jnp.nan),
-    }
-
-
-@jax.jit
-def mcse(x: ArrayLike) -> dict[str, jax.Array]:
-    """Monte Carlo standard errors of the mean and of the sd, as ArviZ, (B, chains, draws) -> (B,) each.
-
-    ``mcse_mean = sd / sqrt(ESS)`` and ``mcse_sd = sqrt(var(s) / (4 mean(s) ESS_s))``,
-    ``s`` the squared deviations from the mean, each ESS that of the split raw chains.
-    """
-    x = jnp.asarray(x)
-    b = x.shape[0]
-    squares = (x - x.mean((1, 2), keepdims=True)) ** 2
-    ess = _ess(jnp.concatenate([_split(x), _split(squares)]))
-    sd = x.reshape(b, -1).std(-1, ddof=1)
-    mean_sq = squares.reshape(b, -1).mean(-1)
-    var_sq = (squares**2).reshape(b, -1).mean(-1) - mean_sq**2
-    return {"mcse_mean": sd / jnp.sqrt(ess[:b]), "mcse_sd": jnp.sqrt(var_sq / ess[b:] / mean_sq / 4)}
-
-
-def rhat_rank(x: ArrayLike) -> jax.Array:
-    """Rank-normalized split R-hat (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["rhat"]
-
-
-def ess_bulk(x: ArrayLike) -> jax.Array:
-    """Bulk effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["ess_bulk"]
-
-
-def ess_tail(x: ArrayLike) -> jax.Array:
-    """Tail effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["ess_tail"]
-
-
-def _ess(x: jax.Array) -> jax.Array:
-    """Effective sample size with Geyer's initial monotone sequence, (B, chains, n) -> (B,).
-
-    ArviZ walks the autocorrelations a pair of lags at a time; here the same sequence is read
-    off whole arrays. With pair sums ``S_k = rho_2k + rho_2k+1`` (``rho_0 = 1``), the walk
-    stops at the first ``S_k <= 0`` (or at lag ``n - 3``): ``K`` pairs. The monotone sequence
-    is the running minimum of ``S``, ``tau = -1 + 2 * sum_{k<K} min(S_0..S_k) + rho_2K``
-    (``rho_2K`` kept only if positive or if ``S_K >= 0``), and ESS = chains * n / tau.
-    """
-    _, m, n = x.shape
-    fast = 1 << (2 * n - 1).bit_length()
-    centred = x - x.mean(-1, keepdims=True)
-    f = jnp.fft.rfft(centred, n=fast, axis=-1)
-    acov = jnp.fft.irfft(f * jnp.conj(f), n=fast, axis=-1)[..., :n] / n
-    mean_var = acov[..., 0].mean(-1) * n / (n - 1.0)
-    var_plus = mean_var * (n - 1.0) / n
-    if m > 1:
-        var_plus = var_plus + jnp.var(x.mean(-1), axis=-1, ddof=1)
-    rho = 1.0 - (mean_var[:, None] - acov.mean(1)) / var_plus[:, None]  # (B, n)
-    half = n // 2
-    even = rho[:, 0 : 2 * half : 2].at[:, 0].set(1.0)
-    pairs = even + rho[:, 1 : 2 * half : 2]  # (B, half)
-    last_pair = (n - 3) // 2  # the walk reads lags up to n - 3
-    stop = jnp.where((pairs <= 0).any(-1), jnp.argmax(pairs <= 0, -1), half)
-    kept = jnp.minimum(stop, last_pair)  # K
-    monotone = jax.lax.cummin(pairs, axis=1)
-    head = jnp.sum(jnp.where(jnp.arange(half) < kept[:, None], monotone, 0.0), -1)
-    even_k = jnp.take_along_axis(even, kept[:, None], 1)[:, 0]
-    pair_k = jnp.take_along_axis(pairs, kept[:, None], 1)[:, 0]
-    tau = -1.0 + 2.0 * head + jnp.where((pair_k >= 0) | (even_k > 0), even_k, 0.0)
-    tau = jnp.maximum(tau, 1.0 / np.log10(m * n))
-    ess = jnp.where(jnp.isnan(rho).any(-1), jnp.nan, m * n / tau)
-    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < jnp.finfo(x.dtype).resolution
-    return jnp.where(constant, float(m * n), ess)
-
-
-def warn(found: list[str], where: str) -> None:
-    """Raise one :class:`ConvergenceWarning` listing every problem, loudly."""
-    if found:
+def warn(health: Health, where: str) -> None:
+    """Raise one :class:`ConvergenceWarning` listing every problem, loudly (nothing when all passed)."""
+    if health.problems:
         warnings.warn(
-            f"{where}: THE SAMPLER DID NOT CONVERGE; do not trust this fit: " + "; ".join(found),
+            f"{where}: THE SAMPLER DID NOT CONVERGE; do not trust this fit: " + "; ".join(health.problems),
             ConvergenceWarning,
             stacklevel=3,
         )
+
+
+def measure(
+    draws: Mapping[str, ArrayLike], sample_stats: Mapping[str, ArrayLike], max_tree_depth: int | None = None
+) -> Stats:
+    """Convergence statistics of draws already taken (a saved or hand-made result).
+
+    Parameters
+    ----------
+    draws : scalar parameters, each of shape (chains, draws).
+    sample_stats : ``diverging`` and ``energy`` (and ``n_steps`` or ``tree_depth`` to check
+        saturation), each (chains, draws).
+    max_tree_depth : the NUTS depth whose draws count as saturated (None: not checked).
+    """
+    names = tuple(draws)
+    x = jnp.stack([jnp.asarray(draws[k], jnp.float32) for k in names])
+    if max_tree_depth is not None and "n_steps" in sample_stats:
+        steps = jnp.asarray(sample_stats["n_steps"])
+    elif max_tree_depth is not None and "tree_depth" in sample_stats:
+        steps = 2 ** jnp.asarray(sample_stats["tree_depth"]) - 1
+    else:
+        steps, max_tree_depth = None, None
+    max_steps = None if max_tree_depth is None else 2**max_tree_depth - 1
+    program = PROGRAMS.get(("health", max_steps), lambda: jax.jit(partial(_health, max_steps)))
+    h = program(x, jnp.asarray(sample_stats["diverging"]), jnp.asarray(sample_stats["energy"], jnp.float32), steps)
+    return Stats.from_arrays(h, names, max_tree_depth)
+
+
+def _health(max_steps: int | None, x: jax.Array, diverging: jax.Array, energy: jax.Array, steps: jax.Array | None):
+    return _stats.health(x, diverging, energy, steps, max_steps)

@@ -1,44 +1,43 @@
-"""Fit a scaling law to training runs with NUTS."""
+"""Fit a scaling law to training runs with NUTS: one fit (``fit``) or many in one program (``fit_many``)."""
 
 from __future__ import annotations
 
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from functools import partial
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 import pandas as pd
-import xarray as xr
+import scipy.special
 
-from . import diagnostics, extrapolation
-from .cache import shared
-from .data import Dataset, DataWarning, load_data, load_together
+from . import _calibration, laws
+from ._calibration import INTERNAL_SPLITS, Evidence
+from ._geometry import beyond
+from ._model import model_data, padded_length, stack_data, target
+from ._sampler import Settings, sample, sample_many
+from .data import Dataset, DataWarning, _load_together, load_data
 from .datasets import chinchilla
-from .laws import Law, get_law
-from .model import model_data, padded_length, stack_data
-from .priors import Prior, Spec, read_spec
-from .result import LazyGroups, Result
-from .sampler import Settings, compiled, law_tag, run_many
+from .diagnostics import ConvergenceWarning, warn
+from .forecast import predictive
+from .laws import Law
+from .priors import PriorsLike, Spec, resolve
+from .result import Result, from_sampler
 
 DataLike = Dataset | pd.DataFrame | str | Path | None
-PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
 
 
-def as_dataset(data: DataLike, law: Law) -> Dataset:
+def _as_dataset(data: DataLike, law: Law) -> Dataset:
     """Turn a path, DataFrame or Dataset (None: the embedded Chinchilla runs) into a Dataset."""
     min_rows = law.min_runs
     if data is None:
         data = chinchilla()
     if not isinstance(data, Dataset):
+        if not isinstance(data, pd.DataFrame | str | Path):
+            raise ValueError(f"data must be a CSV path, a DataFrame or a Dataset, got {type(data).__name__}")
         data = load_data(data, needs=law.inputs, min_rows=min_rows)
     missing = [k for k in law.inputs if not np.isfinite(data.frame[k].to_numpy()).all()]
     if missing:
@@ -48,31 +47,17 @@ def as_dataset(data: DataLike, law: Law) -> Dataset:
     return data
 
 
-def as_spec(priors: PriorsLike, law: Law) -> Spec:
-    """Priors from a Spec, a TOML path, or overrides of the law's defaults (None: the defaults)."""
-    if isinstance(priors, Spec):
-        return priors
-    if isinstance(priors, str | Path):
-        return read_spec(law.name, priors, law.params)
-    return read_spec(law.name, params=law.params).with_priors(priors)
-
-
 def fit(
     data: DataLike = None,
     law: str | Law = "chinchilla",
     *,
     priors: PriorsLike = None,
-    chains: int = 4,
-    warmup: int = 500,
-    draws: int = 1000,
-    target_accept: float = 0.9,
-    dense: bool = True,
-    max_tree_depth: int = 10,
-    algorithm: str = "nuts",
+    settings: Settings | None = None,
     seed: int = 0,
+    calibrate: bool = True,
     progress: bool = False,
     prior_draws: int = 1000,
-    calibrate: bool = True,
+    **options: object,
 ) -> Result:
     """Fit ``law`` to training runs with NUTS and return the posterior.
 
@@ -81,37 +66,32 @@ def fit(
     data : CSV path, DataFrame (columns ``params``, ``tokens``, optional ``flops``,
         ``loss``; use :func:`bayes_scaling.load_data` for other names) or Dataset.
         None fits the embedded Chinchilla runs.
-    law : a registered law name or a :class:`Law`.
+    law : a registered law name or a :class:`~bayes_scaling.Law`.
     priors : a TOML prior file, a dict overriding some default priors (values are
-        :class:`Prior` or ``{"dist": ..., ...}`` tables), or a Spec.
-    chains, warmup, draws : NUTS chains, warm-up and kept iterations per chain.
-    target_accept : target acceptance probability of step-size adaptation.
-    dense : dense (True) or diagonal mass matrix.
-    max_tree_depth : NUTS maximum tree depth (for ``"hmc"``: at most ``2**depth - 1`` steps).
-    algorithm : ``"nuts"`` or ``"hmc"`` (jittered-length HMC, built for large batches and
-        GPUs; see :mod:`bayes_scaling.hmc`).
+        :class:`~bayes_scaling.Prior` or ``{"dist": ..., ...}`` tables), or a Spec.
+    settings : sampler settings (:class:`~bayes_scaling.Settings`); any of its fields may
+        also be given as a keyword (``chains=``, ``warmup=``, ``draws=``, ``target_accept=``,
+        ``dense=``, ``max_tree_depth=``, ``laplace_init=``, ``algorithm=``).
     seed : the same seed gives identical draws on the same machine.
-    progress : print a progress bar on stderr while sampling.
-    prior_draws : draws from the prior kept in the ``prior`` group.
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
-        the Chinchilla law, run in threads beside the main fit; see
-        :mod:`bayes_scaling.extrapolation`), so that forecasts beyond the data default to
-        the calibrated mode. False skips the refits (forecasts are then plain).
+        the Chinchilla law, run in threads beside the main fit), so that forecasts beyond
+        the data default to the calibrated mode. False skips the refits (forecasts are then plain).
+    progress : print a progress bar on stderr while sampling.
+    prior_draws : draws from the prior kept in the ``prior`` group.
 
     Returns
     -------
     Result. A fit whose sampler did not converge raises a
-    :class:`~bayes_scaling.diagnostics.ConvergenceWarning` and lists the problems
-    in ``Result.problems``.
+    :class:`~bayes_scaling.ConvergenceWarning`; ``Result.problems`` lists the problems.
     """
-    law = get_law(law)
-    dataset = as_dataset(data, law)
-    spec = as_spec(priors, law)
-    settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
+    law = laws.get(law)
+    settings = Settings.of(settings, **options)
+    dataset = _as_dataset(data, law)
+    spec = resolve(law, priors)
     pad = padded_length(len(dataset))
     # The largest internal split must hold three runs per parameter, sigma and one.
-    needed = math.ceil(3 * law.min_runs / max(extrapolation.INTERNAL_SPLITS) - 1e-9)
+    needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
     if calibrate and len(dataset) < needed:
         warnings.warn(
             f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
@@ -121,23 +101,26 @@ def fit(
         )
         calibrate = False
     if not calibrate:
-        result = fit_one(dataset, law, spec, settings, seed, prior_draws, pad, progress)
-        diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        warn(result.health(), f"fit of {law.name} to {dataset.source}")
         return result
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
-    pool = ThreadPoolExecutor(min(len(extrapolation.INTERNAL_SPLITS) * len(law.inputs), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.inputs), os.cpu_count() or 1))
     try:
-        collect = extrapolation.internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
-        result = fit_one(dataset, law, spec, settings, seed, prior_draws, pad, progress)
-        diagnostics.warn(list(result.problems), f"fit of {law.name} to {dataset.source}")
-        table = collect()
+        collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        warn(result.health(), f"fit of {law.name} to {dataset.source}")
+        evidence = collect()
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
-    kappa = extrapolation.fit_kappa(table, spec.df, chains, draws, seed)
-    return extrapolation.attach(result, kappa, table)
+    kappa, health = _calibration.fit_kappa(
+        evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed
+    )
+    warn(health, "fit of the extrapolation error (kappa)")
+    return _calibration.with_kappa(result, kappa, evidence)
 
 
-def fit_one(
+def _fit_plain(
     dataset: Dataset,
     law: Law,
     spec: Spec,
@@ -149,11 +132,96 @@ def fit_one(
 ) -> Result:
     """One plain fit, its rows padded to ``pad``: fits padded alike share one compiled sampler."""
     arrays = model_data(dataset, law, pad=pad)
-    key = jax.random.key(seed)
-    out = compiled(law, spec, settings)(key, arrays, progress=progress)
-    one = jax.tree.map(lambda a: np.asarray(a)[None], (out, arrays))
-    (result,) = _results(*one, [dataset], law, spec, [seed], prior_draws, settings)
+    out = sample(target(law, spec), settings, jax.random.key(seed), arrays, progress=progress)
+    (result,) = from_sampler(jax.tree.map(lambda a: a[None], out), [dataset], law, spec, [seed], settings, prior_draws)
     return result
+
+
+def _internal_backtests(
+    data: Dataset, law: Law, spec: Spec, settings: Settings, seed: int, prior_draws: int, pool: Executor
+) -> Callable[[], Evidence]:
+    """Start the refits on the lower 50% and 70% of the runs along each input; return ``collect()``.
+
+    The refits (each with its forecast of the held-out runs) run in ``pool``'s threads,
+    beside whatever the caller does meanwhile (:func:`fit` runs the main fit): compiled JAX
+    programs release Python's lock, so on a machine with several cores they run at once.
+    Every refit is padded to the full fit's length, so all of them reuse its compiled
+    sampler. ``collect()`` waits for them, warns (in the caller's thread) of any refit that
+    did not converge, and returns the evidence (:class:`~bayes_scaling._calibration.Evidence`).
+    """
+    splits = []
+    for name in law.inputs:
+        values = data.frame[name].to_numpy()
+        for q in INTERNAL_SPLITS:
+            train = values <= np.quantile(values, q)
+            if train.sum() >= 3 * law.min_runs and (~train).sum() >= 1:
+                splits.append((name, q, train))  # else too few runs to refit (three per parameter, sigma and one)
+    if not splits:
+        raise ValueError(f"{data.source}: too few runs for internal backtests")
+    common = (data, law, spec, settings, seed, prior_draws)
+    pending = [pool.submit(_internal_backtest, *common, *split) for split in splits[:2]]
+    # Queued after the first refits, which read the sampler programs: reading the kappa programs
+    # then overlaps with their sampling instead of delaying the reading of those programs.
+    held_out = sum(int((~train).sum()) for _, _, train in splits)
+    kappa_settings = _calibration.kappa_settings(settings.chains, settings.draws)
+    ready = pool.submit(_calibration.prepare_kappa, held_out, law.inputs, spec.df, kappa_settings)
+    pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
+
+    def collect() -> Evidence:
+        done = [p.result() for p in pending]
+        ready.result()
+        failed = [
+            f"lower {q:.0%} by {name}: {problems[0]}"
+            for (name, q, _), (_, problems) in zip(splits, done, strict=True)
+            if problems
+        ]
+        if failed:
+            warnings.warn(
+                f"{data.source}: the sampler did not converge in some internal backtest refits "
+                f"({'; '.join(failed)}). The fit itself is not affected; the learned extrapolation error "
+                "(kappa) partly rests on them",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return Evidence.concatenate([rows for rows, _ in done])
+
+    return collect
+
+
+def _internal_backtest(
+    data: Dataset,
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    seed: int,
+    prior_draws: int,
+    name: str,
+    q: float,
+    train: np.ndarray,
+) -> tuple[Evidence, tuple[str, ...]]:
+    """Refit on the runs ``train`` (the lower ``q`` by ``name``) and forecast the rest.
+
+    Returns the held-out runs' evidence, and the refit's problems.
+    """
+    part = data.subset(train)
+    part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
+    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, padded_length(len(data)))
+    points = data.frame[~train].reset_index(drop=True)
+    draws = predictive(refit, points, seed=int(q * 100), mode="plain")
+    log_run = np.log(draws.run)
+    quartiles = np.quantile(log_run, [0.25, 0.75], axis=0)
+    share = _calibration.reducible(law, refit.draws(), np.log(draws.loss))
+    held_out = len(points)
+    evidence = Evidence(
+        inputs=law.inputs,
+        split_on=np.full(held_out, name),
+        split=np.full(held_out, q),
+        residual=np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
+        scale=(quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(spec.df, 0.75)),
+        share=np.median(share, axis=0),
+        reach=beyond(data.frame[train], points, law.inputs),
+    )
+    return evidence, refit.problems
 
 
 def fit_many(
@@ -161,16 +229,11 @@ def fit_many(
     law: str | Law = "chinchilla",
     *,
     priors: PriorsLike = None,
-    chains: int = 4,
-    warmup: int = 500,
-    draws: int = 1000,
-    target_accept: float = 0.9,
-    dense: bool = True,
-    max_tree_depth: int = 10,
-    algorithm: str = "nuts",
+    settings: Settings | None = None,
     seed: int | Sequence[int] = 0,
     prior_draws: int = 1000,
     devices: Sequence[jax.Device] | None = None,
+    **options: object,
 ) -> list[Result]:
     """Fit one law to K data sets at once: one compiled, vmapped program, sharded across devices.
 
@@ -184,10 +247,10 @@ def fit_many(
     Parameters
     ----------
     datasets : K CSV paths, DataFrames or Datasets.
-    law, priors, chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm,
-    prior_draws : as for :func:`fit`, shared by every fit. ``algorithm="hmc"`` suits
-        large batches and GPUs: every fit takes about the same number of leapfrog steps,
-        where vmapped NUTS waits each iteration for the longest trajectory of the batch.
+    law, priors, settings, prior_draws, options : as for :func:`fit`, shared by every fit.
+        ``algorithm="hmc"`` suits large batches and GPUs: every fit takes about the same
+        number of leapfrog steps, where vmapped NUTS waits each iteration for the longest
+        trajectory of the batch.
     seed : one seed per data set, or an int ``s`` meaning seeds ``s, s+1, ..., s+K-1``.
     devices : devices to split the batch across (None: every local device). To use
         several CPU cores as devices, set
@@ -195,130 +258,40 @@ def fit_many(
 
     Returns
     -------
-    list of K :class:`Result` (plain mode: no internal backtests), each with its own
-    diagnostics; one ConvergenceWarning names every fit that did not converge.
+    list of K :class:`~bayes_scaling.Result` (plain mode: no internal backtests), each with
+    its own diagnostics; one ConvergenceWarning names every fit that did not converge.
     """
-    law = get_law(law)
+    law = laws.get(law)
+    settings = Settings.of(settings, **options)
     if not datasets:
         raise ValueError("fit_many needs at least one data set")
-    sets = load_together(datasets, needs=law.inputs, min_rows=law.min_runs) or _load_each(datasets, law)
+    sets = _load_together(datasets, needs=law.inputs, min_rows=law.min_runs) or _load_each(datasets, law)
     seeds = [seed + i for i in range(len(sets))] if isinstance(seed, int) else [int(s) for s in seed]
     if len(seeds) != len(sets):
         raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
-    spec = as_spec(priors, law)
-    settings = Settings(chains, warmup, draws, target_accept, dense, max_tree_depth, algorithm=algorithm)
+    spec = resolve(law, priors)
     batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets))
     keys = jax.vmap(jax.random.key)(np.asarray(seeds))
-    out = run_many(law, spec, settings, keys, batch, devices)
-    results = _results(out, batch, sets, law, spec, seeds, prior_draws, settings)
+    out = sample_many(target(law, spec), settings, keys, batch, devices)
+    results = from_sampler(out, sets, law, spec, seeds, settings, prior_draws)
     bad = [i for i, r in enumerate(results) if r.problems]
     if bad:
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
         warnings.warn(
             f"fit_many: THE SAMPLER DID NOT CONVERGE in {len(bad)} of {len(results)} fits (data sets {shown}); "
             "do not trust those fits: see each Result.problems",
-            diagnostics.ConvergenceWarning,
+            ConvergenceWarning,
             stacklevel=2,
         )
     return results
 
 
 def _load_each(datasets: Sequence[DataLike], law: Law) -> list[Dataset]:
-    """:func:`as_dataset` of each item, an error naming the item."""
+    """:func:`_as_dataset` of each item, an error naming the item."""
     sets = []
     for i, data in enumerate(datasets):
         try:
-            sets.append(as_dataset(data, law))
+            sets.append(_as_dataset(data, law))
         except ValueError as err:
             raise ValueError(f"data set {i} of {len(datasets)}: {err}") from None
     return sets
-
-
-def _results(
-    out: dict,
-    data: dict,
-    sets: Sequence[Dataset],
-    law: Law,
-    spec: Spec,
-    seeds: Sequence[int],
-    prior_draws: int,
-    settings: Settings,
-) -> list[Result]:
-    """Results from a batch of sampler outputs.
-
-    The convergence statistics come with the sampler output (``out["health"]``, computed on
-    the device that holds the draws); the draws come to the host once. Everything else a Result
-    holds (pointwise log likelihood, prior draws, the InferenceData itself) is built per fit
-    on first access: a batch of K fits pays only for those it reads.
-
-    Parameters
-    ----------
-    out : sampler output (:func:`~bayes_scaling.sampler.run_many`), arrays of shape (K, ...).
-    data : the stacked :func:`~bayes_scaling.model.model_data` arrays, shape (K, ...).
-    sets, seeds : the K data sets and their seeds.
-    settings : the sampler settings, recorded on each Result with its seed.
-    """
-    found = diagnostics.report(out["health"], [*law.params, "sigma"], settings.max_tree_depth)
-    tag = law_tag(law, spec, None)
-    pointwise = shared(_pointwise, tag and f"pointwise {tag}", law, spec.df)
-    samples, stats = jax.tree.map(np.asarray, (out["samples"], out["stats"]))
-
-    def build(i: int, dataset: Dataset, seed: int) -> LazyGroups:
-        def stats_group() -> xr.Dataset:
-            sample_stats = {k: v[i] for k, v in stats.items()}
-            sample_stats["energy"] = sample_stats["energy"].astype(np.float64)
-            sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1)).astype(np.int64)
-            return _group(sample_stats)
-
-        def loglik_group() -> xr.Dataset:
-            mine = jax.tree.map(lambda a: a[i : i + 1], (samples, data))
-            return _group({"log_loss": np.asarray(pointwise(*mine))[0, ..., : len(dataset)]})
-
-        def prior_group() -> xr.Dataset:
-            draw = shared(_prior_draws, f"prior {spec.to_json()} {prior_draws}", spec, prior_draws)
-            prior = draw(jax.random.fold_in(jax.random.key(seed), 1))
-            return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})
-
-        return LazyGroups(
-            {
-                "posterior": lambda: _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
-                "sample_stats": stats_group,
-                "log_likelihood": loglik_group,
-                "observed_data": lambda: _group({"log_loss": dataset.logs()["loss"]}, lead=()),
-                "constant_data": lambda: _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
-                "prior": prior_group,
-            }
-        )
-
-    return [
-        Result(partial(build, i, dataset, seed), law, spec, tuple(problems), {**asdict(settings), "seed": seed})
-        for i, (dataset, seed, problems) in enumerate(zip(sets, seeds, found, strict=True))
-    ]
-
-
-def _pointwise(law: Law, df: float, samples: dict, data: dict) -> jax.Array:
-    """Pointwise log likelihood of every draw of K fits, shape (K, chains, draws, rows padded).
-
-    Evaluated as the model does, with the amplitudes at the data's centre and centred inputs.
-    """
-    centred = {amp for amp, _, _ in law.centred}
-    p = {k: jnp.exp(samples[f"log_{k}_c"]) if k in centred else samples[k] for k in law.params}
-    mu = law.mean({k: v[..., None] for k, v in p.items()}, {k: v[:, None, None, :] for k, v in data["x"].items()})
-    scale = samples["sigma"][..., None]
-    return dist.StudentT(df, mu, scale).log_prob(jnp.asarray(data["y"])[:, None, None, :])
-
-
-def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
-    """``n`` draws of every prior, each of shape (1, n): one chain, as ArviZ's prior group expects."""
-    keys = jax.random.split(key, len(spec.priors))
-    return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}
-
-
-def _group(arrays: Mapping[str, np.ndarray], lead: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
-    """An InferenceData group: leading dimensions ``lead``, then ``run`` for per-run arrays."""
-    variables = {}
-    for name, a in arrays.items():
-        extra = tuple("run" if j == 0 else f"{name}_dim_{j}" for j in range(a.ndim - len(lead)))
-        variables[name] = ((*lead, *extra), a)
-    sizes = {d: n for a in arrays.values() for d, n in zip(lead, a.shape, strict=False)}
-    return xr.Dataset(variables, coords={d: np.arange(n) for d, n in sizes.items()})

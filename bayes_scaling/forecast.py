@@ -1,27 +1,80 @@
-"""Posterior forecasts with credible bands at any scale."""
+"""Posterior forecasts with credible bands at any scale, from one fit or a weighted mixture of fits."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-import jax
 import numpy as np
 import pandas as pd
 
-from . import extrapolation
-from .cache import shared
+from . import _calibration
+from ._evaluate import law_at, optimum
+from .data import FLOPS_PER_PARAM_TOKEN
 from .laws import Law
-from .model import padded_length
-from .optimal import FLOPS_PER_PARAM_TOKEN, optimum
 from .presets import Target, preset
 from .result import Result
-from .sampler import law_tag
 
+#: Default central credible levels of a forecast's bands.
 LEVELS = (0.5, 0.8, 0.95)
+MODES = ("calibrated", "plain")
 
 
-def _suffix(level: float) -> str:
-    return f"{100 * level:g}"
+def column(of: str, side: str, level: float) -> str:
+    """Name of a band's column in a forecast table: ``column("run", "lo", 0.9) == "run_lo90"``.
+
+    Parameters
+    ----------
+    of : ``"loss"`` (the expected loss) or ``"run"`` (a new observed run).
+    side : ``"lo"`` or ``"hi"``.
+    level : the band's central credible level in (0, 1).
+    """
+    return f"{of}_{side}{100 * level:g}"
+
+
+@dataclass(frozen=True)
+class Predictive:
+    """Posterior predictive draws at t points.
+
+    Attributes
+    ----------
+    points : the points (one row each), with the inputs the law reads.
+    loss : draws of the expected loss, shape (s, t).
+    run : draws of the loss of a new run (the law plus the fitted noise), shape (s, t).
+    mode : ``"calibrated"``, ``"plain"`` or ``"stacked"`` (a mixture of fits).
+    """
+
+    points: pd.DataFrame
+    loss: np.ndarray
+    run: np.ndarray
+    mode: str
+
+    def median(self, of: str = "run") -> np.ndarray:
+        """Posterior median at each point, shape (t,)."""
+        return np.median(getattr(self, of), axis=0)
+
+    def interval(self, level: float, of: str = "run") -> tuple[np.ndarray, np.ndarray]:
+        """The central ``level`` credible interval at each point, two arrays of shape (t,)."""
+        if not 0 < level < 1:
+            raise ValueError(f"credible levels must lie in (0, 1), got {level}")
+        lo, hi = np.quantile(getattr(self, of), [(1 - level) / 2, (1 + level) / 2], axis=0)
+        return lo, hi
+
+    def table(self, levels: Sequence[float] = LEVELS) -> pd.DataFrame:
+        """``points`` with ``mode`` and, for the expected loss and a new run, the median and each band.
+
+        Columns ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``, ``run_median``, ``run_lo{p}``,
+        ``run_hi{p}`` for each level p in % (:func:`column` names them).
+        """
+        for level in levels:
+            if not 0 < level < 1:
+                raise ValueError(f"credible levels must lie in (0, 1), got {level}")
+        out = self.points.assign(mode=self.mode)
+        for of in ("loss", "run"):
+            out[f"{of}_median"] = self.median(of)
+            for level in levels:
+                out[column(of, "lo", level)], out[column(of, "hi", level)] = self.interval(level, of)
+        return out
 
 
 def targets(
@@ -30,22 +83,19 @@ def targets(
     N: Sequence[float] | float | None = None,
     D: Sequence[float] | float | None = None,
     flops: Sequence[float] | float | None = None,
-    preset_names: Sequence[str] | str | None = None,
+    preset: Sequence[str] | str | None = None,
     k: float = FLOPS_PER_PARAM_TOKEN,
 ) -> pd.DataFrame:
     """Resolve forecast targets to concrete (N, D, C) rows.
 
     (N, D) pairs give C = k·N·D; a compute budget alone is split compute-optimally
-    at the posterior median of the per-draw optimum ``log N_opt``.
+    at the posterior median of the per-draw optimum ``log N_opt`` (for a law of N and D).
 
     Returns
     -------
     DataFrame with columns ``target``, ``N``, ``D``, ``C``, one row per target.
     """
-    rows: list[Target] = []
-    if isinstance(preset_names, str):
-        preset_names = [preset_names]
-    rows += [preset(name) for name in preset_names or ()]
+    rows: list[Target] = _named(preset)
     if N is not None or D is not None:
         if N is None or D is None:
             raise ValueError("give both N and D (or flops alone)")
@@ -61,137 +111,169 @@ def targets(
     d = np.array([np.nan if t.D is None else t.D for t in rows])
     c = np.array([k * t.N * t.D if t.C is None else t.C for t in rows])
     split = np.isnan(n)
-    if split.any() and {"N", "D"} & set(result.law.inputs):
+    if split.any() and {"N", "D"} <= set(result.law.inputs):
         log_n, _ = optimum(result.law, result.draws(), c[split], k)
         n[split] = np.exp(np.median(log_n, axis=0))
         d[split] = c[split] / (k * n[split])
     return pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
 
 
-def draws_at(
-    result: Result, points: pd.DataFrame, *, seed: int = 0, mode: str = "calibrated"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior draws of the loss at given points.
+def _named(names: Sequence[str] | str | None) -> list[Target]:
+    if isinstance(names, str):
+        names = [names]
+    return [preset(name) for name in names or ()]
+
+
+def predictive(result: Result, points: pd.DataFrame, *, seed: int = 0, mode: str = "calibrated") -> Predictive:
+    """Posterior predictive draws of the loss at given points.
 
     Parameters
     ----------
     points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows.
-    seed : seeds the observation noise of a new run.
-    mode : ``"calibrated"`` adds the learned extrapolation error (a random walk of scale ``kappa``
-        beyond the data; nothing inside it) when the fit has one; ``"plain"`` gives
+    seed : seeds the observation noise of a new run (and the calibrated mode's error).
+    mode : ``"calibrated"`` adds the learned extrapolation error (a random walk of scale
+        ``kappa`` beyond the data; nothing inside it) when the fit has one; ``"plain"`` gives
         the parameter uncertainty of the law alone.
-
-    Returns
-    -------
-    (expected loss, loss of a new run), each of shape (s, t) for s posterior draws;
-    a new run adds the fitted Student-t noise on log loss.
     """
     law = result.law
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'plain' or 'calibrated', got {mode!r}")
     missing = [k for k in law.inputs if k not in points.columns or not np.isfinite(points[k]).all()]
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
-    if mode not in ("plain", "calibrated"):
-        raise ValueError(f"mode must be 'plain' or 'calibrated', got {mode!r}")
     draws = result.draws()
-    log_mean = _log_mean(result.law, draws, points)
+    log_mean = law_at(law, draws, {k: points[k].to_numpy() for k in law.inputs})
     # Noise in NumPy: no compilation per shape, and the same seed gives the same draws.
     rng = np.random.default_rng(seed)
     noise = rng.standard_t(result.spec.df, log_mean.shape)
-    if mode == "calibrated" and extrapolation.calibrated(result):
-        share = extrapolation.reducible(law, draws, log_mean)
-        log_mean = log_mean + extrapolation.error_scale(result, points, share) * rng.standard_normal(log_mean.shape)
-    return np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise)
+    used = "calibrated" if mode == "calibrated" and _calibration.calibrated(result) else "plain"
+    if used == "calibrated":
+        share = _calibration.reducible(law, draws, log_mean)
+        log_mean = log_mean + _calibration.error_scale(result, points, share) * rng.standard_normal(log_mean.shape)
+    return Predictive(points, np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise), used)
 
 
-def _log_mean(law: Law, draws: dict[str, np.ndarray], points: pd.DataFrame) -> np.ndarray:
-    """Log expected loss of every draw at every point, shape (s, t), float64.
-
-    Points are padded to a power of two (at least 64) before the compiled law sees
-    them, so forecasts at any number of points share a few compilations.
-    """
-    t = len(points)
-    size = padded_length(max(t, 1))
-    x = {}
-    for k in law.inputs:
-        values = np.log(points[k].to_numpy(np.float64))
-        x[k] = np.concatenate([values, np.full(size - t, values[0] if t else 0.0)])
-    p = {k: draws[k] for k in law.params}
-    tag = law_tag(law, None, None)
-    return np.asarray(shared(_law_at, tag and f"law at points {tag}", law)(p, x), np.float64)[:, :t]
-
-
-def _law_at(law: Law, p: dict, x: dict) -> jax.Array:
-    """``law.mean`` of every draw (s,) at every point (t,), shape (s, t)."""
-    return law.mean({k: v[:, None] for k, v in p.items()}, {k: v[None, :] for k, v in x.items()})
-
-
-def bands(points: pd.DataFrame, loss: np.ndarray, run: np.ndarray, levels: Sequence[float] = LEVELS) -> pd.DataFrame:
-    """``points`` with the median and central bands of draws of the loss (s, t) and of a new run (s, t)."""
-    for level in levels:
-        if not 0 < level < 1:
-            raise ValueError(f"credible levels must lie in (0, 1), got {level}")
-    out = points.copy()
-    for name, values in (("loss", loss), ("run", run)):
-        out[f"{name}_median"] = np.median(values, axis=0)
-        for level in levels:
-            lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2], axis=0)
-            out[f"{name}_lo{_suffix(level)}"] = lo
-            out[f"{name}_hi{_suffix(level)}"] = hi
-    return out
-
-
-def predict(
-    result: Result,
+def stacked(
+    results: Sequence[Result],
+    weights: Mapping[str, float] | pd.Series,
     points: pd.DataFrame,
     *,
-    levels: Sequence[float] = LEVELS,
+    draws: int = 4000,
     seed: int = 0,
     mode: str = "calibrated",
-) -> pd.DataFrame:
-    """Posterior median and central credible bands of the loss at given points.
+) -> Predictive:
+    """Predictive draws of a mixture of fits: draws taken from each in proportion to its weight.
 
     Parameters
     ----------
-    points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, shape (t, ...).
-    levels : central credible levels in (0, 1), e.g. (0.5, 0.8, 0.95).
-    seed : seeds the observation noise of the ``run_*`` columns.
-    mode : ``"calibrated"`` (default; used when the fit learned ``kappa``) or ``"plain"``.
-
-    Returns
-    -------
-    ``points`` with added columns ``mode`` (the mode used) and ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
-    (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``,
-    ``run_hi{p}`` (a new observed run: law plus Student-t noise), per level p in %.
+    weights : mixture weights by law name (the ``weight`` column of :func:`bayes_scaling.compare`).
+    points : the targets, with every input the laws need.
+    draws : draws in the mixture.
     """
-    used = "calibrated" if mode == "calibrated" and extrapolation.calibrated(result) else "plain"
-    return bands(points.assign(mode=used), *draws_at(result, points, seed=seed, mode=mode), levels)
+    weights = pd.Series(weights, dtype=float)
+    if (weights < 0).any() or not weights.sum() > 0:
+        raise ValueError("stacking weights must be non-negative and not all zero")
+    by_name = {r.law.name: r for r in results}
+    missing = [name for name in weights.index if name not in by_name]
+    if missing:
+        raise ValueError(f"no fit of law {missing[0]!r} among {list(by_name)}")
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(draws, (weights / weights.sum()).to_numpy())
+    loss, run = [], []
+    for name, count in zip(weights.index, counts, strict=True):
+        if count:
+            one = predictive(by_name[name], points, seed=seed, mode=mode)
+            pick = rng.integers(0, one.loss.shape[0], count)
+            loss.append(one.loss[pick])
+            run.append(one.run[pick])
+    return Predictive(points, np.concatenate(loss), np.concatenate(run), "stacked")
 
 
 def forecast(
-    result: Result,
+    result: Result | Sequence[Result],
+    points: pd.DataFrame | None = None,
     *,
     N: Sequence[float] | float | None = None,
     D: Sequence[float] | float | None = None,
     flops: Sequence[float] | float | None = None,
     preset: Sequence[str] | str | None = None,
+    weights: Mapping[str, float] | pd.Series | None = None,
     levels: Sequence[float] = LEVELS,
     k: float = FLOPS_PER_PARAM_TOKEN,
     seed: int = 0,
     mode: str = "calibrated",
 ) -> pd.DataFrame:
-    """Forecast the loss at (N, D) points, compute budgets or named presets.
+    """Forecast the loss at given points, (N, D) pairs, compute budgets or named presets.
 
     Examples
     --------
     >>> forecast(result, preset=["gpt3", "chinchilla", "gpt4"])   # doctest: +SKIP
     >>> forecast(result, N=[1e9, 7e9], D=[2e10, 1.4e11])          # doctest: +SKIP
     >>> forecast(result, flops=1e24, levels=(0.9,))               # doctest: +SKIP
+    >>> forecast(result, runs_frame)                              # doctest: +SKIP
+    >>> forecast([fit1, fit2], weights=compare([fit1, fit2])["weight"], preset="gpt4")  # doctest: +SKIP
+
+    Parameters
+    ----------
+    result : a fit, or several fits of different laws with ``weights`` (a stacked forecast).
+    points : a DataFrame with the law's inputs among columns ``N``, ``D``, ``C``; or None
+        and targets named by ``N`` and ``D``, ``flops`` or ``preset`` (a budget alone is
+        split compute-optimally, see :func:`targets`).
+    weights : mixture weights by law name, for several fits.
+    levels : central credible levels in (0, 1).
+    k : FLOP per parameter per token, C = k·N·D.
+    seed : seeds the observation noise of the ``run_*`` columns.
+    mode : ``"calibrated"`` (the default; used when the fit learned ``kappa``) or ``"plain"``.
 
     Returns
     -------
-    DataFrame, one row per target: ``target``, ``N``, ``D``, ``C``,
-    ``tokens_per_param`` and the bands of :func:`predict`.
+    DataFrame, one row per point: the points (with targets: ``target``, ``N``, ``D``, ``C``,
+    ``tokens_per_param``), ``mode``, and ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
+    (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``, ``run_hi{p}``
+    (a new observed run: law plus Student-t noise), per level p in %.
     """
-    points = targets(result, N=N, D=D, flops=flops, preset_names=preset, k=k)
-    points["tokens_per_param"] = points["D"] / points["N"]
-    return predict(result, points, levels=levels, seed=seed, mode=mode)
+    many = not isinstance(result, Result)
+    fits = list(result) if many else [result]
+    if many and weights is None:
+        raise ValueError("a forecast from several fits needs their weights (the 'weight' column of compare)")
+    if points is None:
+        splitter = next((r for r in fits if {"N", "D"} <= set(r.law.inputs)), fits[0])
+        points = targets(splitter, N=N, D=D, flops=flops, preset=preset, k=k)
+        points["tokens_per_param"] = points["D"] / points["N"]
+    if many:
+        draws = stacked(fits, weights, points, seed=seed, mode=mode)
+    else:
+        draws = predictive(result, points, seed=seed, mode=mode)
+    return draws.table(levels)
+
+
+def axis_of(law: Law) -> str:
+    """The input a law's curve is drawn against: compute for a law of N and D or of C, else its input."""
+    return "C" if {"N", "D"} <= set(law.inputs) or "C" in law.inputs else law.inputs[0]
+
+
+def curve(
+    result: Result, upto: float | None = None, *, levels: Sequence[float] = LEVELS, size: int = 60
+) -> pd.DataFrame:
+    """Bands of the expected loss along the law's curve, from the smallest run to ``1.5 * upto``.
+
+    For a law of N and D the curve follows the compute-optimal path (each compute budget
+    split at the posterior median optimum); otherwise it runs along the law's input
+    (:func:`axis_of`).
+
+    Parameters
+    ----------
+    upto : the curve's far end before the 1.5x margin, on the axis's scale (default: the largest run).
+
+    Returns
+    -------
+    The forecast table of ``size`` points (:meth:`Predictive.table`), log-spaced along the axis.
+    """
+    runs = result.data()
+    x = axis_of(result.law)
+    grid = np.geomspace(runs[x].min(), max(runs[x].max(), upto or 0.0) * 1.5, size)
+    if {"N", "D"} <= set(result.law.inputs):
+        points = targets(result, flops=grid)
+    else:
+        points = pd.DataFrame({"N": np.nan, "D": np.nan, "C": np.nan, x: grid})
+    return predictive(result, points).table(levels)

@@ -56,7 +56,7 @@ def isoflop(
     -------
     (table, exponent). ``table``: one row per group with ``C`` (geometric mean of the
     group), ``runs``, ``N_opt`` with ``N_opt_lo`` / ``N_opt_hi``, ``loss_opt``, the
-    group ``label`` of :func:`groups`, and the parabola ``log L = c0 + c1·u + c2·u**2``
+    group ``label`` of :func:`groups`, and the parabola ``log L = coef0 + coef1·u + coef2·u**2``
     with ``u = log N - centre``; groups whose parabola does not open upward are dropped. ``exponent``: ``a``
     (median), ``a_lo``, ``a_hi`` and ``groups`` used.
     """
@@ -95,9 +95,9 @@ def isoflop(
                 "loss_opt": loss_star,
                 "label": label,
                 "centre": xc,
-                "c0": beta[0],
-                "c1": beta[1],
-                "c2": beta[2],
+                "coef0": beta[0],
+                "coef1": beta[1],
+                "coef2": beta[2],
             }
         )
         samples.append(rng.choice(log_n, size=draws))

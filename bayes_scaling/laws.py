@@ -1,4 +1,4 @@
-"""Scaling-law families as pure JAX functions of parameters and log inputs.
+"""Scaling-law families: pure JAX functions of parameters and log inputs, and their records.
 
 A law maps natural parameters (``E``, ``A``, ``alpha`` ...) and natural logs of its
 inputs (``N`` parameters, ``D`` training tokens, ``C`` training FLOP) to the natural
@@ -11,7 +11,12 @@ priors, one TOML file in ``models/``)::
     def my_law(p, x):
         return jnp.log(p["E"] + p["A"] * jnp.exp(-p["alpha"] * x["C"]))
 
-    register(Law("my-law", my_law, params=("E", "A", "alpha"), inputs=("C",)))
+    register(Law("my-law", my_law, params=("E", "A", "alpha"), inputs=("C",), irreducible="E"))
+
+Everything the rest of the package needs to know about a family is in its record:
+which parameter is the irreducible loss, which is the data exponent, and its
+closed-form compute-optimal split where one exists. No other module branches on a
+law's or a parameter's name.
 """
 
 from __future__ import annotations
@@ -51,6 +56,26 @@ def chinchilla(p: Params, x: Inputs) -> Array:
     return logsumexp(terms, axis=0)
 
 
+def chinchilla_optimum(p: Params, log_nd: Array) -> Array:
+    """Compute-optimal log N of the Chinchilla law, for a budget with ``N·D = exp(log_nd)`` (C = k·N·D).
+
+    ``N_opt = G · (N·D)**(beta/(alpha+beta))`` with ``G = (alpha·A / (beta·B))**(1/(alpha+beta))``
+    (Hoffmann et al. 2022, Appendix D.2); ``D_opt = N·D / N_opt``.
+
+    Parameters
+    ----------
+    p : ``A``, ``B``, ``alpha``, ``beta``, each broadcastable against ``log_nd``.
+    log_nd : log of the parameter-token product the budget buys, ``log(C / k)``.
+
+    Returns
+    -------
+    log N_opt, shape broadcast of the arguments.
+    """
+    a, b = p["alpha"], p["beta"]
+    log_g = (jnp.log(a) + jnp.log(p["A"]) - jnp.log(b) - jnp.log(p["B"])) / (a + b)
+    return log_g + b / (a + b) * log_nd
+
+
 @dataclass(frozen=True)
 class Law:
     """A scaling-law family.
@@ -71,6 +96,10 @@ class Law:
     formula : the law in words, for tables and reports.
     data_exponent : the parameter that is the data-scaling exponent, if any (for the
         implied intrinsic dimension d = 4 / exponent).
+    irreducible : the parameter that is the irreducible loss (the floor the reducible
+        terms fall towards), if any.
+    optimum : closed-form compute-optimal split, ``optimum(params, log(C/k)) -> log N``;
+        None: the optimum of a law of N and D is found numerically.
     """
 
     name: str
@@ -80,11 +109,41 @@ class Law:
     centred: tuple[tuple[str, str | float, str], ...] = ()
     formula: str = ""
     data_exponent: str | None = None
+    irreducible: str | None = None
+    optimum: Callable[[Params, Array], Array] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [x for x in self.inputs if x not in ("N", "D", "C")]
+        if unknown or not self.inputs:
+            raise ValueError(f"law {self.name!r}: inputs must be among N, D, C, got {self.inputs}")
+        for field in ("data_exponent", "irreducible"):
+            value = getattr(self, field)
+            if value is not None and value not in self.params:
+                raise ValueError(f"law {self.name!r}: {field} {value!r} is not one of its parameters {self.params}")
+        for amplitude, k, x in self.centred:
+            if amplitude not in self.params or x not in self.inputs or (isinstance(k, str) and k not in self.params):
+                raise ValueError(
+                    f"law {self.name!r}: centred term {(amplitude, k, x)} names an unknown parameter/input"
+                )
 
     @property
     def min_runs(self) -> int:
         """Fewest runs a fit needs: one more than the parameters, noise scale ``sigma`` included."""
         return len(self.params) + 2
+
+    @property
+    def tag(self) -> str | None:
+        """Text that identifies this law's code, for programs kept on disk; None for a law defined elsewhere.
+
+        A law whose function lives in this package is covered by the package's source hash;
+        its function's qualified name (which names the input and breaks of a built family)
+        and the record tell it apart from every other. A law defined outside the package is
+        never stored: its code is in no hash.
+        """
+        mean = self.mean
+        if not getattr(mean, "__module__", "").startswith(__name__.rsplit(".", 1)[0] + "."):
+            return None
+        return f"{mean.__module__}.{mean.__qualname__} {self.name} {self.params} {self.inputs} {self.centred}"
 
 
 _REGISTRY: dict[str, Law] = {}
@@ -96,7 +155,7 @@ def register(law: Law) -> Law:
     return law
 
 
-def get_law(law: str | Law) -> Law:
+def get(law: str | Law) -> Law:
     """Return the registered law called ``law`` (a :class:`Law` passes through)."""
     if isinstance(law, Law):
         return law
@@ -107,7 +166,7 @@ def get_law(law: str | Law) -> Law:
         raise ValueError(f"unknown law {law!r}; known laws: {known}") from None
 
 
-def law_names() -> list[str]:
+def names() -> list[str]:
     """Names of the registered laws."""
     return sorted(_REGISTRY)
 
@@ -121,6 +180,8 @@ register(
         centred=(("A", "alpha", "N"), ("B", "beta", "D")),
         formula="L(N, D) = E + A / N^alpha + B / D^beta",
         data_exponent="beta",
+        irreducible="E",
+        optimum=chinchilla_optimum,
     )
 )
 
@@ -135,7 +196,7 @@ def power(x: str) -> Callable[[Params, Inputs], Array]:
     def mean(p: Params, xs: Inputs) -> Array:
         return jnp.logaddexp(jnp.log(p["A"]) - p["alpha"] * xs[x], jnp.log(p["E"]))
 
-    mean.__name__ = f"power_{x.lower()}"
+    mean.__name__ = mean.__qualname__ = f"power_{x.lower()}"
     return mean
 
 
@@ -149,6 +210,7 @@ for _x in ("N", "D", "C"):
             centred=(("A", "alpha", _x),),
             formula=f"L({_x}) = E + A / {_x}^alpha",
             data_exponent="alpha" if _x == "D" else None,
+            irreducible="E",
         )
     )
 
@@ -204,6 +266,7 @@ def broken(x: str = "C", breaks: int = 1) -> Law:
             log_term = log_term - p[c] * p[f] * jax.nn.softplus((xs[x] - jnp.log(p[d])) / p[f])
         return jnp.logaddexp(log_term, jnp.log(p["E"]))
 
+    mean.__name__ = mean.__qualname__ = f"broken_{x.lower()}{breaks}"
     suffix = "" if (x, breaks) == ("C", 1) else f"-{x.lower()}{breaks}"
     return Law(
         f"broken{suffix}",
@@ -211,7 +274,8 @@ def broken(x: str = "C", breaks: int = 1) -> Law:
         params=("E", "A", "alpha", *(n for triple in names for n in triple)),
         inputs=(x,),
         centred=(("A", "alpha", x), *((d, 1.0, x) for _, d, _ in names)),
-        formula=f"L({x}) = E + A {x}^-alpha prod_i (1 + ({x}/d_i)^(1/f_i))^(-c_i f_i)",
+        formula=f"L({x}) = E + A {x}^-alpha " + " ".join(f"(1 + ({x}/{d})^(1/{f}))^(-{c} {f})" for c, d, f in names),
+        irreducible="E",
     )
 
 
@@ -222,14 +286,17 @@ def downstream(p: Params, x: Inputs) -> Array:
     """Downstream metric against compute, as OpenAI predicted GPT-4's HumanEval pass rate.
 
     ``-E[log p] = alpha * C**-k``, fitted to ``-log(score)`` (see ``load_data(metric=True)``).
-    ``p`` holds ``alpha`` and ``k`` (and ``E``, an offset: the ``downstream-offset`` variant).
 
     Returns
     -------
     Log of the expected ``-log(score)``, shape (n,).
     """
-    log_term = jnp.log(p["alpha"]) - p["k"] * x["C"]
-    return jnp.logaddexp(log_term, jnp.log(p["E"])) if "E" in p else log_term
+    return jnp.log(p["alpha"]) - p["k"] * x["C"]
+
+
+def downstream_offset(p: Params, x: Inputs) -> Array:
+    """:func:`downstream` with an offset ``E``: ``-E[log p] = E + alpha * C**-k``."""
+    return jnp.logaddexp(downstream(p, x), jnp.log(p["E"]))
 
 
 register(
@@ -245,10 +312,11 @@ register(
 register(
     Law(
         "downstream-offset",
-        downstream,
+        downstream_offset,
         params=("E", "alpha", "k"),
         inputs=("C",),
         centred=(("alpha", "k", "C"),),
         formula="-log(score) = E + alpha C^-k",
+        irreducible="E",
     )
 )

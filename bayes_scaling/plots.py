@@ -1,15 +1,25 @@
-"""Figures drawn from fitted results and forecast tables (nothing here refits)."""
+"""Figures drawn from fitted results and from tables (nothing here refits).
+
+Each figure is a function of a result or of the tables other modules return: the fit with
+its bands and forecasts (:func:`fit`, or :func:`fit_from_tables` from a review's tables),
+the compute-optimal frontier, IsoFLOP profiles, backtests, simulation-based calibration,
+and the review's distance and residual figures. ``path=`` saves a figure as PNG or SVG.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .forecast import predict, targets
+from .data import FLOPS_PER_PARAM_TOKEN
+from .forecast import axis_of, column, curve
+from .presets import PRESETS
 from .result import Result
+from .sbc import Calibration
 
 if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: importing it costs half a second
     from matplotlib.axis import Axis
@@ -64,7 +74,7 @@ def _decades(axis: Axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def plot_fit(
+def fit(
     result: Result,
     forecast: pd.DataFrame | None = None,
     *,
@@ -85,29 +95,40 @@ def plot_fit(
     -------
     matplotlib Figure: loss against training compute, both axes logarithmic.
     """
-    runs = result.data()
-    inputs = set(result.law.inputs)
-    x = "C" if {"N", "D"} <= inputs or "C" in inputs else result.law.inputs[0]  # a law of N alone: plot against N
-    x_max = runs[x].max() if forecast is None else max(runs[x].max(), forecast[x].max())
-    grid = np.geomspace(runs[x].min(), x_max * 1.5, 60)
-    if {"N", "D"} <= inputs:
-        points = targets(result, flops=grid)
-    else:
-        points = pd.DataFrame({"N": np.nan, "D": np.nan, "C": np.nan, x: grid})
-    band = predict(result, points, levels=levels)
+    x = axis_of(result.law)
+    band = curve(result, None if forecast is None else float(forecast[x].max()), levels=levels)
+    title = result.law.formula or result.law.name
+    return fit_from_tables(result.data(), band, forecast, x=x, law=result.law.name, title=title, path=path)
 
+
+def fit_from_tables(
+    runs: pd.DataFrame,
+    band: pd.DataFrame,
+    forecast: pd.DataFrame | None,
+    *,
+    x: str,
+    law: str,
+    title: str,
+    path: str | Path | None = None,
+    levels: Sequence[float] | None = None,
+) -> Figure:
+    """:func:`fit` drawn from tables: the runs, bands along the law's curve (:func:`bayes_scaling.forecast.curve`)
+    and the forecast table; ``x`` is the axis (``"C"``, ``"N"`` or ``"D"``)."""
+    if levels is None:
+        levels = sorted({float(c[len("loss_lo") :]) / 100 for c in band.columns if c.startswith("loss_lo")})
+    grid = band[x].to_numpy()
     fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
-        s = f"{100 * level:g}"
+        lo, hi = column("loss", "lo", level), column("loss", "hi", level)
         ax.fill_between(
-            grid, band[f"loss_lo{s}"], band[f"loss_hi{s}"], color="C0", alpha=alpha, lw=0, label=f"{s}% credible band"
+            grid, band[lo], band[hi], color="C0", alpha=alpha, lw=0, label=f"{100 * level:g}% credible band"
         )
-    ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{result.law.name} law, posterior median")
+    ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{law} law, posterior median")
     ax.scatter(runs[x], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
     if forecast is not None:
-        wide = f"{100 * max(levels):g}"
-        lo, hi = forecast.get(f"run_lo{wide}"), forecast.get(f"run_hi{wide}")
+        wide = max(levels)
+        lo, hi = forecast.get(column("run", "lo", wide)), forecast.get(column("run", "hi", wide))
         yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
         ax.errorbar(
             forecast[x],
@@ -117,7 +138,7 @@ def plot_fit(
             color="C3",
             capsize=4,
             zorder=4,
-            label=f"forecast, {wide}% band of a new run",
+            label=f"forecast, {100 * wide:g}% band of a new run",
         )
         for i, (_, row) in enumerate(forecast.iterrows()):
             ax.annotate(
@@ -134,7 +155,7 @@ def plot_fit(
     _scalar(ax.yaxis)
     ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
     ax.set_ylabel("loss (nats/token)")
-    ax.set_title(f"{result.law.formula or result.law.name}")
+    ax.set_title(title)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(True, which="both", alpha=0.2)
     # No tight_layout: `save` crops to the drawn artists, and a layout pass (drawing every tick
@@ -142,15 +163,13 @@ def plot_fit(
     return save(fig, path)
 
 
-def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+def frontier(result: Result, table: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
     """Compute-optimal N and D against compute, with bands, the fitted runs and the presets.
 
     Parameters
     ----------
-    table : from :func:`bayes_scaling.frontier` over a range of budgets.
+    table : from :func:`bayes_scaling.optimal.frontier` over a range of budgets.
     """
-    from .presets import PRESETS
-
     runs = result.data()
     fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
@@ -161,7 +180,7 @@ def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | Non
     ax.scatter(runs["C"], runs["D"], s=6, color="C1", alpha=0.4, label="runs: D")
     for target in PRESETS.values():
         if target.N is not None:
-            c = 6.0 * target.N * target.D
+            c = FLOPS_PER_PARAM_TOKEN * target.N * target.D
             ax.scatter([c, c], [target.N, target.D], marker="*", s=80, color="C3", zorder=4)
             ax.annotate(target.name, (c, target.N), textcoords="offset points", xytext=(5, -12), fontsize=8)
     ax.set_xscale("log")
@@ -177,16 +196,14 @@ def plot_frontier(result: Result, table: pd.DataFrame, *, path: str | Path | Non
     return save(fig, path)
 
 
-def plot_isoflop(
-    data: pd.DataFrame, table: pd.DataFrame, labels: np.ndarray, *, path: str | Path | None = None
-) -> Figure:
+def isoflop(data: pd.DataFrame, table: pd.DataFrame, labels: np.ndarray, *, path: str | Path | None = None) -> Figure:
     """IsoFLOP curves: each budget's runs, fitted parabola in log N and its minimum.
 
     Parameters
     ----------
     data : runs with columns ``N``, ``loss`` (a Dataset's ``frame``).
-    table : from :func:`bayes_scaling.isoflop`.
-    labels : group labels from :func:`bayes_scaling.isoflop.groups`, shape (n,).
+    table : from :func:`bayes_scaling.optimal.isoflop`.
+    labels : group labels from :func:`bayes_scaling.optimal.isoflop_groups`, shape (n,).
     """
     fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
@@ -199,7 +216,7 @@ def plot_isoflop(
         u = np.linspace(np.log(part["N"].min()) - row["centre"], np.log(part["N"].max()) - row["centre"], 100)
         ax.plot(
             np.exp(u + row["centre"]),
-            np.exp(row["c0"] + row["c1"] * u + row["c2"] * u**2),
+            np.exp(row["coef0"] + row["coef1"] * u + row["coef2"] * u**2),
             color=color,
             label=f"C = {row['C']:.2g}",
         )
@@ -224,7 +241,7 @@ def plot_isoflop(
     return save(fig, path)
 
 
-def plot_backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+def backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
     """Forecast against realized loss for held-out runs, one panel per mode, one colour per cutoff.
 
     Parameters
@@ -260,4 +277,62 @@ def plot_backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figu
         ax.legend(fontsize=7)
     axes[0].set_ylabel("forecast (median, 90% band of a new run)")
     fig.tight_layout()
+    return save(fig, path)
+
+
+def sbc(calibration: Calibration, *, path: str | Path | None = None) -> Figure:
+    """Rank histograms of :func:`bayes_scaling.sbc.calibrate`, one panel per parameter: the expected count
+    (solid) and its 99% band (dashed)."""
+    from scipy import stats
+
+    names = list(calibration.ranks.columns)
+    fig = _figure(figsize=(2.6 * len(names), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    n = len(calibration.ranks)
+    expected = n / calibration.bins
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / calibration.bins)
+    edges = np.linspace(0, calibration.draws + 1, calibration.bins + 1)
+    for ax, name in zip(axes, names, strict=True):
+        ax.hist(calibration.ranks[name], bins=edges, color="C0", alpha=0.7)
+        ax.axhline(expected, color="k", lw=0.8)
+        for level in (lo, hi):  # 99% band of one bin's count under uniform ranks
+            ax.axhline(level, color="k", lw=0.8, ls="--")
+        row = calibration.table.loc[name]
+        ax.set_title(f"{name}: p = {row['p_value']:.2g}", fontsize=9, color="k" if row["passed"] else "C3")
+        ax.set_xlabel("rank of the true value")
+    axes[0].set_ylabel("simulations")
+    fig.suptitle(f"Simulation-based calibration: {n} simulations, {calibration.draws} draws each", fontsize=10)
+    return save(fig, path)
+
+
+def distance(runs: pd.DataFrame, target: dict, *, path: str | Path | None = None) -> Figure:
+    """Where a target sits relative to the runs, over parameters and tokens, coloured by compute."""
+    fig = _figure(figsize=(5.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    points = ax.scatter(runs["N"], runs["D"], c=np.log10(runs["C"]), s=12, cmap="viridis", label="runs")
+    ax.scatter([target["N"]], [target["D"]], marker="*", s=180, color="C3", label=f"target: {target['target']}")
+    fig.colorbar(points, ax=ax, label="log10 compute (FLOP)")
+    ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="training tokens D")
+    ax.set_title("Where the target sits relative to the runs", fontsize=10)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def residuals(table: pd.DataFrame, pit: np.ndarray, *, path: str | Path | None = None) -> Figure:
+    """Posterior predictive checks: residual log loss against N, D and C, and the LOO-PIT histogram.
+
+    Parameters
+    ----------
+    table : one row per run with ``N``, ``D``, ``C`` and ``residual`` (observed minus
+        posterior median log loss).
+    pit : LOO-PIT value of each run.
+    """
+    fig = _figure(figsize=(12, 3.2), layout="constrained")
+    axes = fig.subplots(1, 4)
+    for ax, name in zip(axes[:3], ("N", "D", "C"), strict=True):
+        ax.scatter(table[name], table["residual"], s=6)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel=name, ylabel="residual log loss")
+    axes[3].hist(pit, bins=10, range=(0, 1), color="C1")
+    axes[3].set(xlabel="LOO-PIT", ylabel="runs", title="uniform if calibrated")
     return save(fig, path)

@@ -12,6 +12,10 @@ A prior file looks like::
 
 Lookup order for a family's file: an explicit path, the copy packaged in the wheel
 (``bayes_scaling/_models``), then the repository's ``models/`` folder.
+
+A file may also describe its law (``name``, ``formula``, ``inputs``, ``parameters``, as the
+shipped files do); what it states is checked against the law's record in
+:mod:`bayes_scaling.laws` when it is read, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 
 import numpyro.distributions as dist
 
+from .laws import Law
+
 _DISTS: dict[str, tuple[type, tuple[str, ...]]] = {
     "normal": (dist.Normal, ("loc", "scale")),
     "lognormal": (dist.LogNormal, ("loc", "scale")),
@@ -36,6 +42,10 @@ _DISTS: dict[str, tuple[type, tuple[str, ...]]] = {
     "exponential": (dist.Exponential, ("rate",)),
     "beta": (dist.Beta, ("concentration1", "concentration0")),
 }
+
+
+#: Arguments that must be positive.
+_POSITIVE = ("scale", "concentration", "rate", "concentration1", "concentration0")
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,19 @@ class Prior:
                 f"prior {dist!r} takes arguments {', '.join(needed)}; "
                 f"missing {missing or 'none'}, unexpected {extra or 'none'}"
             )
+        values = {}
+        for k in needed:
+            try:
+                values[k] = float(args[k])
+            except (TypeError, ValueError):
+                raise ValueError(f"prior {dist!r}: {k} must be a number, got {args[k]!r}") from None
+        bad = [k for k in _POSITIVE if k in values and not values[k] > 0]
+        if bad:
+            raise ValueError(f"prior {dist!r}: {bad[0]} must be positive, got {values[bad[0]]:g}")
+        if "low" in values and not values["low"] < values["high"]:
+            raise ValueError(f"prior {dist!r}: low ({values['low']:g}) must lie below high ({values['high']:g})")
         object.__setattr__(self, "dist", dist)
-        object.__setattr__(self, "args", tuple((k, float(args[k])) for k in needed))
+        object.__setattr__(self, "args", tuple((k, values[k]) for k in needed))
 
     def build(self) -> dist.Distribution:
         """The NumPyro distribution this prior names."""
@@ -134,32 +155,93 @@ def model_file(name: str) -> Path | resources.abc.Traversable:
     raise ValueError(f"no prior file for law {name!r}: looked for {packaged} and {repo}")
 
 
-def read_spec(law_name: str, path: str | Path | None = None, params: tuple[str, ...] | None = None) -> Spec:
-    """Read a law's priors from ``path`` or from its default file in ``models/``.
+def read_spec(law: Law, path: str | Path | None = None) -> Spec:
+    """Read ``law``'s priors from ``path`` or from its default file in ``models/``.
 
     Parameters
     ----------
-    law_name : the law's registry name; names the default file.
+    law : the law whose priors these are; names the default file, and every one of its
+        parameters (and ``sigma``) must have a prior.
     path : an explicit TOML file (a user's copy of a ``models/`` file).
-    params : the law's parameter names; every one (and ``sigma``) must have a prior.
+
+    Raises
+    ------
+    ValueError
+        Naming the file (and the table or parameter): unreadable TOML, an unknown
+        distribution or a bad argument, a prior for a parameter the law does not have, a
+        missing prior, or a description (``name``, ``formula``, ``inputs``, ``parameters``)
+        that disagrees with the law's record.
     """
-    source = Path(path) if path is not None else model_file(law_name)
+    source = Path(path) if path is not None else model_file(law.name)
     try:
         raw = tomllib.loads(source.read_text())
     except FileNotFoundError:
         raise ValueError(f"prior file {source} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"prior file {source}: {err}") from None
+    stated = {
+        "name": law.name,
+        "formula": law.formula,
+        "inputs": list(law.inputs),
+        "parameters": list(law.params),
+    }
+    for key, value in stated.items():
+        if key in raw and raw[key] != value:
+            raise ValueError(f"prior file {source}: {key} = {raw[key]!r}, but law {law.name!r} has {value!r}")
     tables = raw.get("priors", {})
     lik = raw.get("likelihood", {})
+    unknown = [k for k in tables if k not in law.params]
+    if unknown:
+        raise ValueError(
+            f"prior file {source}: [priors] {unknown[0]}: law {law.name!r} has no parameter {unknown[0]!r} "
+            f"(its parameters: {', '.join(law.params)}; the noise scale is [likelihood] sigma)"
+        )
     priors = {k: Prior.from_dict(v, f"{source}: [priors] {k}") for k, v in tables.items()}
     if "sigma" in lik:
         priors["sigma"] = Prior.from_dict(lik["sigma"], f"{source}: [likelihood] sigma")
-    needed = (*(params or ()), "sigma")
-    missing = [p for p in needed if p not in priors]
+    missing = [p for p in (*law.params, "sigma") if p not in priors]
     if missing:
         raise ValueError(f"prior file {source}: no prior for {', '.join(missing)}")
-    df = float(lik.get("df", 5.0))
+    try:
+        df = float(lik.get("df", 5.0))
+    except (TypeError, ValueError):
+        raise ValueError(f"prior file {source}: [likelihood] df must be a number, got {lik['df']!r}") from None
     if not df > 0:
         raise ValueError(f"prior file {source}: [likelihood] df must be positive, got {df}")
     return Spec(priors, df, raw.get("references", {}), str(source))
+
+
+#: What ``priors=`` may be: a Spec, a TOML file, overrides of the law's default priors, or None.
+PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
+
+
+def resolve(law: Law, priors: PriorsLike = None) -> Spec:
+    """The Spec a fit of ``law`` uses: ``priors`` as given, or the law's defaults with some replaced.
+
+    Parameters
+    ----------
+    priors : a :class:`Spec`; a TOML path; a mapping from parameter names to :class:`Prior`
+        or ``{"dist": ...}`` tables, overriding the law's default priors (for a law without
+        a default file, the mapping must name every parameter and ``sigma``); or None for
+        the defaults.
+    """
+    if isinstance(priors, Spec):
+        return priors
+    if isinstance(priors, str | Path):
+        return read_spec(law, priors)
+    try:
+        defaults = read_spec(law)
+    except ValueError as err:
+        if not priors or not str(err).startswith("no prior file"):
+            raise
+        built = {k: v if isinstance(v, Prior) else Prior.from_dict(v, f"prior for {k}") for k, v in priors.items()}
+        missing = [p for p in (*law.params, "sigma") if p not in built]
+        if missing:
+            raise ValueError(
+                f"law {law.name!r} has no default prior file: give priors for {', '.join(missing)}"
+            ) from None
+        return Spec(built, source="Python")
+    unknown = [k for k in priors or () if k not in defaults.priors]
+    if unknown:
+        raise ValueError(f"prior for unknown parameter {unknown[0]!r}; known: {', '.join(defaults.priors)}")
+    return defaults.with_priors(priors)

@@ -6,7 +6,7 @@ import json
 import threading
 import warnings
 from collections import ChainMap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,15 +17,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import diagnostics
-from .cache import shared
-from .laws import Law, get_law
+from . import _stats, laws
+from ._evaluate import law_at, student_t_logpdf
+from ._programs import PROGRAMS
+from ._sampler import Output, Settings
+from .data import Dataset
+from .diagnostics import THRESHOLDS, Health, Stats, Thresholds, assess, measure
+from .laws import Law
 from .priors import Spec
 
 if TYPE_CHECKING:
     import arviz as az
-
-_BUILDING = threading.Lock()  # one thread builds a result's groups from its function
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
@@ -33,11 +35,12 @@ Groups = Mapping[str, xr.Dataset]
 
 class LazyGroups(Mapping):
     """Groups built one by one on first access (a refit that is only forecast from never
-    computes its pointwise log likelihood or prior draws)."""
+    computes its pointwise log likelihood or prior draws; a batch of a thousand fits builds
+    only what is read). Threads reading one result build each group once."""
 
     def __init__(self, builders: Mapping[str, Callable[[], xr.Dataset]]) -> None:
         self._builders, self._built = dict(builders), {}
-        self._lock = threading.Lock()  # threads reading one result (the command line saves while it plots)
+        self._lock = threading.Lock()
 
     def __getitem__(self, name: str) -> xr.Dataset:
         if name not in self._built:
@@ -55,72 +58,77 @@ class LazyGroups(Mapping):
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """A fitted scaling law.
+    """A fitted scaling law. A value: nothing computed from it changes it.
 
-    It holds the groups of an InferenceData, as xarray Datasets; :attr:`idata` assembles
-    the ArviZ object on first access (importing ArviZ costs seconds that a fit, its
-    forecasts and its saved file do not need). Build it from an InferenceData, from
-    groups, or from a function returning either: :func:`fit_many` passes functions,
-    so that a batch of a thousand fits does not assemble a thousand results nobody
-    reads; each is built on first access and kept.
+    It holds the groups of an InferenceData as xarray Datasets, each built on first
+    access; :attr:`idata` assembles the ArviZ object (importing ArviZ costs seconds that a
+    fit, its forecasts and its saved file do not need).
 
     Attributes
     ----------
-    source : InferenceData or groups (``posterior`` with the law's parameters on their
-        natural scales, ``sigma`` and the sampler's internal ``log_*_c``;
-        ``sample_stats``, ``log_likelihood`` (``log_loss``), ``observed_data``
-        (``log_loss``), ``constant_data`` (``N``, ``D``, ``C``), ``prior``), or a function
-        returning them.
+    source : the groups by name: ``posterior`` (the law's parameters on their natural
+        scales, ``sigma`` and the sampler's internal ``log_*_c``), ``sample_stats``,
+        ``log_likelihood`` (``log_loss``), ``observed_data`` (``log_loss``),
+        ``constant_data`` (``N``, ``D``, ``C``), ``prior``, and for a calibrated fit
+        ``extrapolation``.
     law : the fitted law.
     spec : priors and likelihood settings used.
-    problems : sampler-health problems; empty when the sampler converged.
-    settings : how the draws were made: the sampler settings (``chains``, ``warmup``,
-        ``draws``, ``target_accept``, ``dense``, ``max_tree_depth``, ``laplace_init``,
-        ``algorithm``) and the ``seed``; empty for a result built by hand. Saved with it.
+    stats : the sampler's convergence statistics (None: measured from the draws when asked).
+    settings : the sampler settings the draws came from (None for a result built by hand).
+    seed : the seed the draws came from.
     """
 
-    source: az.InferenceData | Groups | Callable[[], Groups] = field(repr=False)
+    source: Groups = field(repr=False)
     law: Law
     spec: Spec
-    problems: tuple[str, ...] = ()
-    settings: Mapping[str, object] = field(default_factory=dict)
+    stats: Stats | None = None
+    settings: Settings | None = None
+    seed: int | None = None
 
-    def _groups(self) -> Groups:
-        if callable(self.source):
-            with _BUILDING:
-                if callable(self.source):
-                    object.__setattr__(self, "source", self.source())
-        return self.source
+    @classmethod
+    def from_idata(cls, idata: az.InferenceData, law: Law, spec: Spec) -> Result:
+        """A result from an ArviZ InferenceData (its convergence statistics measured from its draws)."""
+        return cls({name: idata[name] for name in idata.groups()}, law, spec)
 
     def groups(self) -> list[str]:
         """Names of the groups held."""
-        source = self._groups()
-        return list(source.groups()) if hasattr(source, "groups") else list(source)
+        return list(self.source)
 
     def group(self, name: str) -> xr.Dataset:
         """One group (``posterior``, ``sample_stats``, ...) as an xarray Dataset."""
-        return self._groups()[name]
+        return self.source[name]
 
     def with_group(self, name: str, group: xr.Dataset) -> Result:
         """A copy that also holds ``group`` under ``name``; groups not built yet stay unbuilt."""
-        return Result(ChainMap({name: group}, self._groups()), self.law, self.spec, self.problems, self.settings)
+        return Result(ChainMap({name: group}, self.source), self.law, self.spec, self.stats, self.settings, self.seed)
 
     @property
     def idata(self) -> az.InferenceData:
-        """The ArviZ InferenceData (assembled on first access)."""
+        """The ArviZ InferenceData of every group."""
         import arviz as az
 
-        source = self._groups()
-        if not isinstance(source, az.InferenceData):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # groups outside ArviZ's schema (extrapolation)
-                source = az.InferenceData(**{name: source[name] for name in source})
-            object.__setattr__(self, "source", source)
-        return source
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # groups outside ArviZ's schema (extrapolation)
+            return az.InferenceData(**{name: self.source[name] for name in self.source})
+
+    def health(self, thresholds: Thresholds = THRESHOLDS) -> Health:
+        """The sampler's health: every convergence check against ``thresholds``."""
+        stats = self.stats
+        if stats is None:
+            post, sample_stats = self.group("posterior"), self.group("sample_stats")
+            draws = {k: post[k].to_numpy() for k in self.params}
+            depth = self.settings.max_tree_depth if self.settings is not None else 10
+            stats = measure(draws, {k: v.to_numpy() for k, v in sample_stats.data_vars.items()}, depth)
+        return assess(stats, thresholds)
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """Sampler-health problems, one sentence each; empty when every check passed."""
+        return self.health().problems
 
     @property
     def converged(self) -> bool:
-        """True when no divergences, every R-hat <= 1.01 and every ESS >= 400."""
+        """True when every convergence check passed (no divergences, R-hat and ESS within thresholds)."""
         return not self.problems
 
     @property
@@ -143,7 +151,8 @@ class Result:
         x = np.stack([post[k].to_numpy() for k in self.params])  # (params, chains, draws)
         flat = x.reshape(len(x), -1).astype(np.float64)
         lo, hi = (1 - ci) / 2, (1 + ci) / 2
-        stats = jax.tree.map(np.asarray, shared(_stats, "summary")(jnp.asarray(x)))
+        program = PROGRAMS.get("summary", lambda: jax.jit(_summary_stats), "summary")
+        stats = jax.tree.map(np.asarray, program(jnp.asarray(x)))
         return pd.DataFrame(
             {
                 "mean": flat.mean(1),
@@ -195,8 +204,9 @@ class Result:
         meta = {
             "law": self.law.name,
             "spec": json.loads(self.spec.to_json()),
-            "problems": list(self.problems),
-            "settings": dict(self.settings),
+            "stats": None if self.stats is None else self.stats.to_dict(),
+            "settings": None if self.settings is None else self.settings.to_dict(),
+            "seed": self.seed,
         }
         for i, name in enumerate(self.groups()):
             data = self.group(name)
@@ -207,26 +217,131 @@ class Result:
         return path
 
 
-def _stats(x: jax.Array) -> dict[str, jax.Array]:
+def _summary_stats(x: jax.Array) -> dict[str, jax.Array]:
     """R-hat, bulk and tail ESS and the MCSE of mean and sd of B series, (B, chains, draws) -> (B,) each."""
-    return {**diagnostics.rank_stats(x), **diagnostics.mcse(x)}
+    return {**_stats.rank_stats(x), **_stats.mcse(x)}
 
 
 def load(path: str | Path) -> Result:
     """Read a result written by :meth:`Result.save`.
 
     The law is looked up by name in the registry: a custom law must be registered
-    (:func:`bayes_scaling.register`) before loading.
+    (:func:`bayes_scaling.laws.register`) before loading.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: it does not exist, is not a complete saved result (a truncated or
+        foreign file), or names a law that is not registered.
     """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    import arviz as az
+    import h5netcdf
 
-    idata = az.from_netcdf(str(path))
-    meta = idata.posterior.attrs.get("bayes_scaling")
+    try:
+        with h5netcdf.File(path, "r") as f:
+            names = list(f.groups)
+        groups = {}
+        for name in names:
+            with xr.open_dataset(path, group=name, engine="h5netcdf") as data:
+                groups[name] = data.load()
+    except Exception as err:  # h5py and netCDF readers raise many kinds of errors for a damaged file
+        raise ValueError(f"{path}: not a complete saved result ({type(err).__name__}: {err})") from None
+    meta = groups.get("posterior", xr.Dataset()).attrs.get("bayes_scaling")
     if meta is None:
         raise ValueError(f"{path}: not a bayes_scaling result (no 'bayes_scaling' attribute on the posterior)")
     meta = json.loads(meta)
     spec = Spec.from_json(json.dumps(meta["spec"]))
-    return Result(idata, get_law(meta["law"]), spec, tuple(meta["problems"]), meta.get("settings", {}))
+    stats = Stats.from_dict(meta["stats"]) if meta.get("stats") else None
+    settings, seed = meta.get("settings"), meta.get("seed")
+    if isinstance(settings, dict) and "seed" in settings:  # files written before 0.2 kept the seed there
+        seed = settings.pop("seed")
+    settings = Settings(**settings) if settings else None
+    return Result(groups, laws.get(meta["law"]), spec, stats, settings, seed)
+
+
+def from_sampler(
+    out: Output,
+    sets: Sequence[Dataset],
+    law: Law,
+    spec: Spec,
+    seeds: Sequence[int],
+    settings: Settings,
+    prior_draws: int,
+) -> list[Result]:
+    """Results from a batch of sampler outputs.
+
+    The convergence statistics come with the sampler output (computed on the device that
+    holds the draws); the draws come to the host once. Everything else a Result holds
+    (pointwise log likelihood, prior draws) is built per fit on first access: a batch of
+    K fits pays only for those it reads.
+
+    Parameters
+    ----------
+    out : sampler output, arrays of shape (K, ...).
+    sets, seeds : the K data sets and their seeds.
+    settings : the sampler settings, recorded on each Result with its seed.
+    prior_draws : draws from the prior in each ``prior`` group.
+    """
+    names = (*law.params, "sigma")  # the sampler's checked sites, in the order of its statistics
+    health = jax.tree.map(np.asarray, out.health)
+    samples, sample_stats = jax.tree.map(np.asarray, (out.samples, out.stats))
+
+    def build(i: int, dataset: Dataset, seed: int) -> LazyGroups:
+        def stats_group() -> xr.Dataset:
+            mine = {k: v[i] for k, v in sample_stats.items()}
+            mine["energy"] = mine["energy"].astype(np.float64)
+            mine["tree_depth"] = np.ceil(np.log2(mine["n_steps"] + 1)).astype(np.int64)
+            return _group(mine)
+
+        def loglik_group() -> xr.Dataset:
+            chains, draws = samples["sigma"].shape[1:3]
+            p = {k: samples[k][i].reshape(-1) for k in law.params}
+            inputs = {k: dataset.frame[k].to_numpy() for k in law.inputs}
+            mu = law_at(law, p, inputs)
+            sigma = samples["sigma"][i].reshape(-1, 1).astype(np.float64)
+            loglik = student_t_logpdf(dataset.logs()["loss"][None, :], mu, sigma, spec.df)
+            return _group({"log_loss": loglik.reshape(chains, draws, -1)})
+
+        def prior_group() -> xr.Dataset:
+            program = PROGRAMS.get(
+                ("prior", spec.to_json(), prior_draws),
+                lambda: jax.jit(lambda key: _prior_draws(spec, prior_draws, key)),
+                f"prior {spec.to_json()} {prior_draws}",
+            )
+            prior = program(jax.random.fold_in(jax.random.key(seed), 1))
+            return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})
+
+        return LazyGroups(
+            {
+                "posterior": lambda: _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
+                "sample_stats": stats_group,
+                "log_likelihood": loglik_group,
+                "observed_data": lambda: _group({"log_loss": dataset.logs()["loss"]}, lead=()),
+                "constant_data": lambda: _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
+                "prior": prior_group,
+            }
+        )
+
+    results = []
+    for i, (dataset, seed) in enumerate(zip(sets, seeds, strict=True)):
+        stats = Stats.from_arrays({k: v[i] for k, v in health.items()}, names, settings.max_tree_depth)
+        results.append(Result(build(i, dataset, seed), law, spec, stats, settings, seed))
+    return results
+
+
+def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
+    """``n`` draws of every prior, each of shape (1, n): one chain, as ArviZ's prior group expects."""
+    keys = jax.random.split(key, len(spec.priors))
+    return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}
+
+
+def _group(arrays: Mapping[str, np.ndarray], lead: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
+    """An InferenceData group: leading dimensions ``lead``, then ``run`` for per-run arrays."""
+    variables = {}
+    for name, a in arrays.items():
+        extra = tuple("run" if j == 0 else f"{name}_dim_{j}" for j in range(a.ndim - len(lead)))
+        variables[name] = ((*lead, *extra), a)
+    sizes = {d: n for a in arrays.values() for d, n in zip(lead, a.shape, strict=False)}
+    return xr.Dataset(variables, coords={d: np.arange(n) for d, n in sizes.items()})

@@ -14,22 +14,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 import pandas as pd
 import scipy.special
 
+from . import laws
+from .datasets import sweep
 from .diagnostics import ConvergenceWarning
-from .fit import PriorsLike, as_spec, fit_many
-from .laws import Law, get_law
-from .priors import Prior
-from .simulate import simulate, sweep
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from .fit import fit_many
+from .laws import Law
+from .priors import Prior, PriorsLike, resolve
+from .simulate import simulate
 
 #: Priors around the published Chinchilla fits (Hoffmann et al. 2022), narrower than the defaults:
 #: every sweep simulated from them identifies its parameters, so short chains suffice. Used by
@@ -73,33 +70,6 @@ class Calibration:
         """True when no parameter's ranks depart from uniform at the family-wise level ``alpha``."""
         return bool(self.table["passed"].all())
 
-    def plot(self, path: str | Path | None = None) -> Figure:
-        """Rank histograms, one panel per parameter: the expected count (solid) and its 99% band (dashed)."""
-        from .plots import _figure, save
-
-        names = list(self.ranks.columns)
-        fig = _figure(figsize=(2.6 * len(names), 2.6), layout="constrained")
-        axes = fig.subplots(1, len(names), squeeze=False)[0]
-        n = len(self.ranks)
-        expected = n / self.bins
-        from scipy import stats
-
-        lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / self.bins)
-        edges = np.linspace(0, self.draws + 1, self.bins + 1)
-        for ax, name in zip(axes, names, strict=True):
-            ax.hist(self.ranks[name], bins=edges, color="C0", alpha=0.7)
-            ax.axhline(expected, color="k", lw=0.8)
-            for level in (lo, hi):  # 99% band of one bin's count under uniform ranks
-                ax.axhline(level, color="k", lw=0.8, ls="--")
-            row = self.table.loc[name]
-            ax.set_title(f"{name}: p = {row['p_value']:.2g}", fontsize=9, color="k" if row["passed"] else "C3")
-            ax.set_xlabel("rank of the true value")
-        axes[0].set_ylabel("simulations")
-        fig.suptitle(f"Simulation-based calibration: {n} simulations, {self.draws} draws each", fontsize=10)
-        if path is not None:
-            save(fig, path)
-        return fig
-
 
 def calibrate(
     law: str | Law = "chinchilla",
@@ -125,7 +95,7 @@ def calibrate(
     law, priors : the model to check (priors as for :func:`bayes_scaling.fit`).
     n_sims : simulations (each one fit; all fits run as one batch).
     runs : the sweep to simulate, columns ``params``, ``tokens``, ``flops``
-        (default :func:`bayes_scaling.sweep`: 8 x 8 runs).
+        (default :func:`bayes_scaling.datasets.sweep`: 8 x 8 runs).
     draws_per_rank : posterior draws, evenly thinned from all chains, that each true
         value is ranked among; ranks take values ``0..draws_per_rank``.
     bins : rank bins of the chi-square test (default: about ``n_sims / 10``, 5 to 20,
@@ -141,8 +111,8 @@ def calibrate(
     -------
     Calibration.
     """
-    law = get_law(law)
-    spec = as_spec(priors, law)
+    law = laws.get(law)
+    spec = resolve(law, priors)
     runs = sweep() if runs is None else runs
     names = [*law.params, "sigma"]
     truth_keys = jax.random.split(jax.random.key(seed), len(names))
@@ -177,7 +147,7 @@ def calibrate(
     ranks = pd.DataFrame(
         {
             name: [
-                int(np.sum(r.idata.posterior[name].to_numpy().reshape(-1)[pick] < t))
+                int(np.sum(r.group("posterior")[name].to_numpy().reshape(-1)[pick] < t))
                 for r, t in zip(results, truths[name], strict=True)
             ]
             for name in names

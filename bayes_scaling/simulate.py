@@ -5,30 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .laws import Law, get_law
-
-
-def sweep(
-    n_range: tuple[float, float] = (1e7, 1e9),
-    tokens_per_param: tuple[float, float] = (2.0, 200.0),
-    sizes: int = 8,
-    ratios: int = 8,
-    k: float = 6.0,
-) -> pd.DataFrame:
-    """A grid of training runs: ``sizes`` model sizes by ``ratios`` tokens-per-parameter ratios.
-
-    Returns
-    -------
-    DataFrame with columns ``params``, ``tokens``, ``flops`` (= k·N·D), shape (sizes·ratios, 3).
-    """
-    n = np.geomspace(*n_range, sizes)
-    r = np.geomspace(*tokens_per_param, ratios)
-    nn, rr = (a.ravel() for a in np.meshgrid(n, r, indexing="ij"))
-    return pd.DataFrame({"params": nn, "tokens": nn * rr, "flops": k * nn * nn * rr})
+from . import laws
+from ._evaluate import law_at
+from .datasets import sweep
+from .laws import Law
 
 
 def simulate(
@@ -40,12 +23,12 @@ def simulate(
     df: float | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Losses drawn from ``law`` at known parameters: ``log L = law.mean + sigma·noise``.
+    """Losses drawn from ``law`` at known parameters: ``log L = log law(params) + sigma·noise``.
 
     Parameters
     ----------
     params : the law's natural parameters.
-    runs : columns ``params``, ``tokens``, ``flops`` (default: :func:`sweep`).
+    runs : columns ``params``, ``tokens``, ``flops`` (default: :func:`bayes_scaling.datasets.sweep`).
     sigma : noise scale on log loss.
     df : Student-t degrees of freedom of the noise (None: Gaussian).
     seed : seeds the noise.
@@ -54,11 +37,10 @@ def simulate(
     -------
     ``runs`` with a ``loss`` column added.
     """
-    law = get_law(law)
+    law = laws.get(law)
     runs = sweep() if runs is None else runs.copy()
-    x = {"N": runs["params"], "D": runs["tokens"], "C": runs["flops"]}
-    logs = {k: jnp.asarray(np.log(x[k].to_numpy(np.float64))) for k in law.inputs}
-    mean = np.asarray(law.mean({k: jnp.asarray(v) for k, v in params.items()}, logs), np.float64)
+    inputs = {"N": runs["params"], "D": runs["tokens"], "C": runs["flops"]}
+    mean = law_at(law, {k: [v] for k, v in params.items()}, {k: inputs[k].to_numpy() for k in law.inputs})[0]
     key = jax.random.key(seed)
     noise = jax.random.normal(key, mean.shape) if df is None else jax.random.t(key, df, mean.shape)
     runs["loss"] = np.exp(mean + sigma * np.asarray(noise, np.float64))

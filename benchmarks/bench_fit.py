@@ -1,16 +1,24 @@
 """Benchmark: the default Chinchilla fit on the embedded data, against plain NumPyro ``MCMC.run``.
 
 Run:  python benchmarks/bench_fit.py
+      python benchmarks/bench_fit.py --against DIR    (DIR: a source checkout of another version)
 
 Prints, for a fresh ``bayes-scaling fit`` process (cold cache, then the median of five
 with the cache of compiled and traced programs warm; plain and calibrated),
 a first and a second fit in one process, and NumPyro's ``MCMC.run`` on the same
 model with the same chains and draws: wall time, min bulk ESS over E, A, B, alpha,
 beta, ESS per second and max R-hat, and the machine.
+
+With ``--against DIR`` it instead times this tree and the version in DIR in one run,
+alternating between them (so both see the same machine load): a fresh calibrated and a
+fresh plain ``bayes-scaling fit`` with a warm cache (each version its own), and a warm
+in-process ``fit(calibrate=False)``; medians of the rounds and the ratio this / other.
+To compare with an earlier commit: ``git archive COMMIT | tar -x -C /tmp/before``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -18,13 +26,18 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import arviz as az
 import jax
+import numpy as np
 import numpyro
 
 import bayes_scaling as bs
-from bayes_scaling.model import build, model_data
+from bayes_scaling._model import model_data, target
+from bayes_scaling.priors import resolve
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PARAMS = ["E", "A", "B", "alpha", "beta"]
 
@@ -43,17 +56,69 @@ def row(name: str, seconds: float, idata: az.InferenceData | None) -> None:
     print(f"{name:<46} {seconds:8.2f} s   min bulk ESS {ess:7.0f}   {ess / seconds:8.0f} ESS/s   max R-hat {rhat:.4f}")
 
 
-def fresh_cli(cache: str, *extra: str) -> float:
+def fresh_cli(cache: str, *extra: str, source: Path | None = None) -> float:
+    """Seconds of a fresh ``bayes-scaling fit`` process (of the package in ``source``, default: as installed)."""
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, BAYES_SCALING_CACHE=cache)
+        if source is not None:
+            env["PYTHONPATH"] = str(source)
         t = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "bayes_scaling.cli", "fit", "--out", out, *extra],
             check=True,
             capture_output=True,
             env=env,
+            cwd=out,
         )
         return time.perf_counter() - t
+
+
+# Warm in-process fits: compile once, then time five fits (seeds 1-5); prints the median.
+WARM = """
+import time, warnings, numpy as np, bayes_scaling as bs
+warnings.simplefilter("ignore")
+bs.fit(seed=0, calibrate=False)
+times = []
+for seed in range(1, 6):
+    t = time.perf_counter(); bs.fit(seed=seed, calibrate=False); times.append(time.perf_counter() - t)
+print(np.median(times))
+"""
+
+
+def warm_fit(source: Path) -> float:
+    run = subprocess.run(
+        [sys.executable, "-c", WARM],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(source)),
+    )
+    return float(run.stdout.strip().splitlines()[-1])
+
+
+def against(other: Path, rounds: int = 5) -> None:
+    """This tree and ``other`` timed alternately in one run; medians and ratios."""
+    versions = {"this": ROOT, "other": other}
+    times = {(v, what): [] for v in versions for what in ("calibrated", "plain", "warm fit")}
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        caches = {"this": a, "other": b}
+        for name, source in versions.items():  # fill each version's cache
+            fresh_cli(caches[name], source=source)
+            fresh_cli(caches[name], "--plain", source=source)
+        for _ in range(rounds):
+            for name, source in versions.items():
+                times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
+                times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
+                times[name, "warm fit"].append(warm_fit(source))
+    print(f"this: {ROOT}\nother: {other}\n{rounds} rounds, alternating; medians (range)")
+    for what in ("calibrated", "plain", "warm fit"):
+        label = {"calibrated": "fresh `bayes-scaling fit`", "plain": "fresh `bayes-scaling fit --plain`"}.get(
+            what, "fit(calibrate=False), warm, median of 5"
+        )
+        this, other_ = (np.median(times[v, what]) for v in versions)
+        spans = [f"{min(times[v, what]):.2f}-{max(times[v, what]):.2f}" for v in versions]
+        ratio = this / other_
+        print(f"{label:<42} this {this:6.2f} s ({spans[0]})  other {other_:6.2f} s ({spans[1]})  ratio {ratio:.2f}")
 
 
 # A fresh process doing what `bayes-scaling fit [--plain]` does, one step after another, timing each.
@@ -67,9 +132,9 @@ import bayes_scaling as bs
 bs.enable_cache(sys.argv[1]); lap("import")
 result = bs.fit(calibrate=sys.argv[3] == "True"); lap("fit (read stored programs, sample)")
 result.summary(); lap("summary")
-forecast = bs.predict(result, bs.forecast_targets(result, preset_names=["gpt3", "chinchilla", "gpt4"])); lap("forecast")
+forecast = bs.forecast(result, preset=["gpt3", "chinchilla", "gpt4"]); lap("forecast")
 result.save(sys.argv[2] + "/posterior.nc"); lap("netCDF")
-bs.plot_fit(result, forecast, path=sys.argv[2] + "/fit.png"); lap("figure")
+bs.plots.fit(result, forecast, path=sys.argv[2] + "/fit.png"); lap("figure")
 """
 
 
@@ -81,7 +146,14 @@ def steps(cache: str, calibrate: bool) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", type=Path, help="a source checkout of another version to time beside this one")
+    args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)
+    if args.against is not None:
+        against(args.against.resolve())
+        print(f"\nreproduce: python benchmarks/bench_fit.py --against {args.against}")
+        return
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} on {jax.devices()[0].platform}, numpyro {numpyro.__version__}"
@@ -113,8 +185,8 @@ def main() -> None:
     result = bs.fit(seed=0)
     row("fit() default: + 4 internal refits + kappa, warm", time.perf_counter() - t, result.idata)
 
-    law = bs.get_law("chinchilla")
-    model = build(law, bs.read_spec("chinchilla", params=law.params))
+    law = bs.laws.get("chinchilla")
+    model = target(law, resolve(law)).model
     data = model_data(bs.datasets.chinchilla(), law)
     for call in ("first", "second"):
         mcmc = numpyro.infer.MCMC(

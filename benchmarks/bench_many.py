@@ -47,12 +47,12 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bayes_scaling as bs  # noqa: E402
-from bayes_scaling import diagnostics  # noqa: E402
-from bayes_scaling.fit import as_dataset, as_spec  # noqa: E402
-from bayes_scaling.model import stack_data  # noqa: E402
-from bayes_scaling.sampler import Settings, run_many  # noqa: E402
+from bayes_scaling._model import stack_data, target  # noqa: E402
+from bayes_scaling._sampler import sample_many  # noqa: E402
+from bayes_scaling.fit import _as_dataset  # noqa: E402
+from bayes_scaling.priors import resolve  # noqa: E402
 
-warnings.simplefilter("ignore", diagnostics.ConvergenceWarning)
+warnings.simplefilter("ignore", bs.ConvergenceWarning)
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
 
 
@@ -91,7 +91,7 @@ def against_cpu(sets: list, kw: dict, repeats: int = 3) -> None:
 
 
 def main() -> None:
-    runs = bs.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
+    runs = bs.datasets.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
     sets = [bs.simulate(TRUTH, runs, sigma=0.01, seed=i) for i in range(args.fits)]
     kw = {"chains": 4, "warmup": args.warmup, "draws": args.draws}
     devices = jax.local_devices()
@@ -113,11 +113,12 @@ def main() -> None:
         t0 = time.perf_counter()
         built = [r.idata for r in results]  # InferenceData are built on first access: time building all
         print(f"{algorithm}: building all {len(built)} InferenceData after the call {time.perf_counter() - t0:.2f} s")
-        law = bs.get_law("chinchilla")
-        batch = stack_data([as_dataset(d, law) for d in sets], law)
+        law = bs.laws.get("chinchilla")
+        batch = stack_data([_as_dataset(d, law) for d in sets], law)
         keys = jax.vmap(jax.random.key)(np.arange(len(sets)))
+        settings = bs.Settings(**kw, algorithm=algorithm)
         t0 = time.perf_counter()
-        jax.block_until_ready(run_many(law, as_spec(None, law), Settings(**kw, algorithm=algorithm), keys, batch))
+        jax.block_until_ready(sample_many(target(law, resolve(law)), settings, keys, batch))
         sampler = time.perf_counter() - t0
         rows.append((f"fit_many {algorithm}", cold, warm, sampler, *counted(results)))
     singles = args.fits if args.singles is None else args.singles

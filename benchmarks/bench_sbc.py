@@ -21,7 +21,7 @@ import time
 import jax
 
 import bayes_scaling as bs
-from bayes_scaling.sbc import REGIME
+from bayes_scaling.sbc import REGIME, calibrate
 
 PRIORS = REGIME
 
@@ -39,14 +39,14 @@ def main() -> None:
     settings = {"n_sims": args.sims, "priors": PRIORS, "warmup": 300, "draws": 500, "algorithm": args.algorithm}
     for label, noise in [("model", 1.0)] + ([] if args.no_broken else [("broken: noise x3", 3.0)]):
         t0 = time.perf_counter()
-        cal = bs.calibrate("chinchilla", noise_scale=noise, seed=1, **settings)
+        cal = calibrate("chinchilla", noise_scale=noise, seed=1, **settings)
         seconds = time.perf_counter() - t0
         print(f"\nSBC, {label}: {args.sims} simulations, {args.algorithm}, 4 chains x (300 + 500), {seconds:.1f} s")
         print(f"ranks among {cal.draws} draws, {cal.bins} bins; {cal.converged} fits passed every health check")
         print(cal.table.round(4).to_string())
         print("PASSED" if cal.passed else "FAILED", f"(family-wise alpha {cal.alpha})")
         if args.plot and noise == 1.0:
-            cal.plot(args.plot)
+            bs.plots.sbc(cal, path=args.plot)
 
 
 if __name__ == "__main__":

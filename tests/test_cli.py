@@ -33,7 +33,7 @@ def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "to 240 runs from chinchilla_hoffmann2022_fig4.csv (embedded)" in out
-    assert "sampler health: no divergences (0)" in out
+    assert "sampler health: pass: max R-hat" in out and "share of divergent draws 0 (<= 0)" in out
     for name in ("E", "alpha", "beta", "r_hat", "ess_bulk", "GPT-3", "GPT-4 scale"):
         assert name in out
     forecast = pd.read_csv(tmp_path / "forecast.csv")
@@ -58,11 +58,11 @@ def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path):
         env=buffered,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.rstrip().endswith("every R-hat <= 1.01 and bulk/tail ESS >= 400")  # the last line got out
+    assert proc.stdout.rstrip().endswith("share of draws at tree depth 10 0 (<= 0)")  # the last line got out
     assert pd.read_csv(tmp_path / "forecast.csv")["target"].tolist() == ["GPT-4 scale"]
     assert (tmp_path / "fit.png").read_bytes()[-8:] == b"IEND\xaeB`\x82"  # a PNG written to its end
     back = bs.load(tmp_path / "posterior.nc")
-    assert back.settings["draws"] == FAST["draws"] and back.settings["seed"] == 0
+    assert back.settings.draws == FAST["draws"] and back.seed == 0
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,9 @@ def test_several_laws_are_fitted_compared_and_stacked(tmp_path, capsys):
 
 def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
     truth = {"alpha": 2e3, "k": 0.15}
-    runs = bs.simulate(truth, bs.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4), law="downstream", sigma=0.1, seed=5)
+    runs = bs.simulate(
+        truth, bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4), law="downstream", sigma=0.1, seed=5
+    )
     frame = pd.DataFrame({"FLOPs (1E21)": runs["flops"] / 1e21, "HumanEval": np.exp(-runs["loss"])})
     path = tmp_path / "scores.csv"
     frame.to_csv(path, index=False)
@@ -194,3 +196,13 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
     forecast = pd.read_csv(tmp_path / "forecast.csv").iloc[0]
     true = 2e3 * 2.1e25**-0.15  # expected -log(pass rate) at GPT-4 scale
     assert forecast["loss_lo95"] <= true <= forecast["loss_hi95"]
+
+
+def test_every_sampler_setting_is_a_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, default in [("--chains", 4), ("--warmup", 500), ("--draws", 1000), ("--target-accept", 0.9)]:
+        assert flag in text and f"(default: {default})" in text
+    for flag in ("--max-tree-depth", "--algorithm", "--dense, --no-dense", "--laplace-init, --no-laplace-init"):
+        assert flag in text

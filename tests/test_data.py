@@ -3,10 +3,13 @@ import pandas as pd
 import pytest
 
 import bayes_scaling as bs
+from bayes_scaling.data import _load_together
 
 
 def runs(n: int = 8) -> pd.DataFrame:
-    return bs.simulate({"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}, bs.sweep(sizes=n, ratios=2))
+    return bs.simulate(
+        {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}, bs.datasets.sweep(sizes=n, ratios=2)
+    )
 
 
 def test_embedded_dataset_has_245_runs_with_its_source():
@@ -106,7 +109,7 @@ def test_unreadable_file(tmp_path):
 def test_frames_checked_together_equal_frames_checked_one_by_one():
     frames = [runs(8), runs(6).assign(loss=lambda f: f["loss"] * 1.01), runs(7)]
     frames.append(frames[0].copy())  # the same runs twice are two data sets, not duplicate rows
-    together = bs.data.load_together(frames, needs=("N", "D"), min_rows=6)
+    together = _load_together(frames, needs=("N", "D"), min_rows=6)
     assert [len(d) for d in together] == [16, 12, 14, 16]
     for got, frame in zip(together, frames, strict=True):
         want = bs.load_data(frame)
@@ -116,10 +119,10 @@ def test_frames_checked_together_equal_frames_checked_one_by_one():
 
 def test_frames_checked_together_leave_every_finding_to_the_single_check():
     good = runs(8)
-    assert bs.data.load_together([good, good.iloc[:3]], needs=("N", "D"), min_rows=6) is None  # one too short
-    assert bs.data.load_together([good, pd.concat([good, good.iloc[:1]])], needs=("N", "D")) is None  # a duplicate
-    assert bs.data.load_together([good, good.assign(loss=-1.0)], needs=("N", "D")) is None  # a bad value
-    assert bs.data.load_together([good, good.rename(columns={"loss": "val"})], needs=("N", "D")) is None
+    assert _load_together([good, good.iloc[:3]], needs=("N", "D"), min_rows=6) is None  # one too short
+    assert _load_together([good, pd.concat([good, good.iloc[:1]])], needs=("N", "D")) is None  # a duplicate
+    assert _load_together([good, good.assign(loss=-1.0)], needs=("N", "D")) is None  # a bad value
+    assert _load_together([good, good.rename(columns={"loss": "val"})], needs=("N", "D")) is None
 
 
 def test_fit_many_names_the_bad_data_set():

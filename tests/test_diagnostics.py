@@ -5,34 +5,60 @@ import numpy as np
 import pytest
 
 import bayes_scaling as bs
-from bayes_scaling import diagnostics
+from bayes_scaling import _stats, diagnostics
+from bayes_scaling.diagnostics import Thresholds, assess, measure
 
 
-def idata(shift: float = 0.0, divergent: int = 0) -> az.InferenceData:
+def chains(shift: float = 0.0, divergent: int = 0) -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 1000))
     x[0] += shift  # one chain stuck elsewhere
     diverging = np.zeros((4, 1000), bool)
     diverging[1, :divergent] = True
     energy = rng.normal(size=(4, 1000))
-    return az.from_dict(posterior={"E": x}, sample_stats={"diverging": diverging, "energy": energy})
+    return {"E": x}, {"diverging": diverging, "energy": energy}
 
 
-def test_healthy_chains_have_no_problems():
-    assert diagnostics.problems(idata(), ["E"]) == []
+def test_healthy_chains_pass_every_check():
+    health = assess(measure(*chains()))
+    assert health.problems == () and health.level == "pass"
+    assert set(health.table()["status"]) == {"pass"}
 
 
 def test_stuck_chain_and_divergences_are_reported_loudly():
-    found = diagnostics.problems(idata(shift=3.0, divergent=7), ["E"])
-    assert found[0] == "7 of 4000 draws diverged"
-    assert any(p.startswith("R-hat of E is ") for p in found)
+    health = assess(measure(*chains(shift=3.0, divergent=7)))
+    assert health.problems[0] == "7 of 4000 draws diverged"
+    assert any(p.startswith("R-hat of E is ") for p in health.problems)
+    table = health.table().set_index("check")
+    assert table.loc["max R-hat", "status"] == "fail" and health.level == "fail"  # a chain 3 sd away
     with pytest.warns(bs.ConvergenceWarning, match=r"THE SAMPLER DID NOT CONVERGE.*7 of 4000 draws diverged"):
-        diagnostics.warn(found, "test fit")
+        diagnostics.warn(health, "test fit")
+
+
+def test_thresholds_are_arguments_with_pass_warn_and_fail_levels():
+    draws, stats = chains(divergent=7)  # 7 of 4000 draws: 0.175% divergent
+    measured = measure(draws, stats)
+    check = lambda health: health.table().set_index("check").loc["share of divergent draws", "status"]  # noqa: E731
+    assert check(assess(measured)) == "warn"  # above 0, at most 0.5%
+    assert check(assess(measured, Thresholds(divergent=(0.0, 0.001)))) == "fail"
+    assert check(assess(measured, Thresholds(divergent=(0.002, 0.01)))) == "pass"
+    assert assess(measured).level == "warn"
+    # A constant chain's statistics cannot be computed: that fails, never passes.
+    flat = assess(
+        measure({"E": np.ones((4, 100))}, {"diverging": np.zeros((4, 100), bool), "energy": stats["energy"][:, :100]})
+    )
+    assert flat.table().set_index("check").loc["max R-hat", "status"] == "fail"
+
+
+def test_statistics_round_trip_through_json():
+    measured = measure(*chains(shift=3.0))
+    back = diagnostics.Stats.from_dict(measured.to_dict())
+    assert assess(back) == assess(measured)
 
 
 def test_too_short_fit_is_flagged():
     # 2 chains x 30 draws cannot give a bulk ESS of 400.
-    runs = bs.simulate({"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, bs.sweep())
+    runs = bs.simulate({"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}, bs.datasets.sweep())
     with pytest.warns(bs.ConvergenceWarning, match=r"bulk ESS of .* \(< 400\)"):
         result = bs.fit(runs, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)
     assert not result.converged
@@ -50,9 +76,7 @@ def test_vectorized_rhat_and_ess_match_arviz(x64):
     x[::7, 0] += 2.0
     x[3] = 1.0
     with jax.enable_x64(x64):
-        found = [
-            np.asarray(f(x), np.float64) for f in (diagnostics.rhat_rank, diagnostics.ess_bulk, diagnostics.ess_tail)
-        ]
+        found = [np.asarray(f(x), np.float64) for f in (_stats.rhat_rank, _stats.ess_bulk, _stats.ess_tail)]
     for i, xi in enumerate(x):
         with np.errstate(divide="ignore", invalid="ignore"):  # ArviZ divides 0 / 0 on the constant series
             ref = float(az.rhat(xi)), float(az.ess(xi, method="bulk")), float(az.ess(xi, method="tail"))
@@ -69,5 +93,5 @@ def test_ranks_average_ties_as_scipy_does():
     x[0, 50:90] = x[0, 49]  # a stuck stretch: rejected proposals repeat one draw
     x[1] = 2.0  # a constant chain
     x[2] = np.round(x[2], 1)  # many small ties
-    ranks = diagnostics._ranks(jnp.asarray(x), jnp.sort(jnp.asarray(x), axis=-1))
+    ranks = _stats._ranks(jnp.asarray(x), jnp.sort(jnp.asarray(x), axis=-1))
     np.testing.assert_array_equal(ranks, stats.rankdata(x, method="average", axis=-1))

@@ -9,7 +9,7 @@ from conftest import FAST
 
 import bayes_scaling as bs
 
-WIDE = bs.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # compute over 10 decades, 64 runs
+WIDE = bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # compute over 10 decades, 64 runs
 
 # Known truths; Student-t noise (4 degrees of freedom, as the model assumes) of scale 1% on log loss
 # (10% for the downstream metric). Fixed seeds: a regression check; calibration is tested by SBC.
@@ -17,7 +17,7 @@ CASES = {
     "power-n": ({"E": 1.8, "A": 200.0, "alpha": 0.3}, WIDE, 0.01),
     "power-d": ({"E": 1.8, "A": 900.0, "alpha": 0.33}, WIDE, 0.01),
     "power-c": ({"E": 1.7, "A": 3000.0, "alpha": 0.17}, WIDE, 0.01),
-    "kaplan": ({"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}, bs.sweep(), 0.01),
+    "kaplan": ({"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}, bs.datasets.sweep(), 0.01),
     "broken": ({"E": 1.7, "A": 40.0, "alpha": 0.05, "c1": 0.4, "d1": 1e18, "f1": 0.5}, WIDE, 0.01),
     "downstream": ({"alpha": 2e3, "k": 0.15}, WIDE, 0.1),
     "downstream-offset": ({"E": 0.05, "alpha": 2e3, "k": 0.15}, WIDE, 0.1),
@@ -68,10 +68,13 @@ def test_comparison_on_embedded_data_and_stacked_gpt4_forecast(epoch_fit):
     assert set(table.index) == {"chinchilla", "kaplan", "power-c"}
     assert table.index[0] == "chinchilla"
     assert (table["pareto_k_high"] >= 0).all() and table["weight"].sum() == pytest.approx(1.0, abs=1e-6)
-    points = bs.forecast_targets(epoch_fit, preset_names="gpt4")
-    singles = [bs.predict(r, points)["loss_median"].iloc[0] for r in fits]
-    mix = bs.stacked(fits, table["weight"], points).iloc[0]
-    assert min(singles) <= mix["loss_median"] <= max(singles)
+    singles = [bs.forecast(r, preset="gpt4")["loss_median"].iloc[0] for r in fits]
+    mix = bs.forecast(fits, weights=table["weight"], preset="gpt4").iloc[0]  # a stacked forecast
+    assert mix["mode"] == "stacked" and min(singles) <= mix["loss_median"] <= max(singles)
+    with pytest.raises(ValueError, match="needs their weights"):
+        bs.forecast(fits, preset="gpt4")
+    with pytest.raises(ValueError, match=r"no fit of law 'broken'"):
+        bs.forecast(fits, weights={"broken": 1.0}, preset="gpt4")
 
 
 def test_intrinsic_dimension_is_four_over_the_data_exponent(epoch_fit):
@@ -80,7 +83,7 @@ def test_intrinsic_dimension_is_four_over_the_data_exponent(epoch_fit):
     assert d["exponent"] == "beta"
     assert d["median"] == pytest.approx(np.median(4 / beta), rel=1e-9)
     with pytest.raises(ValueError, match="no data-scaling exponent"):
-        bs.Result(epoch_fit.idata, bs.get_law("power-c"), epoch_fit.spec).intrinsic_dimension()
+        bs.Result(epoch_fit.idata, bs.laws.get("power-c"), epoch_fit.spec).intrinsic_dimension()
 
 
 def test_a_family_defined_outside_the_package():
@@ -88,17 +91,15 @@ def test_a_family_defined_outside_the_package():
         """L(N) = E + A / (1 + N / N_0): a made-up law, with its own priors in Python."""
         return jnp.log(p["E"] + p["A"] / (1 + jnp.exp(x["N"] - jnp.log(p["N_0"]))))
 
-    law = bs.register(bs.Law("saturating", saturating, params=("E", "A", "N_0"), inputs=("N",)))
-    priors = bs.Spec(
-        {
-            "E": bs.Prior("lognormal", loc=0.5, scale=0.5),
-            "A": bs.Prior("lognormal", loc=0.0, scale=1.0),
-            "N_0": bs.Prior("lognormal", loc=18.0, scale=2.0),
-            "sigma": bs.Prior("halfnormal", scale=0.1),
-        }
-    )
+    law = bs.laws.register(bs.Law("saturating", saturating, params=("E", "A", "N_0"), inputs=("N",)))
+    priors = {
+        "E": bs.Prior("lognormal", loc=0.5, scale=0.5),
+        "A": bs.Prior("lognormal", loc=0.0, scale=1.0),
+        "N_0": bs.Prior("lognormal", loc=18.0, scale=2.0),
+        "sigma": bs.Prior("halfnormal", scale=0.1),
+    }
     truth = {"E": 2.0, "A": 1.5, "N_0": 1e8}
-    runs = bs.simulate(truth, bs.sweep(), law=law, sigma=0.01, seed=4)
+    runs = bs.simulate(truth, bs.datasets.sweep(), law=law, sigma=0.01, seed=4)
     result = bs.fit(runs, law, priors=priors, seed=0, **FAST)
     assert result.converged, result.problems
     for param, value in truth.items():
@@ -119,7 +120,7 @@ def test_a_law_of_n_alone_is_plotted_against_n(tmp_path):
         **FAST,
     )
     table = bs.forecast(result, N=1e12, D=2e13)
-    fig = bs.plot_fit(result, table, path=tmp_path / "fit.png")
+    fig = bs.plots.fit(result, table, path=tmp_path / "fit.png")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "parameters N" and ax.get_xlim()[1] >= 1e12
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"

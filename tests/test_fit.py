@@ -74,9 +74,7 @@ def test_threads_reading_a_fresh_result_build_each_group_once(epoch_fit):
 
         return build
 
-    fresh = bs.Result(
-        lambda: LazyGroups({name: slow(name) for name in ("posterior", "prior")}), epoch_fit.law, epoch_fit.spec
-    )
+    fresh = bs.Result(LazyGroups({name: slow(name) for name in ("posterior", "prior")}), epoch_fit.law, epoch_fit.spec)
     with ThreadPoolExecutor(8) as pool:
         groups = list(pool.map(lambda i: fresh.group(("posterior", "prior")[i % 2]), range(16)))
     assert sorted(built) == ["posterior", "prior"]
@@ -98,10 +96,23 @@ def test_with_group_adds_a_group_and_leaves_the_others_unbuilt(epoch_fit):
 
 
 def test_a_result_records_how_it_was_sampled_and_keeps_it_when_saved(epoch_fit, tmp_path):
-    expected = {"chains": 4, "warmup": 300, "draws": 500, "target_accept": 0.9, "dense": True}
-    expected |= {"max_tree_depth": 10, "laplace_init": True, "algorithm": "nuts", "seed": 0}
-    assert dict(epoch_fit.settings) == expected
-    assert dict(bs.load(epoch_fit.save(tmp_path / "fit.nc")).settings) == expected
+    expected = bs.Settings(chains=4, warmup=300, draws=500, target_accept=0.9, dense=True, max_tree_depth=10)
+    assert epoch_fit.settings == expected and epoch_fit.seed == 0
+    back = bs.load(epoch_fit.save(tmp_path / "fit.nc"))
+    assert back.settings == expected and back.seed == 0
+    assert back.stats is not None and back.health() == epoch_fit.health()
+
+
+def test_sampler_settings_are_one_record_and_bad_ones_are_named():
+    assert bs.Settings.of(draws=200) == bs.Settings(draws=200)
+    with pytest.raises(TypeError, match=r"unknown sampler setting 'drawz'; the settings are: chains, warmup, draws"):
+        bs.fit(drawz=10)
+    with pytest.raises(ValueError, match=r"sampler setting chains must be a positive integer, got 1.5"):
+        bs.fit(chains=1.5)
+    with pytest.raises(ValueError, match=r"sampler setting target_accept must lie strictly between 0 and 1"):
+        bs.Settings(target_accept=1.0)
+    with pytest.raises(ValueError, match=r"data must be a CSV path, a DataFrame or a Dataset, got list"):
+        bs.fit([1, 2, 3])
 
 
 def test_same_seed_gives_identical_draws(epoch_fit):
@@ -124,8 +135,9 @@ TRUTHS = [
 
 @pytest.mark.parametrize("truth", TRUTHS)
 def test_recovers_known_parameters_and_forecasts_100x_beyond(truth):
-    runs = bs.simulate(truth, bs.sweep(), sigma=0.01, seed=3)
-    result = bs.fit(runs, seed=0, **FAST)
+    runs = bs.simulate(truth, bs.datasets.sweep(), sigma=0.01, seed=3)
+    # 4 x 1000 draws: with 500, the third truth (E 2.5, alpha 0.25: E and A trade off) sat at R-hat 1.014.
+    result = bs.fit(runs, seed=0, **{**FAST, "draws": 1000})
     assert result.converged, result.problems
     post = result.idata.posterior
     for name, value in truth.items():
@@ -149,9 +161,9 @@ def test_priors_from_a_toml_file(tmp_path):
     )
     path = tmp_path / "mine.toml"
     path.write_text(text)
-    spec = bs.read_spec("chinchilla", path, bs.get_law("chinchilla").params)
+    spec = bs.priors.read_spec(bs.laws.get("chinchilla"), path)
     assert spec.priors["alpha"] == bs.Prior("truncnormal", loc=0.5, scale=0.001, low=0.0, high=2.0)
-    runs = bs.simulate(TRUTHS[0], bs.sweep(), sigma=0.01, seed=3)
+    runs = bs.simulate(TRUTHS[0], bs.datasets.sweep(), sigma=0.01, seed=3)
     result = bs.fit(runs, priors=path, seed=0, **FAST)
     assert float(result.idata.posterior["alpha"].median()) == pytest.approx(0.5, abs=0.005)
     # The same override from Python.
@@ -172,3 +184,38 @@ def test_bad_prior_file_names_the_file(tmp_path):
     path.write_text('[priors]\nE = { dist = "lognormal", loc = 0.5, scale = 0.5 }\n')
     with pytest.raises(ValueError, match=r"bad\.toml: no prior for A, B, alpha, beta, sigma"):
         bs.fit(priors=path)
+
+
+def test_the_prior_files_describe_their_laws_as_the_records_do(tmp_path):
+    """models/*.toml state each law's name, formula, inputs and parameters; a file that disagrees is an error."""
+    for name in bs.laws.names():
+        law = bs.laws.get(name)
+        spec = bs.priors.read_spec(law)  # checks the file against the record
+        assert set(spec.priors) == {*law.params, "sigma"}
+    text = bs.priors.model_file("chinchilla").read_text()
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(text.replace('parameters = ["E", "A", "B", "alpha", "beta"]', 'parameters = ["E", "A", "alpha"]'))
+    with pytest.raises(ValueError, match=r"wrong\.toml: parameters = \['E', 'A', 'alpha'\], but law 'chinchilla' has"):
+        bs.fit(priors=wrong)
+    other = tmp_path / "kaplan_priors_for_chinchilla.toml"
+    other.write_text(bs.priors.model_file("kaplan").read_text())
+    with pytest.raises(ValueError, match=r"kaplan_priors_for_chinchilla\.toml: name = 'kaplan', but law 'chinchilla'"):
+        bs.fit(priors=other)
+
+
+def test_a_prior_for_an_unknown_parameter_or_with_a_bad_scale_names_the_file(tmp_path):
+    text = bs.priors.model_file("chinchilla").read_text()
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace("[priors]\n", '[priors]\ngamma = { dist = "normal", loc = 0.0, scale = 1.0 }\n'))
+    with pytest.raises(ValueError, match=r"mine\.toml: \[priors\] gamma: law 'chinchilla' has no parameter 'gamma'"):
+        bs.fit(priors=path)
+    path.write_text(
+        text.replace(
+            'beta = { dist = "lognormal", loc = -1.0, scale = 0.6 }',
+            'beta = { dist = "lognormal", loc = -1.0, scale = -0.6 }',
+        )
+    )
+    with pytest.raises(ValueError, match=r"mine\.toml: \[priors\] beta: prior 'lognormal': scale must be positive"):
+        bs.fit(priors=path)
+    with pytest.raises(ValueError, match=r"prior for unknown parameter 'gamma'"):
+        bs.fit(priors={"gamma": {"dist": "normal", "loc": 0.0, "scale": 1.0}})

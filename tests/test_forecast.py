@@ -37,7 +37,9 @@ def test_forecast_median_is_the_law_at_the_posterior(epoch_fit):
 
 def test_compute_budget_is_split_at_the_median_optimum(epoch_fit):
     row = bs.forecast(epoch_fit, flops=5.76e23).iloc[0]
-    log_n, _ = bs.chinchilla_optimum(epoch_fit.draws(), np.array([5.76e23]))
+    p = epoch_fit.draws()
+    a, b = p["alpha"], p["beta"]  # Hoffmann et al. (2022), Appendix D.2, per draw, in float64
+    log_n = (np.log(a * p["A"] / (b * p["B"])) + b * np.log(5.76e23 / 6)) / (a + b)
     assert row["N"] == pytest.approx(np.exp(np.median(log_n)), rel=1e-9)
     assert row["N"] * row["D"] * 6 == pytest.approx(5.76e23, rel=1e-9)
 
@@ -58,27 +60,36 @@ def test_save_and_load_round_trip(epoch_fit, tmp_path):
     for name in ("E", "A", "B", "alpha", "beta", "sigma"):
         np.testing.assert_array_equal(back.idata.posterior[name], epoch_fit.idata.posterior[name])
     assert back.law is epoch_fit.law and back.spec.to_json() == epoch_fit.spec.to_json()
-    assert back.problems == epoch_fit.problems
+    assert back.problems == epoch_fit.problems and back.health() == epoch_fit.health()
     a = bs.forecast(epoch_fit, preset=["gpt3", "gpt4"])
     b = bs.forecast(back, preset=["gpt3", "gpt4"])
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
 
 
-def test_load_rejects_other_files(tmp_path):
+def test_load_rejects_other_files(epoch_fit, tmp_path):
     with pytest.raises(ValueError, match=r"missing\.nc: no such file"):
         bs.load(tmp_path / "missing.nc")
+    text = tmp_path / "runs.nc"
+    text.write_text("params,tokens,loss\n1,2,3\n")
+    with pytest.raises(ValueError, match=r"runs\.nc: not a complete saved result"):
+        bs.load(text)
+    whole = epoch_fit.save(tmp_path / "fit.nc").read_bytes()
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(whole[: len(whole) // 2])  # a write stopped half-way
+    with pytest.raises(ValueError, match=r"cut\.nc: not a complete saved result"):
+        bs.load(cut)
 
 
 def test_plot_is_a_png_with_log_axes(epoch_fit, tmp_path):
     table = bs.forecast(epoch_fit, preset="gpt4")
-    fig = bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.png")
+    fig = bs.plots.fit(epoch_fit, table, path=tmp_path / "fit.png")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert ax.get_xlim()[1] >= 2.1e25  # carried out to the target
     label = ax.xaxis.get_major_formatter()
     assert [label(v, 0) for v in (1e20, 3e20, 1e-3)] == ["10\u00b2\u2070", "", "10\u207b\u00b3"]  # 10^20, 10^-3
     assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    fig = bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.svg")
+    fig = bs.plots.fit(epoch_fit, table, path=tmp_path / "fit.svg")
     assert b"<svg" in (tmp_path / "fit.svg").read_bytes()[:2000]
     with pytest.raises(ValueError, match=r"fit\.jpg: figures are written as \.png or \.svg"):
-        bs.plot_fit(epoch_fit, table, path=tmp_path / "fit.jpg")
+        bs.plots.fit(epoch_fit, table, path=tmp_path / "fit.jpg")

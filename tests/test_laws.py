@@ -12,7 +12,7 @@ def test_chinchilla_law_matches_the_formula_at_published_parameters():
     d = np.array([1.4e12, 3e11, 1e13])
     expected = 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28
     got = np.exp(
-        bs.get_law("chinchilla").mean(
+        bs.laws.get("chinchilla").mean(
             {k: jnp.asarray(v) for k, v in HOFFMANN.items()}, {"N": jnp.log(n), "D": jnp.log(d)}
         )
     )
@@ -23,4 +23,4 @@ def test_chinchilla_law_matches_the_formula_at_published_parameters():
 
 def test_unknown_law_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown law 'nope'; known laws: .*chinchilla"):
-        bs.get_law("nope")
+        bs.laws.get("nope")

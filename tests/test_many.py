@@ -15,7 +15,7 @@ import pytest
 import bayes_scaling as bs
 
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
-RUNS = bs.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
+RUNS = bs.datasets.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
 # 1000 draws: with 500, tail ESS and R-hat of a few of these fits sat at the thresholds (CPU-dependent rounding)
 SHORT = {"chains": 4, "warmup": 300, "draws": 1000, "algorithm": "hmc"}
 
@@ -35,13 +35,15 @@ def many(sets) -> list[bs.Result]:
     return bs.fit_many(sets, seed=0, **SHORT)
 
 
-def test_fit_many_builds_each_inference_data_on_first_access(sets):
+def test_fit_many_builds_each_group_on_first_access(sets):
     results = bs.fit_many(sets, seed=0, **SHORT)  # the batch of the `many` fixture: no new compilation
-    assert all(callable(r.source) for r in results)  # nothing assembled by the call
-    first = results[0].idata
-    assert results[0].idata is first and isinstance(results[0].source, az.InferenceData)  # built once, kept
-    assert callable(results[1].source)  # the other fit is still not built
-    assert first.posterior["E"].shape == (4, 1000) and first.observed_data["log_loss"].shape == (len(sets[0]),)
+    built = lambda r: set(r.source._built)  # noqa: E731  (the groups a result has built so far)
+    assert all(built(r) == set() for r in results)  # nothing assembled by the call
+    first = results[0].group("posterior")
+    assert results[0].group("posterior") is first and built(results[0]) == {"posterior"}  # built once, kept
+    assert built(results[1]) == set()  # the other fit is still not built
+    assert first["E"].shape == (4, 1000) and results[0].group("observed_data")["log_loss"].shape == (len(sets[0]),)
+    assert all(r.stats is not None for r in results)  # the convergence statistics came with the draws
 
 
 def test_fit_many_matches_single_fits_within_monte_carlo_error(sets, many):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import bayes_scaling as bs
+from bayes_scaling._evaluate import numeric_optimum, optimum
 
 # Hoffmann et al. (2022), eq. 10, as a point mass.
 HOFFMANN = {k: np.array([v]) for k, v in {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}.items()}
@@ -9,7 +10,7 @@ HOFFMANN = {k: np.array([v]) for k, v in {"E": 1.69, "A": 406.4, "B": 410.7, "al
 
 def test_closed_form_optimum_at_chinchilla_compute():
     c, k = 5.76e23, 6.0
-    log_n, log_d = bs.chinchilla_optimum(HOFFMANN, np.array([c]))
+    log_n, log_d = optimum(bs.laws.get("chinchilla"), HOFFMANN, np.array([c]))  # the law's own closed form
     a, b = 0.34, 0.28
     g = (a * 406.4 / (b * 410.7)) ** (1 / (a + b))
     n = g * (c / k) ** (b / (a + b))
@@ -18,21 +19,19 @@ def test_closed_form_optimum_at_chinchilla_compute():
 
 
 def test_numeric_optimum_agrees_with_closed_form():
-    law = bs.get_law("chinchilla")
+    law = bs.laws.get("chinchilla")
     flops = np.array([1e20, 5.76e23, 2.1e25])
-    exact, _ = bs.chinchilla_optimum(HOFFMANN, flops)
-    from bayes_scaling.optimal import numeric_optimum
-
-    numeric, _ = numeric_optimum(law, HOFFMANN, flops)
+    exact, _ = optimum(law, HOFFMANN, flops)
+    numeric = numeric_optimum(law, HOFFMANN, flops)
     np.testing.assert_allclose(np.exp(numeric), np.exp(exact), rtol=1e-3)
 
 
 def test_embedded_exponents_and_tokens_per_param(epoch_fit):
-    exps = bs.exponents(epoch_fit)
+    exps = bs.optimal.exponents(epoch_fit)
     for name in ("a", "b"):
         assert abs(exps.loc[name, "median"] - 0.5) <= 0.1
         assert exps.loc[name, "lo"] < exps.loc[name, "median"] < exps.loc[name, "hi"]
-    row = bs.frontier(epoch_fit, 5.76e23, ci=0.9).iloc[0]
+    row = bs.optimal.frontier(epoch_fit, 5.76e23, ci=0.9).iloc[0]
     assert row["tokens_per_param_lo"] < row["tokens_per_param"] < row["tokens_per_param_hi"]
     # Hoffmann et al. report about 20 tokens per parameter at this compute; Epoch's refit is close.
     assert 10 < row["tokens_per_param"] < 30
@@ -40,18 +39,18 @@ def test_embedded_exponents_and_tokens_per_param(epoch_fit):
 
 
 def test_isoflop_exponent_is_reported_beside_the_parametric_one(epoch_fit):
-    table, a = bs.isoflop(bs.datasets.chinchilla(drop_highest=5))
+    table, a = bs.optimal.isoflop(bs.datasets.chinchilla(drop_highest=5))
     assert a["groups"] >= 5 and len(table) == a["groups"]
     assert a["a_lo"] < a["a"] < a["a_hi"]
     # Hoffmann et al. (2022) Approach 2 found a = 0.49; the two approaches agree within their intervals here.
     assert 0.4 < a["a"] < 0.6
-    parametric = bs.exponents(epoch_fit).loc["a"]
+    parametric = bs.optimal.exponents(epoch_fit).loc["a"]
     assert a["a_lo"] <= parametric["hi"] and parametric["lo"] <= a["a_hi"]
 
 
 def test_regret_is_never_negative_and_bayes_is_best(epoch_fit):
     for flops in (1e21, 5.76e23, 2.1e25):
-        table = bs.decide(epoch_fit, flops)
+        table = bs.optimal.decide(epoch_fit, flops)
         assert (table["regret_mean"] >= 0).all() and (table["regret_lo"] >= 0).all()
         assert table.loc["bayes", "expected_loss"] <= table.loc["plug-in", "expected_loss"]
         assert table.loc["bayes", "expected_loss"] <= table.loc["20 tokens/param", "expected_loss"]
@@ -59,7 +58,7 @@ def test_regret_is_never_negative_and_bayes_is_best(epoch_fit):
 
 def test_budget_with_prices_satisfies_the_constraint_and_beats_plug_in(epoch_fit):
     prices = {"price_n": 2e-3, "price_d": 1e-4, "price_c": 1e-18}
-    table = bs.budget(epoch_fit, 1e6, **prices)
+    table = bs.optimal.budget(epoch_fit, 1e6, **prices)
     for choice in ("bayes", "plug-in"):
         row = table.loc[choice]
         cost = prices["price_n"] * row["N"] + prices["price_d"] * row["D"] + prices["price_c"] * 6 * row["N"] * row["D"]
@@ -67,15 +66,15 @@ def test_budget_with_prices_satisfies_the_constraint_and_beats_plug_in(epoch_fit
         assert row["cost"] == pytest.approx(cost, rel=1e-9)
     assert table.loc["bayes", "expected_loss"] <= table.loc["plug-in", "expected_loss"]
     with pytest.raises(ValueError, match="prices leave N or D free"):
-        bs.budget(epoch_fit, 1e6, price_n=1.0, price_d=0.0, price_c=0.0)
+        bs.optimal.budget(epoch_fit, 1e6, price_n=1.0, price_d=0.0, price_c=0.0)
 
 
 def test_cheapest_allocation_reaches_the_target_with_the_asked_probability(epoch_fit):
-    spend = bs.cheapest(epoch_fit, 2.0, prob=0.9)
+    spend = bs.optimal.cheapest(epoch_fit, 2.0, prob=0.9)
     assert spend["prob"] >= 0.9
     losses = bs.optimal.losses(epoch_fit.law, epoch_fit.draws(), np.array([spend["N"]]), np.array([spend["D"]]), 6.0)
     assert np.mean(losses <= 2.0) >= 0.9
     # A tenth of that compute, however split, falls short.
-    assert bs.budget(epoch_fit, spend["C"] / 10).loc["bayes", "loss_hi"] > 2.0
+    assert bs.optimal.budget(epoch_fit, spend["C"] / 10).loc["bayes", "loss_hi"] > 2.0
     with pytest.raises(ValueError, match="below the irreducible loss E"):
-        bs.cheapest(epoch_fit, 1.5)
+        bs.optimal.cheapest(epoch_fit, 1.5)

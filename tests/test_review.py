@@ -3,6 +3,7 @@
 import base64
 import json
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -12,7 +13,6 @@ from conftest import FAST
 
 import bayes_scaling as bs
 from bayes_scaling import Prior
-from bayes_scaling.result import Result
 from bayes_scaling.review import SECTIONS
 
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
@@ -23,7 +23,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def sweep(bend: bool, seed: int = 0) -> pd.DataFrame:
     """A Chinchilla-law sweep over 1e7-1e10 parameters; with ``bend``, the reducible loss drops
     by (1 + C / 1e19)**-0.12 beyond 1e19 FLOP, below the largest runs."""
-    runs = bs.sweep(n_range=(1e7, 1e10), tokens_per_param=(5.0, 100.0), sizes=10, ratios=6)
+    runs = bs.datasets.sweep(n_range=(1e7, 1e10), tokens_per_param=(5.0, 100.0), sizes=10, ratios=6)
     data = bs.simulate(TRUTH, runs, sigma=0.005, seed=seed)
     if bend:
         reducible = data["loss"] - TRUTH["E"]
@@ -38,7 +38,7 @@ def embedded_review(epoch_fit, tmp_path_factory) -> tuple:
         report = bs.review(
             epoch_fit, preset="gpt4", cutoffs=(3e20,), laws=("power-c",), prior_scales=(2.0,), **FAST_REFIT
         )
-    return report, report.save(tmp_path_factory.mktemp("review"))
+    return report, bs.report.save(report, tmp_path_factory.mktemp("review"))
 
 
 FAST_REFIT = {k: v for k, v in FAST.items() if k != "calibrate"}
@@ -94,14 +94,16 @@ def test_backtests_on_a_correct_law_cover_and_on_a_bending_law_flag_miscalibrati
 
 def test_a_short_badly_mixed_fit_is_unusable(epoch_fit):
     # The first 15 draws of 2 chains: far too few for R-hat and ESS.
-    short = Result(epoch_fit.idata.isel(chain=slice(0, 2), draw=slice(0, 15)), epoch_fit.law, epoch_fit.spec)
+    short = bs.Result.from_idata(
+        epoch_fit.idata.isel(chain=slice(0, 2), draw=slice(0, 15)), epoch_fit.law, epoch_fit.spec
+    )
     report = bs.review(short, preset="gpt4")
     health = report.tables["health"].set_index("check")
     assert health.loc["min bulk ESS", "status"] == "fail"
     assert report.verdict == "unusable"
     assert report.reasons[0].startswith("THE SAMPLER FAILED")
     assert "backtests" not in report.tables
-    assert "Skipped: the sampler failed" in report.to_markdown()
+    assert "Skipped: the sampler failed" in bs.report.markdown(report)
 
 
 def test_prior_sensitivity_moves_towards_a_tight_wrong_prior():
@@ -117,3 +119,21 @@ def test_prior_sensitivity_moves_towards_a_tight_wrong_prior():
     assert table.loc[0.5, "shift"] > 0 > table.loc[4.0, "shift"]
     assert table.loc[4.0, "flagged"]
     assert any(r.startswith("the forecast moves with the priors") for r in report.reasons)
+
+
+def test_rendering_reads_the_review_and_never_refits(embedded_review, monkeypatch):
+    """A review is data: rendering it again draws the same page from its tables, with fitting switched off."""
+    report, out = embedded_review
+
+    def no(*args, **kwargs):
+        raise AssertionError("rendering must not fit, forecast or sample")
+
+    # Every fit samples, and every forecast evaluates the law at draws x points: both switched off.
+    for module, name in (("bayes_scaling._sampler", "sample"), ("bayes_scaling._evaluate", "law_at")):
+        monkeypatch.setattr(sys.modules[module], name, no)
+    monkeypatch.setattr(sys.modules["bayes_scaling.forecast"], "law_at", no)
+    again = bs.report.markdown(report)
+    assert again == (out / "report.md").read_text()
+    page = bs.report.html(report)
+    assert page.count("<img ") == 4 and page.count("<h2>") == len(SECTIONS)
+    assert bs.report.json(report)["verdict"] == report.verdict

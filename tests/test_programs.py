@@ -1,4 +1,4 @@
-"""Programs stored on disk: read back instead of traced, keyed by everything they depend on."""
+"""The program registry: programs stored on disk are read back instead of traced, keyed by what they depend on."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,17 +11,20 @@ import numpyro.distributions as dist
 import pytest
 
 import bayes_scaling as bs
-from bayes_scaling import cache
-from bayes_scaling.sampler import Settings, chunked, law_tag
+from bayes_scaling._model import Target
+from bayes_scaling._programs import Programs
+from bayes_scaling._sampler import sample
 
 
 @pytest.fixture
 def store(tmp_path):
-    """A fresh store for one test; the session's store (conftest) is restored afterwards."""
-    previous = cache._PROGRAMS
-    cache._PROGRAMS = tmp_path / "programs"
-    yield cache._PROGRAMS
-    cache._PROGRAMS = previous
+    """The folder of a fresh registry: a new ``Programs`` in a test plays a new process."""
+    return tmp_path / "programs"
+
+
+def fresh(store, traced, tag):
+    """The ``2 * cumsum`` program as a fresh process would find it, in a new registry stored in ``store``."""
+    return Programs(store).get("cumsum", lambda: counted(traced), tag)
 
 
 def counted(traced: list):
@@ -37,52 +40,61 @@ def counted(traced: list):
 def test_a_stored_program_is_read_back_instead_of_traced(store):
     traced = []
     x = jnp.arange(5.0)
-    first = cache.Stored(counted(traced), "cumsum")(x)
+    first = fresh(store, traced, "cumsum")(x)
     assert traced == [(5,)] and len(list(store.glob("*.jaxexport"))) == 1
-    again = cache.Stored(counted(traced), "cumsum")(x)
+    again = fresh(store, traced, "cumsum")(x)
     assert traced == [(5,)]  # read from disk, not traced
     np.testing.assert_array_equal(again, first)
     np.testing.assert_array_equal(first, [0, 2, 6, 12, 20])
-    cache.Stored(counted(traced), "cumsum")(jnp.arange(7.0))  # another shape: another program
-    cache.Stored(counted(traced), "other tag")(x)  # another tag: another program
+    fresh(store, traced, "cumsum")(jnp.arange(7.0))  # another shape: another program
+    fresh(store, traced, "other tag")(x)  # another tag: another program
     assert traced == [(5,), (7,), (5,)] and len(list(store.glob("*.jaxexport"))) == 3
 
 
 def test_an_unreadable_stored_program_is_traced_again(store):
     traced = []
-    cache.Stored(counted(traced), "cumsum")(jnp.ones(3))
+    fresh(store, traced, "cumsum")(jnp.ones(3))
     (path,) = store.glob("*.jaxexport")
     path.write_bytes(b"not a program")
-    out = cache.Stored(counted(traced), "cumsum")(jnp.ones(3))
+    out = fresh(store, traced, "cumsum")(jnp.ones(3))
     np.testing.assert_array_equal(out, [2, 4, 6])
     assert len(traced) == 2 and path.read_bytes() != b"not a program"  # traced and stored again
 
 
 def test_an_unwritable_cache_folder_does_not_stop_the_computation(tmp_path):
-    previous = cache._PROGRAMS
     blocked = tmp_path / "a file"
     blocked.write_text("")
-    cache._PROGRAMS = blocked / "programs"  # cannot be created: its parent is a file
-    try:
-        np.testing.assert_array_equal(cache.Stored(counted([]), "cumsum")(jnp.ones(3)), [2, 4, 6])
-    finally:
-        cache._PROGRAMS = previous
+    # The folder cannot be created: its parent is a file.
+    np.testing.assert_array_equal(fresh(blocked / "programs", [], "cumsum")(jnp.ones(3)), [2, 4, 6])
 
 
 def test_nothing_is_stored_without_a_tag_or_when_off(store):
-    calls = cache.Stored(jax.jit(lambda x: x * 3.0), None)
+    calls = Programs(store).get("times 3", lambda: jax.jit(lambda x: x * 3.0))
     np.testing.assert_array_equal(calls(jnp.ones(2)), 3 * np.ones(2))
+    off = Programs(None).get("times 3", lambda: jax.jit(lambda x: x * 3.0), "a tag")
+    np.testing.assert_array_equal(off(jnp.ones(2)), 3 * np.ones(2))
     assert not store.exists()
     # A law defined outside the package is never stored: its code is not in the source hash.
     mine = bs.Law("mine", lambda p, x: jnp.log(p["E"]) + 0 * x["N"], params=("E",), inputs=("N",))
-    spec = bs.Spec({"E": bs.Prior("lognormal", loc=0.0, scale=1.0), "sigma": bs.Prior("halfnormal", scale=0.1)})
-    assert law_tag(mine, spec, Settings()) is None
-    assert "chinchilla" in law_tag(bs.get_law("chinchilla"), spec, Settings())
-    power_n, power_d = (law_tag(bs.get_law(name), spec, Settings()) for name in ("power-n", "power-d"))
-    assert power_n != power_d  # the same function, closed over a different input
+    assert mine.tag is None
+    assert "chinchilla" in bs.laws.get("chinchilla").tag
+    power_n, power_d = (bs.laws.get(name).tag for name in ("power-n", "power-d"))
+    assert power_n != power_d  # the same function, built for a different input
 
 
-def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys):
+def test_one_registry_entry_per_key():
+    registry, built = Programs(), []
+
+    def build():
+        built.append(1)
+        return jax.jit(lambda x: x + 1.0)
+
+    first = registry.get(("plus one", 1), build)
+    assert registry.get(("plus one", 1), build) is first and built == [1]
+    assert registry.get(("plus one", 2), build) is not first and built == [1, 1]
+
+
+def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys, monkeypatch):
     """NUTS in chunks, its NumPyro state passed between stored programs, read back bit for bit."""
 
     def model(data):
@@ -92,22 +104,27 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys):
     def initial(data, key):
         return {"mu": jnp.zeros(())}
 
-    settings = Settings(chains=2, warmup=40, draws=60)
+    settings = bs.Settings(chains=2, warmup=40, draws=60)
     data = {"y": jnp.asarray(np.random.default_rng(0).normal(3.0, 1.0, 20), jnp.float32)}
-    traced = chunked(model, initial, settings, "normal mean")(jax.random.key(1), data)
-    assert len(list(store.glob("*.jaxexport"))) == 3  # begin, advance (one chunk size), finish
-    read = chunked(model, initial, settings, "normal mean")(jax.random.key(1), data, progress=True)
+    normal = Target(model, initial, ("mu",), "normal mean", "normal mean")
+    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))
+    traced = sample(normal, settings, jax.random.key(1), data)
+    stored = len(list(store.glob("*.jaxexport")))
+    assert stored == 4  # begin, advance (one chunk size), finish, and the convergence checks
+    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))  # a fresh process: read back
+    read = sample(normal, settings, jax.random.key(1), data, progress=True)
+    assert len(list(store.glob("*.jaxexport"))) == stored
     jax.tree.map(np.testing.assert_array_equal, read, traced)
     bar = capsys.readouterr().err  # drawn by the host between chunks: 20 chunks of 5 iterations
     assert bar.count("\rsampling [") == 20 and bar.endswith("100/100 iterations\n")
-    assert traced["samples"]["mu"].shape == (2, 60)
-    assert abs(float(traced["samples"]["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
+    assert traced.samples["mu"].shape == (2, 60)
+    assert abs(float(traced.samples["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
 
 
 @pytest.mark.parametrize("stored", [False, True])
 def test_prepare_compiles_ahead_and_shapes_tells_the_outputs(store, stored):
     traced = []
-    program = cache.Stored(counted(traced), "cumsum prepared" if stored else None)
+    program = Programs(store).get("prepared", lambda: counted(traced), "cumsum prepared" if stored else None)
     assert program.shapes(jax.ShapeDtypeStruct((4,), jnp.float32)) == jax.ShapeDtypeStruct((4,), jnp.float32)
     program.prepare(jax.ShapeDtypeStruct((4,), jnp.float32))
     assert traced == [(4,)]
@@ -128,7 +145,7 @@ def test_threads_asking_for_a_new_program_at_once_compile_it_once(store, stored)
     def listen(event, seconds, **_):
         compiled.append(event == "/jax/core/compile/backend_compile_duration")
 
-    program = cache.Stored(jax.jit(slow), "slow cumsum" if stored else None)
+    program = Programs(store).get("slow", lambda: jax.jit(slow), "slow cumsum" if stored else None)
     inputs = [jnp.full(6, float(i)) for i in range(16)]
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:

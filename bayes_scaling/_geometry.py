@@ -1,0 +1,36 @@
+"""How far a point lies beyond the data: the one definition, in decades along each input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def beyond(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
+    """Decades beyond the data along each input, shape (t, len(inputs)); zeros inside the data.
+
+    A point lies inside the data when some run is at least as large in every input
+    (more parameters *and* more tokens): the law has been seen working there. Otherwise
+    its distance is the shortfall ``max(log10 x_i - log10 r_i, 0)`` to the run ``r`` that
+    needs the smallest move (Euclidean, in decades) to reach it. With one input this is
+    the decades beyond the largest run.
+
+    Parameters
+    ----------
+    runs : the data, one row per run, with a column per input (values > 0), n rows.
+    points : where to measure, the same columns, t rows.
+    inputs : the columns to measure along (``"N"``, ``"D"``, ``"C"``).
+    """
+    x = np.log10(points[list(inputs)].to_numpy(np.float64))  # (t, i)
+    r = np.log10(runs[list(inputs)].to_numpy(np.float64))  # (n, i)
+    gap = np.maximum(x[:, None, :] - r[None, :, :], 0.0)  # (t, n, i)
+    nearest = np.argmin(np.sum(gap**2, axis=-1), axis=1)  # (t,)
+    return gap[np.arange(len(x)), nearest]
+
+
+def axis(runs: pd.DataFrame, inputs: Sequence[str]) -> str:
+    """The extrapolation axis of runs fitted by a law of ``inputs``: compute ``C`` when known for every run,
+    else the law's first input."""
+    return "C" if np.isfinite(runs["C"].to_numpy(np.float64)).all() else inputs[0]

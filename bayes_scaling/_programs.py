@@ -1,0 +1,200 @@
+"""Every compiled program of the package, in one registry, optionally kept on disk.
+
+A program is a jitted function of arrays (a sampler step, the convergence checks, the law
+at many points ...). :data:`PROGRAMS` holds each one under an explicit key, so that every
+caller asking for the same program shares one compilation per argument shape.
+
+On disk (off unless :meth:`Programs.enable` is called; the command line calls it): JAX's
+persistent compilation cache skips XLA compilation in a later process, but that process
+must still trace the Python code (NUTS through NumPyro: seconds) to find the program it
+wants. So each program with a ``tag`` is also serialized with ``jax.export`` after its
+first trace, and a later process reads it back; its compilation then hits JAX's cache. A
+stored program's file name is a hash of everything it depends on: its tag (the law,
+priors and sampler settings, as text), the shapes and dtypes of its arguments, the
+versions of jax, jaxlib and numpyro, the backend, 64-bit mode, and this package's source
+files, so an edited package or an upgraded JAX never reads a stale program. A program
+without a tag (a law defined outside the package: its code is in no hash) stays in memory.
+
+Lock policy, the only locks around compiled programs:
+
+- the registry's lock guards its table, held only to look up or insert an entry, never
+  while tracing, reading or compiling;
+- each :class:`Program` holds one lock of its own, held while it reads, traces or compiles
+  itself for a new argument shape: threads asking for the same program at once wait for
+  one compilation instead of each doing it. Calls of a compiled program take no lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Hashable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+@functools.cache
+def _source_hash() -> str:
+    """Versions of the libraries a program is traced with, and this package's source code."""
+    import jaxlib
+    import numpyro
+
+    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {numpyro.__version__}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+class Program:
+    """A jitted function of arrays, compiled once per argument shape, kept on disk when it has a tag.
+
+    Parameters
+    ----------
+    fn : the jitted function; arguments and results are pytrees of arrays.
+    tag : everything besides the arguments' shapes that fixes the program, as text;
+        None never stores it.
+    registry : the :class:`Programs` whose folder (if any) stores it.
+    """
+
+    def __init__(self, fn: Callable, tag: str | None, registry: Programs) -> None:
+        self.fn, self.tag, self._registry = fn, tag, registry
+        self._found: dict[str, Callable] = {}  # read back or traced, jitted
+        self._compiled: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: object) -> object:
+        return self._ready(args)(*args)
+
+    def prepare(self, *args: object) -> None:
+        """Read (or trace) and compile the program for arguments shaped like ``args``, without running it.
+
+        ``args`` may hold :class:`jax.ShapeDtypeStruct` in place of arrays. XLA's work is
+        done outside Python's lock, so a thread can prepare a program that runs later while
+        others sample.
+        """
+        self._ready(args)
+
+    def shapes(self, *args: object) -> object:
+        """The shapes of the outputs for arguments shaped like ``args`` (a pytree of ShapeDtypeStruct).
+
+        Reads (or traces) the program but does not compile it.
+        """
+        return jax.eval_shape(self._find(args)[1], *args)
+
+    def _find(self, args: tuple) -> tuple[str, Callable]:
+        """``(key, jitted program)`` for ``args``' shapes, read back (or traced and stored) once."""
+        leaves, tree = jax.tree.flatten(args)
+        shapes = [(tuple(getattr(a, "shape", np.shape(a))), str(getattr(a, "dtype", type(a).__name__))) for a in leaves]
+        key, path = f"{tree} {shapes}", None  # in memory only, unless stored
+        folder = self._registry.directory
+        if folder is not None and self.tag is not None:
+            text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
+            key = hashlib.sha256(text.encode()).hexdigest()[:32]
+            path = folder / f"{key}.jaxexport"
+        if key not in self._found:
+            with self._lock:
+                if key not in self._found:
+                    self._found[key] = self.fn if path is None else self._load(path, args)
+        return key, self._found[key]
+
+    def _ready(self, args: tuple) -> Callable:
+        """The jitted program for ``args``' shapes, compiled (jit's own cache keeps the executable)."""
+        key, call = self._find(args)
+        if key not in self._compiled:
+            with self._lock:
+                if key not in self._compiled:
+                    call.lower(*args).compile()
+                    self._compiled.add(key)
+        return call
+
+    def _load(self, path: Path, args: tuple) -> Callable:
+        """The stored program at ``path``, else trace, export and store it."""
+        if path.is_file():
+            try:
+                return jax.jit(jax.export.deserialize(bytearray(path.read_bytes())).call)
+            except Exception:  # unreadable (truncated, foreign format): trace again and overwrite
+                pass
+        try:
+            exported = jax.export.export(self.fn)(*args)
+            blob = exported.serialize()
+        except Exception:  # a program JAX cannot export (or serialize): keep it in memory only
+            return self.fn
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
+                f.write(blob)
+            os.replace(f.name, path)  # atomic: concurrent processes never read a partial file
+        except OSError:  # an unwritable cache folder costs the next process time, not this one its fit
+            pass
+        return jax.jit(exported.call)
+
+
+class Programs:
+    """The registry of compiled programs (see the module's docstring for its lock policy).
+
+    Attributes
+    ----------
+    directory : the folder of exported programs, or None (programs stay in memory).
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self._table: dict[Hashable, Program] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], Callable], tag: str | None = None) -> Program:
+        """The program registered under ``key``; ``build()`` makes its jitted function on first request.
+
+        Parameters
+        ----------
+        key : a hashable that fixes the program in this process (it may hold a law's record,
+            priors as text, sampler settings, ...).
+        build : returns the jitted function; called once per key, under the registry's lock
+            (``jax.jit`` traces nothing until the program is first called or prepared).
+        tag : text that fixes the program across processes (None: never stored on disk).
+        """
+        with self._lock:
+            if key not in self._table:
+                self._table[key] = Program(build(), tag, self)
+            return self._table[key]
+
+    def enable(self, directory: str | Path | None = None) -> Path | None:
+        """Keep compiled and traced programs on disk; return the folder (None: left off).
+
+        Parameters
+        ----------
+        directory : the cache folder. Default: ``$BAYES_SCALING_CACHE``, else
+            ``~/.cache/bayes_scaling``; an empty ``$BAYES_SCALING_CACHE`` leaves the cache off.
+            XLA executables go to ``xla/`` inside it, exported programs to ``programs/``.
+        """
+        if directory is None:
+            directory = os.environ.get("BAYES_SCALING_CACHE", str(Path.home() / ".cache" / "bayes_scaling"))
+            if not directory:
+                return None
+        root = Path(directory)
+        jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
+        # Every executable, small ones too: reading one back takes a millisecond, compiling it 10-50 ms.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        self.directory = root / "programs"
+        return root
+
+    def disable(self) -> None:
+        """Stop reading and writing exported programs (JAX's compilation cache stays as configured)."""
+        self.directory = None
+
+
+#: The package's programs.
+PROGRAMS = Programs()
+
+
+def enable_cache(directory: str | Path | None = None) -> Path | None:
+    """Keep compiled programs on disk, so that a fresh process neither traces nor compiles them.
+
+    See :meth:`Programs.enable`; the command line does this by default.
+    """
+    return PROGRAMS.enable(directory)

@@ -1,0 +1,467 @@
+"""NUTS as compiled JAX programs: Laplace start, NumPyro's NUTS kernel, jitted scans.
+
+NumPyro's ``MCMC.run`` pays Python and dispatch overhead per call and runs chains
+one after another on a single device. Here a fit is three pure functions of
+``(key, data)`` and the sampler's state (:func:`_pieces`):
+
+1. ``begin``: find the posterior mode with damped Newton steps in the unconstrained
+   space, take the inverse Hessian there (the Laplace approximation) as the initial
+   dense inverse mass matrix, and start each chain from a draw of that
+   approximation, so warm-up begins in the typical set, well scaled;
+2. ``advance``: run NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``), vmapped over
+   chains, in a ``lax.scan`` over a chunk of the warm-up and draw iterations; a
+   single fit calls it once per chunk (:data:`CHUNKS`), so the host can draw a
+   progress bar between chunks with no callback compiled in;
+3. ``finish``: drop the warm-up and map the draws to their constrained values.
+
+:func:`sample` runs one fit (the three as compiled programs, or all in one);
+:func:`sample_many` vmaps the whole sampler over K fits and splits them across
+devices. Every compiled program is held by :data:`bayes_scaling._programs.PROGRAMS`
+under the target's key and the settings, so data of the same shape reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro.infer.hmc import HMCState
+from numpyro.infer.hmc import hmc as numpyro_hmc
+from numpyro.infer.hmc_util import HMCAdaptState
+from numpyro.infer.util import constrain_fn, potential_energy
+
+from . import _hmc, _stats
+from ._model import Target
+from ._programs import PROGRAMS, Program
+
+
+def _setting(default: object, text: str) -> object:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sampler settings: the one definition of the sampler's keywords and their defaults.
+
+    :func:`bayes_scaling.fit`, ``fit_many``, ``backtest`` and ``review`` take a Settings (or
+    its fields as keywords), and the command line makes one flag per field.
+
+    Attributes
+    ----------
+    chains : number of chains, run in parallel (vectorized) on one device.
+    warmup : adaptation iterations per chain.
+    draws : kept iterations per chain.
+    target_accept : NUTS target acceptance probability for step-size adaptation.
+    dense : adapt a dense (True) or diagonal (False) mass matrix.
+    max_tree_depth : NUTS maximum tree depth (at most 2**depth - 1 leapfrog steps).
+    laplace_init : start from the posterior mode with the Laplace mass matrix
+        (False: start from the prior medians with a unit mass matrix).
+    algorithm : ``"nuts"`` (NumPyro's NUTS kernel) or ``"hmc"`` (jittered-length HMC,
+        :mod:`bayes_scaling._hmc`: no data-dependent loop, for large batches and GPUs).
+    """
+
+    chains: int = _setting(4, "chains, run in parallel")
+    warmup: int = _setting(500, "warm-up (adaptation) iterations per chain")
+    draws: int = _setting(1000, "kept draws per chain")
+    target_accept: float = _setting(0.9, "target acceptance probability of step-size adaptation")
+    dense: bool = _setting(True, "adapt a dense mass matrix (--no-dense: diagonal)")
+    max_tree_depth: int = _setting(10, "NUTS maximum tree depth (hmc: at most 2**depth - 1 steps)")
+    laplace_init: bool = _setting(True, "start at the posterior mode with the Laplace mass matrix")
+    algorithm: str = _setting("nuts", "nuts, or hmc (jittered-length HMC, for large batches and GPUs)")
+
+    def __post_init__(self) -> None:
+        for name in ("chains", "warmup", "draws", "max_tree_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"sampler setting {name} must be a positive integer, got {value!r}")
+        for name in ("dense", "laplace_init"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"sampler setting {name} must be True or False, got {getattr(self, name)!r}")
+        if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, float | int):
+            raise ValueError(f"sampler setting target_accept must be a number, got {self.target_accept!r}")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(
+                f"sampler setting target_accept must lie strictly between 0 and 1, got {self.target_accept}"
+            )
+        if self.algorithm not in ("nuts", "hmc"):
+            raise ValueError(f"sampler setting algorithm must be 'nuts' or 'hmc', got {self.algorithm!r}")
+
+    @classmethod
+    def of(cls, settings: Settings | None = None, **options: object) -> Settings:
+        """``settings`` (default: the defaults) with some fields replaced by keyword.
+
+        Raises
+        ------
+        TypeError
+            For a keyword that is not a sampler setting, naming it and the settings.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise TypeError(f"unknown sampler setting {unknown[0]!r}; the settings are: {', '.join(known)}")
+        return replace(settings if settings is not None else cls(), **options)
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Output(NamedTuple):
+    """What a sampler returns (each array with a leading axis K for K fits at once).
+
+    Attributes
+    ----------
+    samples : every constrained and deterministic site, each (chains, draws, ...).
+    stats : sampler statistics ``diverging``, ``energy``, ``lp``, ``n_steps``,
+        ``acceptance_rate``, ``step_size``, each (chains, draws).
+    mode : the posterior mode found by the Laplace start, constrained.
+    mode_converged : whether the mode search converged (bool).
+    health : the convergence statistics of the target's checked sites
+        (:func:`bayes_scaling._stats.health`).
+    """
+
+    samples: dict[str, jax.Array]
+    stats: dict[str, jax.Array]
+    mode: dict[str, jax.Array]
+    mode_converged: jax.Array
+    health: dict[str, jax.Array]
+
+
+# NUTS states cross the boundaries of the stored programs of a chunked fit.
+for _state in (HMCState, HMCAdaptState):
+    with contextlib.suppress(ValueError):  # already registered
+        jax.export.register_namedtuple_serialization(_state, serialized_name=f"numpyro.{_state.__name__}")
+
+#: Chunks of a single fit's NUTS iterations (the progress bar's steps).
+CHUNKS = 20
+
+
+def sample(
+    target: Target, settings: Settings, key: jax.Array, data: object, *, progress: bool = False, whole: bool = False
+) -> Output:
+    """Sample one posterior.
+
+    Parameters
+    ----------
+    target : the model to sample (:func:`bayes_scaling._model.target`).
+    settings : sampler settings.
+    key : the fit's PRNG key; the same key gives the same draws on the same machine.
+    data : the model's data (a pytree of arrays).
+    progress : draw a progress bar on stderr between chunks of NUTS iterations.
+    whole : run the sampler as one compiled program (no progress bar; ``"hmc"`` always is).
+    """
+    if settings.algorithm == "hmc" or whole:
+        out = _whole(target, settings)(key, data)
+    else:
+        begin, advance, finish = _chunked(target, settings)
+        total = settings.warmup + settings.draws
+        size = -(-total // CHUNKS)
+        state, start = begin(key, data)
+        traces = []
+        for first in range(0, total, size):
+            state, trace = advance(state, data, np.int32(first))
+            traces.append(trace)
+            if progress:
+                jax.block_until_ready(state)
+                _report(min(first + size, total), total)
+        out = finish(data, start, traces)
+    return Output(**out, health=_health(target.checked, settings)(out["samples"], out["stats"]))
+
+
+def prepare(target: Target, settings: Settings, data: object) -> None:
+    """Read (or trace) and compile :func:`sample`'s whole-program sampler for data shaped like ``data``.
+
+    ``data`` may hold :class:`jax.ShapeDtypeStruct`. Nothing runs: a thread can prepare the
+    programs of a later fit while others sample.
+    """
+    run = _whole(target, settings)
+    args = (jax.ShapeDtypeStruct((), jax.random.key(0).dtype), data)
+    out = run.shapes(*args)
+    run.prepare(*args)
+    _health(target.checked, settings).prepare(out["samples"], out["stats"])
+
+
+def sample_many(
+    target: Target, settings: Settings, keys: jax.Array, data: object, devices: Sequence[jax.Device] | None = None
+) -> Output:
+    """Sample K posteriors as one program, the batch split evenly across ``devices``.
+
+    Every input and output carries a leading axis of fits, split across the devices by
+    ``shard_map``: each device runs the vmapped sampler on its own share, with no
+    communication. (Left to XLA's automatic partitioning, the program synchronized every
+    device at every leapfrog loop of the vmapped samplers and gathered the whole batch for
+    the FFTs of the convergence checks.) The convergence statistics are computed inside the
+    program, on each device's share.
+
+    Parameters
+    ----------
+    keys : PRNG keys, shape (K,).
+    data : the K fits' data stacked along a new leading axis (every array (K, ...)).
+    devices : where to run (None: every local device). The batch is padded with copies of
+        its last fit up to a multiple of their number.
+
+    Returns
+    -------
+    :class:`Output` with arrays of shape (K, ...), still on the devices.
+    """
+    devices = list(jax.local_devices() if devices is None else devices)
+    k = int(keys.shape[0])
+    total = -(-k // len(devices)) * len(devices)
+
+    def pad(a: jax.Array) -> jax.Array:
+        return jnp.concatenate([a, jnp.repeat(a[-1:], total - k, axis=0)]) if total > k else a
+
+    keys, data = jax.tree.map(pad, (keys, jax.tree.map(jnp.asarray, data)))
+    mesh = Mesh(np.array(devices), ("fits",))
+    first = jax.device_put(_jitter(keys[0], settings), NamedSharding(mesh, PartitionSpec()))
+    keys, data = jax.device_put((keys, data), NamedSharding(mesh, PartitionSpec("fits")))
+
+    def build() -> Callable:
+        batched = jax.vmap(_program(target, settings, checked=True), in_axes=(0, 0, None))
+        fits = PartitionSpec("fits")
+        split = jax.shard_map(
+            batched, mesh=mesh, in_specs=(fits, fits, PartitionSpec()), out_specs=fits, check_vma=False
+        )
+        return jax.jit(split)
+
+    out = PROGRAMS.get(("batched", target.key, settings, mesh), build)(keys, data, first)
+    out = jax.tree.map(lambda a: a[:k], out) if total > k else out
+    return Output(**out)
+
+
+def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Program]:
+    """The NUTS sampler's three steps as compiled programs, stored on disk under the target's tag."""
+    begin, advance, finish = _pieces(target.model, target.initial, settings, ())
+    size = -(-(settings.warmup + settings.draws) // CHUNKS)
+    tag = target.tag and f"{target.tag} {settings}"
+    return (
+        PROGRAMS.get(("begin", target.key, settings), lambda: jax.jit(begin), tag and f"begin {tag}"),
+        PROGRAMS.get(
+            ("advance", target.key, settings),
+            lambda: jax.jit(partial(advance, n=size)),
+            tag and f"advance {size} {tag}",
+        ),
+        PROGRAMS.get(("finish", target.key, settings), lambda: jax.jit(finish), tag and f"finish {tag}"),
+    )
+
+
+def _whole(target: Target, settings: Settings) -> Program:
+    """The sampler as one compiled program ``run(key, data)`` (the trajectory jitter drawn from ``key``)."""
+
+    def build() -> Callable:
+        sampler = _program(target, settings)
+        return jax.jit(lambda key, data: sampler(key, data, _jitter(key, settings)))
+
+    tag = target.tag and f"program {target.tag} {settings}"
+    return PROGRAMS.get(("whole", target.key, settings), build, tag)
+
+
+def _health(checked: tuple[str, ...], settings: Settings) -> Program:
+    """The compiled convergence statistics ``health(samples, stats)`` of the sites ``checked``.
+
+    A single fit computes them apart from its sampler: that program is compiled once per
+    shape of draws and shared by every sampler of that shape (programs for other priors,
+    data sizes or laws), instead of being compiled into each of them.
+    """
+    steps = 2**settings.max_tree_depth - 1
+    build = partial(jax.jit, partial(_site_health, checked, steps))
+    return PROGRAMS.get(("site health", checked, steps), build, f"health {checked} {steps}")
+
+
+def _site_health(checked: tuple[str, ...], max_steps: int, samples: dict, stats: dict) -> dict:
+    return _stats.site_health(samples, stats, checked, max_steps)
+
+
+def _jitter(key: jax.Array, settings: Settings) -> jax.Array:
+    """The trajectory-length jitter of :mod:`bayes_scaling._hmc`, one Uniform(0, 1) per iteration, from ``key``."""
+    return jax.random.uniform(jax.random.fold_in(key, 2), (settings.warmup + settings.draws,))
+
+
+def _program(target: Target, settings: Settings, checked: bool = False) -> Callable:
+    """The sampler ``run(key, data, jitter) -> dict of arrays`` of a target, not jitted.
+
+    With ``checked``, the convergence statistics of the target's checked sites are computed
+    in the program (the batched sampler does so, so that they run on each device's share).
+    """
+    begin, advance, finish = _pieces(target.model, target.initial, settings, target.checked if checked else ())
+    total = settings.warmup + settings.draws
+
+    def run(key: jax.Array, data: object, jitter: jax.Array) -> dict:
+        state, start = begin(key, data)
+        if settings.algorithm == "hmc":
+            steps = 2**settings.max_tree_depth - 1
+            trace = _hmc.sample(
+                _potential(target.model, target.initial, data)[1],
+                start["mode"],
+                start["cov"],
+                state,
+                start["key"],
+                jitter,
+                settings.warmup,
+                settings.target_accept,
+                steps,
+            )
+        else:
+            _, trace = advance(state, data, jnp.int32(0), total)
+        return finish(data, start, [trace])
+
+    return run
+
+
+def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) -> tuple[jax.Array, jax.Array]:
+    """Minimize ``f`` by Levenberg-Marquardt damped Newton steps; return the minimum and the Hessian there.
+
+    A step ``(H + lam·(|diag H| + 1)) s = -g`` is kept only if it lowers ``f``; ``lam``
+    shrinks after a kept step and grows after a rejected one, so far from the mode
+    the method falls back to short gradient steps. (Cheaper to compile than BFGS
+    with its line search, and the Hessian is needed anyway for the mass matrix.)
+    """
+    grad, hess = jax.grad(f), jax.hessian(f)
+
+    def body(_: int, carry: tuple) -> tuple:
+        x, fx, lam = carry
+        h = hess(x)
+        damping = lam * (jnp.abs(jnp.diag(h)) + 1.0)
+        trial = x - jnp.linalg.solve(h + jnp.diag(damping), grad(x))
+        ft = f(trial)
+        better = jnp.isfinite(ft) & (ft < fx)
+        return (
+            jnp.where(better, trial, x),
+            jnp.where(better, ft, fx),
+            jnp.where(better, lam * 0.3, lam * 10.0),
+        )
+
+    x, _, _ = jax.lax.fori_loop(0, steps, body, (x, f(x), jnp.asarray(1.0, x.dtype)))
+    return x, hess(x)
+
+
+def _potential(model: Callable, initial: Callable, data: dict) -> tuple[Callable, Callable]:
+    """``(unravel, potential)``: the flat unconstrained vector's layout, and the potential energy of one."""
+    layout = jax.eval_shape(initial, data, jax.random.key(0))
+    _, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
+
+    def potential(v: jax.Array) -> jax.Array:
+        return potential_energy(model, (data,), {}, unravel(v))
+
+    return unravel, potential
+
+
+def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str]) -> tuple:
+    """The sampler in three pure functions: ``begin``, ``advance`` (NUTS only) and ``finish``.
+
+    - ``begin(key, data) -> (state, start)``: the mode search, the Laplace mass
+      matrix and the chains' starting points; ``state`` is NumPyro's NUTS state (vmapped over
+      chains) or, for ``"hmc"``, the starting points; ``start`` holds ``mode``, ``cov``,
+      ``converged`` and the sampler's ``key``.
+    - ``advance(state, data, first, n)``: NUTS iterations ``first .. first + n - 1`` (those
+      past the last are skipped); returns the state and that chunk's draws (n, chains, dim)
+      and statistics (n, chains).
+    - ``finish(data, start, traces)``: the chunks joined, warm-up dropped, draws constrained.
+    """
+    total = settings.warmup + settings.draws
+
+    def begin(key: jax.Array, data: dict) -> tuple:
+        k_init, k_chains, k_run = jax.random.split(key, 3)
+        _, potential = _potential(model, initial, data)
+        flat0, _ = ravel_pytree(initial(data, k_init))
+        dim = flat0.shape[0]
+        if settings.laplace_init:
+            mode, hess = _newton(potential, flat0)
+            hess = 0.5 * (hess + hess.T)
+            cov = jnp.linalg.inv(hess)
+            chol = jnp.linalg.cholesky(cov)
+            ok = jnp.all(jnp.isfinite(chol)) & jnp.all(jnp.isfinite(mode))
+            mode = jnp.where(ok, mode, flat0)
+            cov = jnp.where(ok, cov, jnp.eye(dim))
+            chol = jnp.where(ok, chol, 0.1 * jnp.eye(dim))
+            # Converged: one Newton step from the mode moves less than 0.1 posterior sd.
+            newton = cov @ jax.grad(potential)(mode)
+            converged = ok & (jnp.max(jnp.abs(newton) / jnp.sqrt(jnp.diag(cov))) < 0.1)
+        else:
+            mode, cov, chol, converged = flat0, jnp.eye(dim), 0.1 * jnp.eye(dim), jnp.array(False)
+        starts = mode + jax.random.normal(k_chains, (settings.chains, dim)) @ chol.T
+        start = {"mode": mode, "converged": converged, "key": k_run}
+        if settings.algorithm == "hmc":
+            return starts, {**start, "cov": cov if settings.dense else jnp.diag(jnp.diag(cov))}
+        init, _ = _nuts(potential, settings)
+        inverse_mass = cov if settings.dense else jnp.diag(cov)
+        state = jax.vmap(init, (0, 0, None))(starts, jax.random.split(k_run, settings.chains), inverse_mass)
+        return state, start
+
+    def advance(state, data: dict, first: jax.Array, n: int) -> tuple:
+        init, sample_kernel = _nuts(_potential(model, initial, data)[1], settings)
+        # NumPyro's kernel reads its settings from Python variables that its init sets: trace it once.
+        inverse_mass = state.adapt_state.inverse_mass_matrix[0]
+        jax.eval_shape(jax.vmap(init, (0, 0, None)), state.z, state.rng_key, inverse_mass)
+        step = jax.vmap(sample_kernel)
+
+        def one(s, i):
+            s = step(s) if total % n == 0 else jax.lax.cond(i < total, step, lambda s: s, s)
+            stats = {
+                "diverging": s.diverging,
+                "energy": s.energy,
+                "lp": -s.potential_energy,
+                "n_steps": s.num_steps,
+                "acceptance_rate": s.accept_prob,
+                "step_size": s.adapt_state.step_size,
+            }
+            return s, (s.z, stats)
+
+        return jax.lax.scan(one, state, first + jnp.arange(n))
+
+    def finish(data: dict, start: dict, traces: list) -> dict:
+        unravel, _ = _potential(model, initial, data)
+        zs, stats = jax.tree.map(lambda *a: jnp.concatenate(a)[settings.warmup : total], *traces)
+        # (draws, chains, ...) -> (chains, draws, ...)
+        zs = jnp.swapaxes(zs, 0, 1)
+        stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), stats)
+
+        def constrain(v: jax.Array) -> dict:
+            return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
+
+        samples = jax.vmap(jax.vmap(constrain))(zs)
+        out = {"samples": samples, "stats": stats, "mode": constrain(start["mode"])}
+        out["mode_converged"] = start["converged"]
+        if checked:
+            steps = 2**settings.max_tree_depth - 1
+            out["health"] = _stats.site_health(samples, stats, tuple(checked), steps)
+        return out
+
+    return begin, advance, finish
+
+
+def _nuts(potential: Callable, settings: Settings) -> tuple[Callable, Callable]:
+    """NumPyro's NUTS kernel: ``init(z, key, inverse_mass) -> state`` for one chain, and its step."""
+    init_kernel, sample_kernel = numpyro_hmc(potential, algo="NUTS")
+
+    def init(z: jax.Array, key: jax.Array, inverse_mass: jax.Array):
+        return init_kernel(
+            z,
+            settings.warmup,
+            inverse_mass_matrix=inverse_mass,
+            dense_mass=settings.dense,
+            target_accept_prob=settings.target_accept,
+            max_tree_depth=settings.max_tree_depth,
+            regularize_mass_matrix=False,
+            rng_key=key,
+        )
+
+    return init, sample_kernel
+
+
+def _report(done: int, total: int) -> None:
+    """Progress bar on stderr: ``done`` of ``total`` iterations."""
+    width = 30
+    bar = int(width * done / total)
+    sys.stderr.write(f"\rsampling [{'#' * bar}{'.' * (width - bar)}] {done}/{total} iterations")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

@@ -1,0 +1,109 @@
+"""Backtests: fit below compute cutoffs, forecast the larger runs, score the bands against what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import _calibration, laws
+from ._geometry import axis, beyond
+from ._sampler import Settings
+from .fit import DataLike, _as_dataset, fit
+from .forecast import predictive
+from .laws import Law
+from .priors import PriorsLike
+
+
+def interval_score(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
+    """Interval score of central ``level`` intervals (Gneiting and Raftery 2007); lower is better.
+
+    ``(hi - lo) + 2/a * (lo - y) * [y < lo] + 2/a * (y - hi) * [y > hi]`` with ``a = 1 - level``.
+    """
+    a = 1.0 - level
+    return (hi - lo) + 2 / a * np.maximum(lo - y, 0) + 2 / a * np.maximum(y - hi, 0)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Backtest results.
+
+    Attributes
+    ----------
+    table : one row per cutoff and mode: ``cutoff``, ``mode``, ``distance_decades``
+        (how far the furthest held-out run lies beyond the fitted runs, along the
+        extrapolation axis), ``n_train``, ``n_test``, ``coverage_50``, ``coverage_80``,
+        ``coverage_90`` (share of held-out runs inside the band of a new run),
+        ``median_abs_rel_error`` (of the median forecast), ``interval_score_90`` (mean, in
+        nats/token; lower is better); calibrated rows add ``kappa_<input>``, the posterior
+        median of the learned error scale (per square root of a decade).
+    runs : one row per held-out run, cutoff and mode: its inputs, the realized
+        ``loss``, the forecast ``run_median`` and 90% band (``run_lo90``, ``run_hi90``).
+    """
+
+    table: pd.DataFrame
+    runs: pd.DataFrame
+
+
+def backtest(
+    data: DataLike,
+    law: str | Law = "chinchilla",
+    cutoffs: Sequence[float] = (1e20, 3e20, 1e21),
+    *,
+    priors: PriorsLike = None,
+    settings: Settings | None = None,
+    levels: Sequence[float] = (0.5, 0.8, 0.9),
+    seed: int = 0,
+    calibrate: bool = True,
+    **options: object,
+) -> Backtest:
+    """Fit below each cutoff, forecast the runs above it, and score plain and calibrated forecasts.
+
+    Parameters
+    ----------
+    data : the runs (a Dataset, DataFrame or path, as for :func:`bayes_scaling.fit`).
+    law : the law to backtest.
+    cutoffs : cutoffs along the extrapolation axis (compute, FLOP, where known).
+    priors, settings, options : as for :func:`bayes_scaling.fit`, for every refit.
+    levels : band levels whose coverage is reported; 0.9 is always scored.
+    calibrate : score the calibrated mode beside the plain one (False: plain only, one
+        fit per cutoff instead of five).
+
+    Returns
+    -------
+    :class:`Backtest`.
+    """
+    law = laws.get(law)
+    settings = Settings.of(settings, **options)
+    data = _as_dataset(data, law)
+    name = axis(data.frame, law.inputs)
+    values = data.frame[name].to_numpy()
+    levels = sorted(set(levels) | {0.9})
+    rows, details = [], []
+    for cutoff in cutoffs:
+        train, test = values < cutoff, values >= cutoff
+        if train.sum() < law.min_runs or test.sum() < 1:
+            raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
+        result = fit(data.subset(train), law, priors=priors, settings=settings, calibrate=calibrate, seed=seed)
+        points = data.frame[test].reset_index(drop=True)
+        y = points["loss"].to_numpy()
+        reach = float(beyond(data.frame[train], points, [name]).max())
+        for mode in ("plain", "calibrated") if calibrate else ("plain",):
+            draws = predictive(result, points, seed=seed, mode=mode)
+            row = {"cutoff": cutoff, "mode": mode, "distance_decades": reach}
+            row |= {"n_train": int(train.sum()), "n_test": int(test.sum())}
+            for level in levels:
+                lo, hi = draws.interval(level)
+                row[f"coverage_{100 * level:g}"] = float(np.mean((lo <= y) & (y <= hi)))
+            median = draws.median()
+            lo, hi = draws.interval(0.9)
+            row["median_abs_rel_error"] = float(np.median(np.abs(median / y - 1)))
+            row["interval_score_90"] = float(np.mean(interval_score(y, lo, hi, 0.9)))
+            if mode == "calibrated" and _calibration.calibrated(result):
+                row.update(_calibration.kappa_medians(result))
+            rows.append(row)
+            detail = points[[name, "loss"]].assign(run_median=median, run_lo90=lo, run_hi90=hi)
+            details.append(detail.assign(cutoff=cutoff, mode=mode))
+    return Backtest(pd.DataFrame(rows), pd.concat(details, ignore_index=True))

@@ -1,0 +1,160 @@
+"""A review as a page: self-contained HTML, Markdown, JSON and PNG figures, drawn from its tables.
+
+Rendering reads a :class:`~bayes_scaling.review.Review` and nothing else: it never refits
+or forecasts. ``save(review, "out/")`` writes ``report.html``, ``report.md``,
+``report.json`` and ``figures/*.png``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as _html
+import io
+import json as _json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from . import plots
+from .review import SECTIONS, Review
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+#: The tables and figures of each section, in order.
+LAYOUT = {
+    "Sampler health": (["health"], []),
+    "Distance": (["distance"], ["distance"]),
+    "Forecast": (["forecast", "drivers"], ["fit"]),
+    "Backtests": (["backtests"], ["backtest"]),
+    "Model-form sensitivity": (["models"], []),
+    "Prior sensitivity": (["priors"], []),
+    "Posterior predictive checks": (["residual_trends"], ["ppc"]),
+}
+#: Tables kept for drawing figures, not shown as tables (nor written to JSON).
+FIGURE_DATA = ("runs", "path", "backtest_runs", "residuals")
+
+
+def figures(review: Review) -> dict[str, bytes]:
+    """The review's figures as PNG images, by name (``distance``, ``fit``, ``backtest``, ``ppc``)."""
+    t = review.tables
+    out = {
+        "distance": _png(plots.distance(t["runs"], review.target)),
+        "fit": _png(
+            plots.fit_from_tables(
+                t["runs"],
+                t["path"],
+                t["forecast"],
+                x=review.law["axis"],
+                law=review.law["name"],
+                title=review.law["formula"],
+            )
+        ),
+    }
+    if "backtest_runs" in t:
+        out["backtest"] = _png(plots.backtest(t["backtest_runs"]))
+    if "residuals" in t:
+        out["ppc"] = _png(plots.residuals(t["residuals"], t["loo_pit"]["loo_pit"].to_numpy()))
+    return out
+
+
+def json(review: Review) -> dict:
+    """``verdict``, ``rule``, ``reasons``, ``target`` and every table as a list of records."""
+    tables = {k: _json.loads(v.to_json(orient="records")) for k, v in review.tables.items() if k not in FIGURE_DATA}
+    head = {"verdict": review.verdict, "rule": review.rule, "reasons": list(review.reasons), "target": review.target}
+    return head | tables
+
+
+def markdown(review: Review, figure_dir: str = "figures") -> str:
+    """Markdown, with figures linked as ``figure_dir/<name>.png``."""
+    return _render(review, None, figure_dir)
+
+
+def html(review: Review, images: dict[str, bytes] | None = None) -> str:
+    """A self-contained HTML page: figures embedded as base64 PNG, no external references.
+
+    ``images``: the figures if already drawn (:func:`figures`).
+    """
+    return _render(review, figures(review) if images is None else images)
+
+
+def save(review: Review, out: str | Path) -> Path:
+    """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/*.png`` into ``out``; return ``out``."""
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    images = figures(review)
+    for name, png in images.items():
+        (out / "figures" / f"{name}.png").write_bytes(png)
+    (out / "report.html").write_text(html(review, images))
+    (out / "report.md").write_text(markdown(review))
+    (out / "report.json").write_text(_json.dumps(json(review), indent=1))
+    return out
+
+
+def _render(review: Review, images: dict[str, bytes] | None, figure_dir: str = "figures") -> str:
+    """Markdown when ``images`` is None (figures linked), else HTML (figures embedded)."""
+    markdown = images is None
+    t = review.target
+    title = f"Extrapolation risk review: {t['target']} (N={t['N']:.3g}, D={t['D']:.3g}, C={t['C']:.3g} FLOP)"
+    parts = [f"# {title}" if markdown else f"<h1>{_html.escape(title)}</h1>"]
+    verdict = f"Verdict: {review.verdict.upper()} extrapolation risk"
+    parts.append(f"**{verdict}**" if markdown else f"<p><b>{verdict}</b></p>")
+    for section in SECTIONS:
+        parts.append(f"## {section}" if markdown else f"<h2>{section}</h2>")
+        if section == "Verdict":
+            note = f"{review.verdict.upper()}. Rule: {review.rule}"
+            reasons = review.reasons or ("no finding scored a point",)
+            items = [f"- {r}" for r in reasons] if markdown else [f"<li>{_html.escape(r)}</li>" for r in reasons]
+            body = "\n".join(items) if markdown else "<ul>" + "".join(items) + "</ul>"
+            parts += [note if markdown else f"<p>{_html.escape(note)}</p>", body]
+            continue
+        note = review.notes.get(section, "")
+        if note:
+            parts.append(note if markdown else f"<p>{_html.escape(note)}</p>")
+        keys, names = LAYOUT[section]
+        for key in keys:
+            if key in review.tables:
+                table = review.tables[key]
+                parts.append(_markdown_table(table) if markdown else table.to_html(index=False, float_format="%.4g"))
+        for name in names:
+            if markdown:
+                if name in _drawn(review):
+                    parts.append(f"![{name}]({figure_dir}/{name}.png)")
+            elif name in images:
+                data = base64.b64encode(images[name]).decode()
+                parts.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
+    if markdown:
+        return "\n\n".join(parts) + "\n"
+    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+    style += "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}img{max-width:100%}"
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
+        f"<style>{style}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+    )
+
+
+def _drawn(review: Review) -> set[str]:
+    """Names of the figures :func:`figures` draws for this review (without drawing them)."""
+    t = review.tables
+    return (
+        {"distance", "fit"}
+        | ({"backtest"} if "backtest_runs" in t else set())
+        | ({"ppc"} if "residuals" in t else set())
+    )
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
