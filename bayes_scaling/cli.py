@@ -35,8 +35,8 @@ def _common() -> argparse.ArgumentParser:
         "--law",
         action="append",
         metavar="NAME",
-        help="law family: chinchilla, power-n, power-d, power-c, kaplan, broken, downstream, "
-        "downstream-offset (repeatable with `fit`: fits each and compares them; default: chinchilla)",
+        help=f"law family: {', '.join(bs.laws.names())} "
+        "(repeatable with `fit`: fits each and compares them; default: chinchilla)",
     )
     p.add_argument("--priors", help="TOML prior file (a copy of one in models/)")
     p.add_argument("--n-col", default="params", help="column of parameter counts N (default: params)")

@@ -133,7 +133,9 @@ def _fit_plain(
     """One plain fit, its rows padded to ``pad``: fits padded alike share one compiled sampler."""
     arrays = model_data(dataset, law, pad=pad)
     out = sample(target(law, spec), settings, jax.random.key(seed), arrays, progress=progress)
-    (result,) = from_sampler(jax.tree.map(lambda a: a[None], out), [dataset], law, spec, [seed], settings, prior_draws)
+    (result,) = from_sampler(
+        jax.tree.map(lambda a: np.asarray(a)[None], out), [dataset], law, spec, [seed], settings, prior_draws
+    )
     return result
 
 
