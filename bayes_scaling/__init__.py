@@ -11,7 +11,7 @@ Public API::
 Names: data (``load_data``, ``datasets``, ``simulate``), laws and priors (``laws``, ``Law``,
 ``Prior``), fitting (``fit``, ``fit_many``, ``Settings``, ``Result``, ``load``), using a fit
 (``forecast``, ``backtest``, ``compare``, ``review``, ``optimal``, ``plots``, ``report``),
-warnings (``ConvergenceWarning``, ``DataWarning``) and ``enable_cache``. Everything else
+warnings (``ConvergenceWarning``, ``DataWarning``, ``ExtrapolationWarning``) and ``enable_cache``. Everything else
 is internal.
 """
 
@@ -23,7 +23,7 @@ from .compare import compare
 from .data import DataWarning, load_data
 from .diagnostics import ConvergenceWarning
 from .fit import fit, fit_many
-from .forecast import forecast
+from .forecast import ExtrapolationWarning, forecast
 from .laws import Law
 from .priors import Prior
 from .result import Result, load
@@ -35,6 +35,7 @@ __version__ = "0.2.0"
 __all__ = [
     "ConvergenceWarning",
     "DataWarning",
+    "ExtrapolationWarning",
     "Law",
     "Prior",
     "Result",

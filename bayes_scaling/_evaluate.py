@@ -75,11 +75,35 @@ def _outer(mean: Callable, p: dict, x: dict) -> jax.Array:
     return mean({k: v[:, None] for k, v in p.items()}, {k: v if v.ndim == 2 else v[None, :] for k, v in x.items()})
 
 
-def student_t_logpdf(y: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float) -> np.ndarray:
-    """Log density of a Student-t with ``df`` degrees of freedom, NumPy float64, broadcasting."""
-    z = (y - loc) / scale
-    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    return const - np.log(scale) - (df + 1) / 2 * np.log1p(z * z / df)
+def log_likelihood(
+    law: Law,
+    params: Mapping[str, ArrayLike],
+    sigma: ArrayLike,
+    df: float,
+    inputs: Mapping[str, ArrayLike],
+    loss: ArrayLike,
+) -> np.ndarray:
+    """Pointwise log likelihood of every draw at every run, float32 of shape (s, n).
+
+    ``log p(log loss | draw) = StudentT(df, log L(draw), sigma)``, with the law evaluated as in
+    :func:`law_at` (float64) and the density computed :data:`CHUNK` runs at a time, so that
+    memory beyond the result stays bounded however many runs there are.
+
+    Parameters
+    ----------
+    params, sigma : each of shape (s,): the law's parameters and the noise scale on log loss.
+    inputs : the law's inputs at the n runs, natural scale, each (n,).
+    loss : the runs' losses, shape (n,).
+    """
+    sigma = np.asarray(sigma, np.float64).reshape(-1, 1)
+    y = np.log(np.asarray(loss, np.float64))
+    out = np.empty((sigma.shape[0], y.size), np.float32)
+    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi) - np.log(sigma)
+    for start in range(0, y.size, CHUNK):
+        part = slice(start, start + CHUNK)
+        z = (y[part] - law_at(law, params, {k: np.asarray(v)[part] for k, v in inputs.items()})) / sigma
+        out[:, part] = const - (df + 1) / 2 * np.log1p(z * z / df)
+    return out
 
 
 def optimum(

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+#: Points x runs x inputs compared at once (float64: 80 MB).
+_CELLS = 10_000_000
+
 
 def beyond(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
     """Decades beyond the data along each input, shape (t, len(inputs)); zeros inside the data.
@@ -25,9 +28,13 @@ def beyond(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> n
     """
     x = np.log10(points[list(inputs)].to_numpy(np.float64))  # (t, i)
     r = np.log10(runs[list(inputs)].to_numpy(np.float64))  # (n, i)
-    gap = np.maximum(x[:, None, :] - r[None, :, :], 0.0)  # (t, n, i)
-    nearest = np.argmin(np.sum(gap**2, axis=-1), axis=1)  # (t,)
-    return gap[np.arange(len(x)), nearest]
+    out = np.empty_like(x)
+    step = max(1, _CELLS // max(len(r) * len(inputs), 1))  # points per block: memory stays bounded
+    for start in range(0, len(x), step):
+        gap = np.maximum(x[start : start + step, None, :] - r[None, :, :], 0.0)  # (block, n, i)
+        nearest = np.argmin(np.sum(gap**2, axis=-1), axis=1)
+        out[start : start + step] = gap[np.arange(len(gap)), nearest]
+    return out
 
 
 def axis(runs: pd.DataFrame, inputs: Sequence[str]) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -164,6 +165,7 @@ def sample(
         begin, advance, finish = _chunked(target, settings)
         total = settings.warmup + settings.draws
         size = -(-total // CHUNKS)
+        started = time.perf_counter()
         state, start = begin(key, data)
         traces = []
         for first in range(0, total, size):
@@ -171,7 +173,7 @@ def sample(
             traces.append(trace)
             if progress:
                 jax.block_until_ready(state)
-                _report(min(first + size, total), total)
+                _report(min(first + size, total), total, time.perf_counter() - started)
         out = finish(data, start, traces)
     return Output(**out, health=_health(target.checked, settings)(out["samples"], out["stats"]))
 
@@ -457,11 +459,20 @@ def _nuts(potential: Callable, settings: Settings) -> tuple[Callable, Callable]:
     return init, sample_kernel
 
 
-def _report(done: int, total: int) -> None:
-    """Progress bar on stderr: ``done`` of ``total`` iterations."""
-    width = 30
-    bar = int(width * done / total)
-    sys.stderr.write(f"\rsampling [{'#' * bar}{'.' * (width - bar)}] {done}/{total} iterations")
-    if done == total:
-        sys.stderr.write("\n")
+#: Off a terminal (a log file, a pipe), progress is written as plain lines, and only for fits that
+#: have run this many seconds: short fits leave logs clean.
+QUIET_SECONDS = 3.0
+
+
+def _report(done: int, total: int, seconds: float) -> None:
+    """Progress on stderr, ``done`` of ``total`` iterations after ``seconds``: a bar on a terminal, else a
+    line at each quarter of a fit that has run for :data:`QUIET_SECONDS`."""
+    if sys.stderr.isatty():
+        width = 30
+        bar = int(width * done / total)
+        sys.stderr.write(f"\rsampling [{'#' * bar}{'.' * (width - bar)}] {done}/{total} iterations")
+        if done == total:
+            sys.stderr.write("\n")
+    elif seconds >= QUIET_SECONDS and int(4 * done / total) > int(4 * (done - 1) / total):
+        sys.stderr.write(f"sampling: {done}/{total} iterations ({seconds:.0f} s)\n")
     sys.stderr.flush()

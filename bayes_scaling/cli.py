@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -12,11 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import bayes_scaling as bs
 
 from . import report
+from ._outputs import Folder
 from ._programs import enable_cache
 from ._sampler import Settings
 from .diagnostics import Health
@@ -50,8 +53,19 @@ def _common() -> argparse.ArgumentParser:
         metavar="K=V,...",
         help="multipliers of input columns, e.g. C=1e21,N=1e9 (FLOP in units of 1e21, parameters in B)",
     )
-    p.add_argument("--drop-highest", type=int, default=0, metavar="K", help="drop the K highest-loss runs")
-    p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results)")
+    p.add_argument(
+        "--allow-unusual",
+        action="store_true",
+        help="values outside what real training runs have (N 1e3-1e15, D 1e3-1e17, C 1e6-1e33, loss above 20 "
+        "nats/token) are warnings, not errors",
+    )
+    p.add_argument("--drop-highest", type=_count, default=0, metavar="K", help="drop the K highest-loss runs")
+    p.add_argument(
+        "--out",
+        default="results",
+        metavar="DIR",
+        help="output folder, replaced as a whole when the run is done (default: results)",
+    )
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same draws (default: 0)")
     for f in fields(Settings):  # one flag per sampler setting, its default and help from Settings
         flag = "--" + f.name.replace("_", "-")
@@ -113,13 +127,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(text: str) -> int:
+    """A count for argparse: a whole number, zero or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected zero or more, got {value}")
+    return value
+
+
 def _units(text: str) -> dict[str, float]:
     units = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key not in ("N", "D", "C"):
             raise ValueError(f"--units: expected K=V with K one of N, D, C, got {item!r}")
-        units[key] = float(value)
+        try:
+            units[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--units: {key} must be a number, got {value!r}") from None
+        if not units[key] > 0:
+            raise ValueError(f"--units: {key} must be positive, got {value}")
     return units
 
 
@@ -127,6 +157,11 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     """The runs named on the command line (default: the embedded ones), checked for every law."""
     needs = tuple(sorted({x for law in laws for x in law.inputs}))
     if args.csv is None:
+        given = [flag for flag, on in (("--metric", args.metric), ("--units", args.units)) if on]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} describe a CSV's columns; name the CSV (the embedded runs need none)"
+            )
         data = bs.datasets.chinchilla()
     else:
         data = bs.load_data(
@@ -139,7 +174,10 @@ def _load(args: argparse.Namespace, laws: list) -> object:
             metric=args.metric,
             units=_units(args.units),
             min_rows=max(law.min_runs for law in laws),
+            allow_unusual=args.allow_unusual,
         )
+    if args.drop_highest >= len(data):
+        raise ValueError(f"--drop-highest {args.drop_highest} would drop all {len(data)} runs")
     return data.drop_highest(args.drop_highest)
 
 
@@ -158,7 +196,7 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
         priors=args.priors,
         settings=_settings(args),
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=True,  # a bar on a terminal; plain lines in a log for fits longer than a few seconds
         calibrate=calibrate,
     )
     table = result.summary()
@@ -212,7 +250,7 @@ def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
     return points
 
 
-def _fit(args: argparse.Namespace) -> int:
+def _fit(args: argparse.Namespace, out: Path) -> int:
     threading.Thread(target=_preload, daemon=True).start()  # about 0.4 s of a fresh run's imports hidden
 
     laws = [bs.laws.get(name) for name in args.law or ["chinchilla"]]
@@ -220,8 +258,6 @@ def _fit(args: argparse.Namespace) -> int:
     fits = [_fit_one(args, data, law, calibrate=not args.plain) for law in laws]
     results = [r for r, _ in fits]
     points = _targets(args, results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     single = len(results) == 1
     written, forecasts = [], []
     for result, table in fits:
@@ -235,7 +271,6 @@ def _fit(args: argparse.Namespace) -> int:
                 forecast = None
             table.to_csv(out / f"summary{tag}.csv")
             if forecast is not None:
-                forecast.insert(0, "law", result.law.name)
                 forecasts.append(forecast)
                 bs.plots.fit(result, forecast, path=out / f"fit{tag}.{args.format}")
             written += [saving.result(), out / f"summary{tag}.csv"]
@@ -253,27 +288,28 @@ def _fit(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"no stacked forecast: {err}")
         else:
-            mix.insert(0, "law", "stacked")
             forecasts.append(mix)
     if forecasts:
         forecast = pd.concat(forecasts, ignore_index=True)
-        cols = ["law", "target", "N", "D", "C", "loss_median", "loss_lo95", "loss_hi95", "run_lo95", "run_hi95"]
+        cols = ["law", "target", "N", "D", "C", "decades_beyond", "loss_median", "loss_lo95", "loss_hi95"]
+        cols += ["run_lo95", "run_hi95"]
         with pd.option_context(*_DISPLAY):
             print("\nforecast: expected loss (loss_*) and a new run (run_*), 95% bands")
             print(forecast[[c for c in cols if c in forecast]].to_string(index=False))
         forecast.to_csv(out / "forecast.csv", index=False)
         written.append(out / "forecast.csv")
-    print("\nwrote " + ", ".join(str(p) for p in written))
+    _wrote(args, written)
     return max(_health(r) for r in results)
 
 
-def _optimal(args: argparse.Namespace) -> int:
-    import numpy as np
+def _wrote(args: argparse.Namespace, written: list[Path]) -> None:
+    """Say which files the run writes (into ``--out`` once the run is done)."""
+    print("\nwrote " + ", ".join(str(Path(args.out) / p.name) for p in written))
 
+
+def _optimal(args: argparse.Namespace, out: Path) -> int:
     data, result, _ = _fit_from_args(args)
     flops = args.flops or [5.76e23, 2.1e25]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     table = bs.optimal.frontier(result, flops)
     exps = bs.optimal.exponents(result)
     decisions = pd.concat({f"{c:.3g}": bs.optimal.decide(result, c) for c in flops}, names=["C", "choice"])
@@ -311,11 +347,11 @@ def _optimal(args: argparse.Namespace) -> int:
     decisions.to_csv(written[1])
     grid = np.geomspace(result.data()["C"].min(), max(max(flops), 1e26), 40)
     bs.plots.frontier(result, bs.optimal.frontier(result, grid), path=written[2])
-    print("\nwrote " + ", ".join(str(p) for p in written))
+    _wrote(args, written)
     return _health(result)
 
 
-def _backtest(args: argparse.Namespace) -> int:
+def _backtest(args: argparse.Namespace, out: Path) -> int:
     if args.law and len(args.law) > 1:
         raise ValueError("`backtest` takes one --law")
     law = bs.laws.get(args.law[0] if args.law else "chinchilla")
@@ -329,8 +365,6 @@ def _backtest(args: argparse.Namespace) -> int:
         + ", ".join(f"{c:g}" for c in cutoffs)
     )
     result = bs.backtest(data, law, cutoffs, priors=args.priors, settings=_settings(args), seed=args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with pd.option_context(*_DISPLAY):
         print("\nheld-out runs inside the bands of a new run, median |relative error|, mean 90% interval score")
         print(result.table.to_string(index=False))
@@ -338,11 +372,11 @@ def _backtest(args: argparse.Namespace) -> int:
     result.table.to_csv(written[0], index=False)
     result.runs.to_csv(written[1], index=False)
     bs.plots.backtest(result.runs, path=written[2])
-    print("\nwrote " + ", ".join(str(p) for p in written))
+    _wrote(args, written)
     return 0
 
 
-def _review(args: argparse.Namespace) -> int:
+def _review(args: argparse.Namespace, out: Path) -> int:
     if args.law and len(args.law) > 1:
         raise ValueError("`review` takes one --law")
     law = bs.laws.get(args.law[0] if args.law else "chinchilla")
@@ -357,33 +391,67 @@ def _review(args: argparse.Namespace) -> int:
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")
     found = bs.review(result, cutoffs=cutoffs, seed=args.seed, settings=_settings(args), **target)
-    out = report.save(found, args.out)
+    report.save(found, out)
     print(f"\nverdict: {found.verdict.upper()} extrapolation risk")
     for reason in found.reasons:
         print(f"  - {reason}")
     print(f"rule: {found.rule}")
-    print(f"\nwrote {out / 'report.html'}, {out / 'report.md'}, {out / 'report.json'}, {out / 'figures'}/")
+    _wrote(args, [out / "report.html", out / "report.md", out / "report.json", out / "figures"])
     return EXIT_NOT_CONVERGED if found.verdict == "unusable" else 0
 
 
+COMMANDS = {"fit": _fit, "optimal": _optimal, "backtest": _backtest, "review": _review}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``bayes-scaling``; returns the exit status."""
+    """Entry point of ``bayes-scaling``; returns the exit status.
+
+    Every output goes to a fresh hidden folder beside ``--out``, swapped in as a whole when the
+    command is done (a run stopped half-way leaves the previous outputs); ``--out`` is checked
+    before any work. A reader that closes standard output early (``| head``) does not stop the run.
+    """
     args = _parser().parse_args(argv)
     warnings.formatwarning = lambda message, category, *_: f"{category.__name__}: {message}\n"
+    sys.stdout = _Quiet(sys.stdout)
     enable_cache()  # compiled samplers kept on disk: a later process neither traces nor compiles them
     try:
-        if args.command == "fit":
-            return _fit(args)
-        if args.command == "optimal":
-            return _optimal(args)
-        if args.command == "backtest":
-            return _backtest(args)
-        if args.command == "review":
-            return _review(args)
+        with Folder(args.out, note=" ".join(["bayes-scaling", *(argv if argv is not None else sys.argv[1:])])) as out:
+            return COMMANDS[args.command](args, out)
     except (ValueError, OSError) as err:
         print(f"bayes-scaling: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return EXIT_BAD_INPUT
+
+
+class _Quiet:
+    """Standard output that falls silent when its reader has gone (a closed pipe): the run goes on."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream, self.closed_by_reader = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.closed_by_reader = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # nothing more goes to the reader
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def run() -> None:

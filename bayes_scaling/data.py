@@ -20,6 +20,16 @@ import pandas as pd
 FLOPS_PER_PARAM_TOKEN = 6.0
 
 
+#: Ranges that every real training run falls in: parameters N, training tokens D, training FLOP C.
+#: A value outside is an error (a wrong unit, a wrong column) unless ``allow_unusual`` says it is intended.
+PLAUSIBLE = {"N": (1e3, 1e15), "D": (1e3, 1e17), "C": (1e6, 1e33)}
+#: Losses above this many nats per token come from no language model trained beyond its first steps
+#: (a uniform guess over a 1e8-token vocabulary is 18.4): likely a perplexity or a sum, not a mean loss.
+LOSS_MAX = 20.0
+#: What each input is, for messages.
+_WHAT = {"N": "parameters", "D": "training tokens", "C": "training FLOP"}
+
+
 class DataWarning(UserWarning):
     """Data that load but look suspicious (duplicate rows, compute far from 6·N·D)."""
 
@@ -80,7 +90,9 @@ def _where(source: str, row: int) -> str:
 def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = False) -> np.ndarray:
     """One validated column as float64: numeric, finite and positive (a metric: in (0, 1])."""
     raw = frame[column]
-    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise ValueError(f"{source}: column {column!r} holds true/false values, not numbers")
+    if pd.api.types.is_numeric_dtype(raw.dtype):
         values = raw.to_numpy(np.float64)  # already numbers: nothing to parse
     else:
         values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
@@ -109,6 +121,53 @@ def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = Fal
     return values
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as a DataFrame (gzip-compressed or not); other kinds of file are named in the error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not a CSV file") from None
+    compression = "infer"
+    if head.startswith(b"\x1f\x8b"):
+        compression = "gzip"  # gzip data, whatever the name says
+    elif head.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{path}: is a ZIP archive (an Excel .xlsx workbook?), not a CSV file; save it as CSV")
+    elif head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ValueError(f"{path}: is an old Excel (.xls) or Office file, not a CSV file; save it as CSV")
+    elif head.startswith((b"\x89HDF", b"CDF\x01", b"CDF\x02")):
+        raise ValueError(f"{path}: is a netCDF/HDF5 file (a saved result? read it with bayes_scaling.load), not a CSV")
+    try:
+        # Only empty cells are missing; text such as "n/a" is reported as non-numeric.
+        return pd.read_csv(path, keep_default_na=False, na_values=[""], compression=compression)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text CSV file (it holds bytes that are not UTF-8 text)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+
+
+def _plausible(values: np.ndarray, key: str, column: str, source: str, allow: bool) -> None:
+    """Values of input ``key`` (``N``, ``D``, ``C``) outside :data:`PLAUSIBLE`: an error, or a warning when allowed."""
+    lo, hi = PLAUSIBLE[key]
+    bad = (values < lo) | (values > hi)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    text = (
+        f"{source}: column {column!r}, {_where(source, row)}: {values[row]:g} {_WHAT[key]} lies outside what any "
+        f"training run has ({lo:g} to {hi:g}; {int(bad.sum())} row(s))"
+    )
+    if allow:
+        warnings.warn(text, DataWarning, stacklevel=3)
+        return
+    raise ValueError(
+        text + "; check the column's units (--units, or units= in Python), or allow it with --allow-unusual"
+        " (allow_unusual=True)"
+    )
+
+
 def _duplicated(rows: np.ndarray) -> np.ndarray:
     """Rows equal to an earlier row (NaN equal to NaN, as pandas), shape (n, k) -> (n,) bool.
 
@@ -133,6 +192,7 @@ def load_data(
     min_rows: int = 1,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     groups: np.ndarray | None = None,
+    allow_unusual: bool = False,
 ) -> Dataset:
     """Read and validate training runs from a CSV path or a DataFrame.
 
@@ -154,6 +214,9 @@ def load_data(
     flops_per_param_token : k in C = k·N·D, used to fill and to check compute.
     groups : one label per row when ``data`` concatenates independent data sets: rows
         count as duplicates only within their group.
+    allow_unusual : values outside what real training runs have (:data:`PLAUSIBLE`: N in
+        1e3-1e15, D in 1e3-1e17, C in 1e6-1e33; a loss above :data:`LOSS_MAX` = 20 nats/token
+        unless ``metric``) are warnings instead of errors.
 
     Returns
     -------
@@ -163,20 +226,14 @@ def load_data(
     ------
     ValueError
         Naming the source, column and first offending row, for a missing column,
-        a non-numeric value, NaN or inf, a zero or negative value (a metric above 1),
-        or too few rows.
+        a non-numeric or true/false value, NaN or inf, a zero or negative value (a metric above 1),
+        an implausible value (see ``allow_unusual``), too few rows, or a file that is not a CSV.
     """
     if isinstance(data, pd.DataFrame):
         source, frame = "DataFrame", data
     else:
         source = str(data)
-        try:
-            # Only empty cells are missing; text such as "n/a" is reported as non-numeric.
-            frame = pd.read_csv(data, keep_default_na=False, na_values=[""])
-        except FileNotFoundError:
-            raise ValueError(f"{source}: no such file") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(f"{source}: not a readable CSV file ({err})") from None
+        frame = _read_csv(Path(data))
 
     names = {"N": n, "D": d, "C": c}
     has_c = c is not None and c in frame.columns
@@ -208,6 +265,19 @@ def load_data(
             raise ValueError(f"{source}: column {loss!r}, {_where(source, row)}: metric 1 leaves no loss -log(score)")
     if not has_c:
         out["C"] = flops_per_param_token * out["N"] * out["D"]
+    for key in ("N", "D", "C"):
+        if key in required:
+            _plausible(out[key], key, names[key] or "(6·N·D)", source, allow_unusual)
+    if not metric and (out["loss"] > LOSS_MAX).any():
+        row = int(np.argmax(out["loss"] > LOSS_MAX))
+        text = (
+            f"{source}: column {loss!r}, {_where(source, row)}: loss {out['loss'][row]:g} is above {LOSS_MAX:g} "
+            "nats/token, more than any trained language model; a perplexity (take its log), a loss in bits "
+            "(multiply by ln 2) or summed over tokens? A score or accuracy is read with --metric (metric=True)"
+        )
+        if not allow_unusual:
+            raise ValueError(text + "; allow it with --allow-unusual (allow_unusual=True)")
+        warnings.warn(text, DataWarning, stacklevel=2)
 
     if len(frame) < min_rows:
         raise ValueError(f"{source}: {len(frame)} rows, but the model needs at least {min_rows}")

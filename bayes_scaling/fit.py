@@ -16,7 +16,7 @@ import scipy.special
 
 from . import _calibration, laws
 from ._calibration import INTERNAL_SPLITS, Evidence
-from ._geometry import beyond
+from ._geometry import axis, beyond
 from ._model import model_data, padded_length, stack_data, target
 from ._sampler import Settings, sample, sample_many
 from .data import Dataset, DataWarning, _load_together, load_data
@@ -28,6 +28,17 @@ from .priors import PriorsLike, Spec, resolve
 from .result import Result, from_sampler
 
 DataLike = Dataset | pd.DataFrame | str | Path | None
+
+#: The most runs one fit takes. A fit's cost grows with the runs (about 30 s for 100,000 here, 2
+#: cores); beyond this it would run for many minutes, while a scaling law has five parameters.
+MAX_RUNS = 200_000
+#: Held-out runs per internal backtest split that the extrapolation error is learned from (a sweep
+#: with more is thinned evenly along the split's input: the learned scale needs hundreds, not more).
+EVIDENCE_PER_SPLIT = 2000
+#: Runs an internal backtest refits at most (a larger share is subsampled at random): its forecasts
+#: need the law's parameters to the precision a few thousand runs give, and refits of a large sweep
+#: would otherwise cost four times the fit. Sweeps up to this size refit every run of the share.
+REFIT_MAX = 20_000
 
 
 def _as_dataset(data: DataLike, law: Law) -> Dataset:
@@ -44,7 +55,33 @@ def _as_dataset(data: DataLike, law: Law) -> Dataset:
         raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
     if len(data) < min_rows:
         raise ValueError(f"{data.source}: {len(data)} rows, but the model needs at least {min_rows}")
+    if len(data) > MAX_RUNS:
+        raise ValueError(
+            f"{data.source}: {len(data):,} runs, more than one fit takes ({MAX_RUNS:,}): a scaling law has a handful "
+            "of parameters, and thousands of runs pin them down. Subsample the runs (every k-th, or a random "
+            "subset), or aggregate replicate runs of one configuration (same N and D) into their mean loss"
+        )
     return data
+
+
+def _rising(data: Dataset, law: Law) -> None:
+    """Warn, in one sentence, when loss clearly rises with scale: no law of falling loss describes such runs."""
+    x = data.frame[axis(data.frame, law.inputs)].to_numpy()
+    y = data.frame["loss"].to_numpy()
+    n = len(y)
+    if n < 5 or np.ptp(x) == 0:
+        return
+    rx, ry = (np.argsort(np.argsort(v)).astype(np.float64) for v in (x, y))
+    rho = float(np.corrcoef(rx, ry)[0, 1])  # Spearman's rank correlation (ties broken by order)
+    if rho * np.sqrt(n - 1) > 3.0:  # clearly positive: about 3 standard errors under no relation
+        warnings.warn(
+            f"{data.source}: loss rises with scale in these runs (rank correlation {rho:+.2f} between "
+            f"{axis(data.frame, law.inputs)} and loss over {n} runs): a scaling law of falling loss cannot describe "
+            "them. Is the loss column a score or an accuracy (read it with --metric, metric=True), or are runs "
+            "mislabelled?",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def fit(
@@ -89,6 +126,7 @@ def fit(
     settings = Settings.of(settings, **options)
     dataset = _as_dataset(data, law)
     spec = resolve(law, priors)
+    _rising(dataset, law)
     pad = padded_length(len(dataset))
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
@@ -148,8 +186,9 @@ def _internal_backtests(
     beside whatever the caller does meanwhile (:func:`fit` runs the main fit): compiled JAX
     programs release Python's lock, so on a machine with several cores they run at once.
     Every refit is padded to the full fit's length, so all of them reuse its compiled
-    sampler. ``collect()`` waits for them, warns (in the caller's thread) of any refit that
-    did not converge, and returns the evidence (:class:`~bayes_scaling._calibration.Evidence`).
+    sampler (sweeps over :data:`REFIT_MAX` runs refit a random share of that size).
+    ``collect()`` waits for them, warns (in the caller's thread) of any refit that did not
+    converge, and returns the evidence (:class:`~bayes_scaling._calibration.Evidence`).
     """
     splits = []
     for name in law.inputs:
@@ -205,10 +244,18 @@ def _internal_backtest(
 
     Returns the held-out runs' evidence, and the refit's problems.
     """
-    part = data.subset(train)
+    kept = train
+    if train.sum() > REFIT_MAX:  # a large sweep: the refit sees an even random share of its runs
+        chosen = np.random.default_rng(seed).choice(np.flatnonzero(train), REFIT_MAX, replace=False)
+        kept = np.zeros_like(train)
+        kept[chosen] = True
+    part = data.subset(kept)
     part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
-    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, padded_length(len(data)))
-    points = data.frame[~train].reset_index(drop=True)
+    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, padded_length(min(len(data), REFIT_MAX)))
+    points = data.frame[~train].sort_values(name, kind="stable")
+    if len(points) > EVIDENCE_PER_SPLIT:  # thinned evenly along the split's input
+        points = points.iloc[np.linspace(0, len(points) - 1, EVIDENCE_PER_SPLIT).round().astype(int)]
+    points = points.sort_index().reset_index(drop=True)
     draws = predictive(refit, points, seed=int(q * 100), mode="plain")
     log_run = np.log(draws.run)
     quartiles = np.quantile(log_run, [0.25, 0.75], axis=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import pandas as pd
 
 from . import _calibration
 from ._evaluate import law_at, optimum
+from ._geometry import axis, beyond
 from .data import FLOPS_PER_PARAM_TOKEN
 from .laws import Law
 from .presets import Target, preset
@@ -18,6 +20,12 @@ from .result import Result
 #: Default central credible levels of a forecast's bands.
 LEVELS = (0.5, 0.8, 0.95)
 MODES = ("calibrated", "plain")
+#: Targets more decades of compute than this beyond the largest run get an :class:`ExtrapolationWarning`.
+FAR = 6.0
+
+
+class ExtrapolationWarning(UserWarning):
+    """A forecast far beyond the data: further than any scaling law has been checked (see :data:`FAR`)."""
 
 
 def column(of: str, side: str, level: float) -> str:
@@ -227,8 +235,10 @@ def forecast(
 
     Returns
     -------
-    DataFrame, one row per point: the points (with targets: ``target``, ``N``, ``D``, ``C``,
-    ``tokens_per_param``), ``mode``, and ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
+    DataFrame, one row per point: ``law`` (the law's name, or ``stacked``), the points (with
+    targets: ``target``, ``N``, ``D``, ``C``, ``tokens_per_param``), ``decades_beyond`` (decades
+    of compute beyond the largest run; an :class:`ExtrapolationWarning` names every point more
+    than :data:`FAR` out), ``mode``, and ``loss_median``, ``loss_lo{p}``, ``loss_hi{p}``
     (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``, ``run_hi{p}``
     (a new observed run: law plus Student-t noise), per level p in %.
     """
@@ -240,11 +250,33 @@ def forecast(
         splitter = next((r for r in fits if {"N", "D"} <= set(r.law.inputs)), fits[0])
         points = targets(splitter, N=N, D=D, flops=flops, preset=preset, k=k)
         points["tokens_per_param"] = points["D"] / points["N"]
+    points = _far(fits[0], points.copy())
+    points.insert(0, "law", "stacked" if many else fits[0].law.name)
     if many:
         draws = stacked(fits, weights, points, seed=seed, mode=mode)
     else:
         draws = predictive(result, points, seed=seed, mode=mode)
     return draws.table(levels)
+
+
+def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
+    """``points`` with ``decades_beyond`` (along the runs' extrapolation axis); warns of points beyond :data:`FAR`."""
+    runs = result.data()
+    name = axis(runs, result.law.inputs)
+    if name not in points.columns or not np.isfinite(points[name].to_numpy(np.float64)).all():
+        return points.assign(decades_beyond=np.nan)
+    decades = beyond(runs, points, [name])[:, 0]
+    far = decades > FAR
+    if far.any():
+        labels = points["target"] if "target" in points.columns else pd.Series(range(len(points)), dtype=str)
+        named = ", ".join(f"{t} ({d:.1f} decades)" for t, d in zip(labels[far], decades[far], strict=True))
+        warnings.warn(
+            f"FORECAST FAR BEYOND THE DATA: {named} beyond the largest run along {name}. No scaling law has been "
+            f"checked more than a few decades out: read these bands as the law's arithmetic, not a forecast",
+            ExtrapolationWarning,
+            stacklevel=3,
+        )
+    return points.assign(decades_beyond=decades)
 
 
 def axis_of(law: Law) -> str:

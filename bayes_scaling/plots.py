@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ._outputs import atomic_file
 from .data import FLOPS_PER_PARAM_TOKEN
 from .forecast import axis_of, column, curve
 from .presets import PRESETS
@@ -42,13 +43,14 @@ def _scalar(axis: Axis) -> None:
 
 
 def save(fig: Figure, path: str | Path | None) -> Figure:
-    """Save ``fig`` as PNG or SVG (by the path's suffix) when a path is given."""
+    """Save ``fig`` as PNG or SVG (by the path's suffix) when a path is given; a stopped save leaves no half file."""
     if path is not None:
         path = Path(path)
-        if path.suffix.lower() not in (".png", ".svg"):
+        kind = path.suffix.lower()[1:]
+        if kind not in ("png", "svg"):
             raise ValueError(f"{path}: figures are written as .png or .svg")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with atomic_file(path) as partial:
+            fig.savefig(partial, format=kind, dpi=120, bbox_inches="tight")
     return fig
 
 
@@ -95,6 +97,11 @@ def fit(
     -------
     matplotlib Figure: loss against training compute, both axes logarithmic.
     """
+    if forecast is not None and "law" in forecast.columns and set(forecast["law"]) - {result.law.name}:
+        raise ValueError(
+            f"the forecast table is of law {', '.join(sorted(set(forecast['law'])))}, the fit of "
+            f"{result.law.name!r}: draw each law's forecast with its own fit"
+        )
     x = axis_of(result.law)
     band = curve(result, None if forecast is None else float(forecast[x].max()), levels=levels)
     title = result.law.formula or result.law.name

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from . import plots
+from ._outputs import atomic_file
 from .review import SECTIONS, Review
 
 if TYPE_CHECKING:
@@ -82,13 +83,13 @@ def html(review: Review, images: dict[str, bytes] | None = None) -> str:
 def save(review: Review, out: str | Path) -> Path:
     """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/*.png`` into ``out``; return ``out``."""
     out = Path(out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     images = figures(review)
-    for name, png in images.items():
-        (out / "figures" / f"{name}.png").write_bytes(png)
-    (out / "report.html").write_text(html(review, images))
-    (out / "report.md").write_text(markdown(review))
-    (out / "report.json").write_text(_json.dumps(json(review), indent=1))
+    files = {f"figures/{name}.png": png for name, png in images.items()}
+    files |= {"report.html": html(review, images).encode(), "report.md": markdown(review).encode()}
+    files["report.json"] = _json.dumps(json(review), indent=1).encode()
+    for name, content in files.items():
+        with atomic_file(out / name) as partial:  # each file whole or absent
+            partial.write_bytes(content)
     return out
 
 

@@ -18,7 +18,8 @@ import pandas as pd
 import xarray as xr
 
 from . import _stats, laws
-from ._evaluate import law_at, student_t_logpdf
+from ._evaluate import log_likelihood
+from ._outputs import atomic_file
 from ._programs import PROGRAMS
 from ._sampler import Output, Settings
 from .data import Dataset
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
+
+#: A saved result keeps its pointwise log likelihood up to this many values (draws x runs, float32:
+#: 400 MB); beyond, the file leaves it out, and a loaded result computes it again when asked.
+LOGLIK_SAVED_MAX = 100_000_000
 
 
 class LazyGroups(Mapping):
@@ -198,9 +203,11 @@ class Result:
         return frame
 
     def save(self, path: str | Path) -> Path:
-        """Write the result to a netCDF file (ArviZ's InferenceData layout, no pickle) and return its path."""
+        """Write the result to a netCDF file (ArviZ's InferenceData layout, no pickle) and return its path.
+
+        The file is written under a temporary name and renamed when complete.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "law": self.law.name,
             "spec": json.loads(self.spec.to_json()),
@@ -208,12 +215,19 @@ class Result:
             "settings": None if self.settings is None else self.settings.to_dict(),
             "seed": self.seed,
         }
-        for i, name in enumerate(self.groups()):
-            data = self.group(name)
-            if name == "posterior":
-                data = data.assign_attrs(bayes_scaling=json.dumps(meta))
-            # Uncompressed: zlib saved 18% of the file and cost 0.2 s, a third of a fresh CLI run's save.
-            data.to_netcdf(path, mode="w" if i == 0 else "a", group=name, engine="h5netcdf")
+        names = self.groups()
+        post = self.group("posterior")
+        size = post.sizes["chain"] * post.sizes["draw"] * len(self.group("constant_data")["C"])
+        if size > LOGLIK_SAVED_MAX and "log_likelihood" in names:
+            names.remove("log_likelihood")  # recomputed from the draws and the runs when a loaded result needs it
+            meta["log_likelihood"] = f"not saved: {size:.3g} values (draws x runs) > {LOGLIK_SAVED_MAX:.3g}"
+        with atomic_file(path) as partial:  # a stopped save leaves no half-written file under the name
+            for i, name in enumerate(names):
+                data = self.group(name)
+                if name == "posterior":
+                    data = data.assign_attrs(bayes_scaling=json.dumps(meta))
+                # Uncompressed: zlib saved 18% of the file and cost 0.2 s, a third of a fresh CLI run's save.
+                data.to_netcdf(partial, mode="w" if i == 0 else "a", group=name, engine="h5netcdf")
         return path
 
 
@@ -258,7 +272,19 @@ def load(path: str | Path) -> Result:
     if isinstance(settings, dict) and "seed" in settings:  # files written before 0.2 kept the seed there
         seed = settings.pop("seed")
     settings = Settings(**settings) if settings else None
-    return Result(groups, laws.get(meta["law"]), spec, stats, settings, seed)
+    law = laws.get(meta["law"])
+    source: Groups = groups
+    if "log_likelihood" not in groups:  # left out of a large file: computed again when asked
+
+        def loglik() -> xr.Dataset:
+            post = groups["posterior"]
+            runs = pd.DataFrame({k: groups["constant_data"][k].to_numpy() for k in ("N", "D", "C")})
+            runs["loss"] = np.exp(groups["observed_data"]["log_loss"].to_numpy())
+            return _loglik_group(law, spec, {k: post[k].to_numpy() for k in (*law.params, "sigma")}, runs)
+
+        builders = {name: (lambda g=g: g) for name, g in groups.items()}
+        source = LazyGroups({**builders, "log_likelihood": loglik})
+    return Result(source, law, spec, stats, settings, seed)
 
 
 def from_sampler(
@@ -296,13 +322,7 @@ def from_sampler(
             return _group(mine)
 
         def loglik_group() -> xr.Dataset:
-            chains, draws = samples["sigma"].shape[1:3]
-            p = {k: samples[k][i].reshape(-1) for k in law.params}
-            inputs = {k: dataset.frame[k].to_numpy() for k in law.inputs}
-            mu = law_at(law, p, inputs)
-            sigma = samples["sigma"][i].reshape(-1, 1).astype(np.float64)
-            loglik = student_t_logpdf(dataset.logs()["loss"][None, :], mu, sigma, spec.df)
-            return _group({"log_loss": loglik.reshape(chains, draws, -1)})
+            return _loglik_group(law, spec, {k: samples[k][i] for k in (*law.params, "sigma")}, dataset.frame)
 
         def prior_group() -> xr.Dataset:
             program = PROGRAMS.get(
@@ -329,6 +349,21 @@ def from_sampler(
         stats = Stats.from_arrays({k: v[i] for k, v in health.items()}, names, settings.max_tree_depth)
         results.append(Result(build(i, dataset, seed), law, spec, stats, settings, seed))
     return results
+
+
+def _loglik_group(law: Law, spec: Spec, draws: Mapping[str, np.ndarray], runs: pd.DataFrame) -> xr.Dataset:
+    """The ``log_likelihood`` group: draws (each (chains, draws)) of the law's parameters and ``sigma``;
+    runs with the law's inputs and ``loss``."""
+    chains, n = draws["sigma"].shape
+    loglik = log_likelihood(
+        law,
+        {k: np.asarray(draws[k]).reshape(-1) for k in law.params},
+        np.asarray(draws["sigma"]).reshape(-1),
+        spec.df,
+        {k: runs[k].to_numpy() for k in law.inputs},
+        runs["loss"].to_numpy(),
+    )
+    return _group({"log_loss": loglik.reshape(chains, n, -1)})
 
 
 def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:

@@ -29,7 +29,7 @@ from .compare import compare
 from .data import Dataset
 from .diagnostics import THRESHOLDS, ConvergenceWarning, Health, Thresholds
 from .fit import fit
-from .forecast import LEVELS, axis_of, curve, forecast, predictive, stacked, targets
+from .forecast import FAR, LEVELS, axis_of, curve, forecast, predictive, stacked, targets
 from .result import Result
 
 SECTIONS = (
@@ -51,7 +51,8 @@ TREND_Z_MAX = 3.0
 RULE = (
     "unusable if any sampler-health check fails. Otherwise one point each for: a sampler-health warning; "
     f"backtest 90% coverage below {COVERAGE_MIN:.0%} at any cutoff (two points: the central evidence); "
-    "a target more than 2 decades of compute beyond the largest run; a target further beyond the data than "
+    "a target more than 2 decades of compute beyond the largest run (two points beyond 6 decades); a target "
+    "further beyond the data than "
     "the longest backtest reached; laws that disagree (stacked 95% band over 1.5x as wide as this law's, "
     "or another law's median outside it); a prior change moving the median by more than "
     f"{PRIOR_SHIFT_MAX:.0%} of the 95% band; a residual trend (|slope/se| > {TREND_Z_MAX:g}). "
@@ -216,7 +217,13 @@ def _distance(ctx: Context) -> Finding:
     table = pd.DataFrame(rows)
     decades = float(table.set_index("input").loc["C", "decades_beyond"])
     points = ()
-    if decades > 2:
+    if decades > FAR:
+        far = (
+            f"THE TARGET LIES {decades:.1f} DECADES OF COMPUTE BEYOND THE LARGEST RUN, further than any scaling law "
+            "has been checked: read the bands as the law's arithmetic, not a forecast"
+        )
+        points = ((2, far),)
+    elif decades > 2:
         points = ((1, f"the target is {decades:.1f} decades of compute beyond the largest run"),)
     return Finding(
         {"distance": table}, f"The target lies {decades:.2f} decades of compute beyond the largest run.", points

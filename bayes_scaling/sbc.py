@@ -21,6 +21,7 @@ import pandas as pd
 import scipy.special
 
 from . import laws
+from .data import DataWarning, load_data
 from .datasets import sweep
 from .diagnostics import ConvergenceWarning
 from .fit import fit_many
@@ -123,11 +124,13 @@ def calibrate(
         }
     )
     sets = []
-    for i, row in truths.iterrows():
-        params = {k: float(row[k]) for k in law.params}
-        sets.append(
-            simulate(params, runs, law=law, sigma=noise_scale * row["sigma"], df=spec.df, seed=seed * 100_003 + i)
-        )
+    with warnings.catch_warnings():  # draws from the prior may give losses no real run has: that is the point
+        warnings.simplefilter("ignore", DataWarning)
+        for i, row in truths.iterrows():
+            params = {k: float(row[k]) for k in law.params}
+            noise = noise_scale * row["sigma"]
+            frame = simulate(params, runs, law=law, sigma=noise, df=spec.df, seed=seed * 100_003 + i)
+            sets.append(load_data(frame, needs=law.inputs, allow_unusual=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         results = fit_many(

@@ -70,7 +70,7 @@ def test_backtest_cli_writes_table_runs_and_plot(tmp_path, capsys):
         "--cutoffs",
         "1e18",
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
         "--chains",
         "4",
         "--warmup",
@@ -84,8 +84,8 @@ def test_backtest_cli_writes_table_runs_and_plot(tmp_path, capsys):
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
         assert main(args) == 0
     assert "coverage_90" in capsys.readouterr().out
-    table = pd.read_csv(tmp_path / "backtest.csv")
+    table = pd.read_csv(tmp_path / "out" / "backtest.csv")
     assert list(table["mode"]) == ["plain", "calibrated"] and list(table["cutoff"]) == [1e18, 1e18]
-    assert (tmp_path / "backtest.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(pd.read_csv(tmp_path / "backtest_runs.csv")) == 2 * table["n_test"].iloc[0]
-    assert main(["backtest", str(path), "--cutoffs", "1e30", "--out", str(tmp_path)]) == 2
+    assert (tmp_path / "out" / "backtest.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(tmp_path / "out" / "backtest_runs.csv")) == 2 * table["n_test"].iloc[0]
+    assert main(["backtest", str(path), "--cutoffs", "1e30", "--out", str(tmp_path / "out")]) == 2

@@ -76,7 +76,7 @@ def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path, content, message
     path = tmp_path / "runs.csv"
     path.write_text(content)
     proc = subprocess.run(
-        [sys.executable, "-m", "bayes_scaling.cli", "fit", str(path), "--out", str(tmp_path)],
+        [sys.executable, "-m", "bayes_scaling.cli", "fit", str(path), "--out", str(tmp_path / "out")],
         capture_output=True,
         text=True,
         timeout=300,
@@ -184,7 +184,7 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
         "--target-flops",
         "2.1e25",
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
         "--chains",
         str(FAST["chains"]),
         "--warmup",
@@ -193,7 +193,7 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
         str(FAST["draws"]),
     ]
     assert main(args) == 0
-    forecast = pd.read_csv(tmp_path / "forecast.csv").iloc[0]
+    forecast = pd.read_csv(tmp_path / "out" / "forecast.csv").iloc[0]
     true = 2e3 * 2.1e25**-0.15  # expected -log(pass rate) at GPT-4 scale
     assert forecast["loss_lo95"] <= true <= forecast["loss_hi95"]
 
@@ -206,3 +206,24 @@ def test_every_sampler_setting_is_a_flag_with_its_default(capsys):
         assert flag in text and f"(default: {default})" in text
     for flag in ("--max-tree-depth", "--algorithm", "--dense, --no-dense", "--laplace-init, --no-laplace-init"):
         assert flag in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "--drop-highest", "-3"], "argument --drop-highest: expected zero or more, got -3"),
+        (["fit", "--units", "C=1e21"], "--units describe a CSV's columns; name the CSV"),
+        (["fit", "--metric"], "--metric describe a CSV's columns; name the CSV"),
+        (["fit", "--drop-highest", "245"], "--drop-highest 245 would drop all 245 runs"),
+        (["fit", "--chains", "0"], "sampler setting chains must be a positive integer, got 0"),
+    ],
+)
+def test_flags_that_make_no_sense_are_one_line_errors(args, message, capsys, tmp_path):
+    try:
+        status = main([*args, "--out", str(tmp_path / "out")])
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -5,6 +5,8 @@ import pytest
 import bayes_scaling as bs
 from bayes_scaling.data import _load_together
 
+TRUTH = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}
+
 
 def runs(n: int = 8) -> pd.DataFrame:
     return bs.simulate(
@@ -130,3 +132,44 @@ def test_fit_many_names_the_bad_data_set():
     bad.loc[5, "loss"] = np.nan
     with pytest.raises(ValueError, match=r"data set 1 of 2: DataFrame: column 'loss', row 5: value is nan"):
         bs.fit_many([runs(8), bad])
+
+
+@pytest.mark.parametrize(
+    ("column", "scale", "message"),
+    [
+        ("params", 1e30, r"column 'params', row 1 \(line 2\): 1e\+3\d parameters lies outside what any training run"),
+        ("tokens", 1e-12, r"column 'tokens', row 1 \(line 2\): .* training tokens lies outside"),
+    ],
+)
+def test_implausible_sizes_are_errors_unless_allowed(tmp_path, column, scale, message):
+    frame = bs.simulate(TRUTH, bs.datasets.sweep())
+    frame[column] *= scale
+    path = tmp_path / "runs.csv"
+    frame.drop(columns="flops").to_csv(path, index=False)
+    with pytest.raises(ValueError, match=message + r".*--units.*--allow-unusual"):
+        bs.load_data(path)
+    with pytest.warns(bs.DataWarning, match=message):
+        assert len(bs.load_data(path, allow_unusual=True)) == len(frame)
+
+
+def test_a_loss_above_20_nats_or_of_true_false_values_is_named():
+    frame = bs.simulate(TRUTH, bs.datasets.sweep())
+    with pytest.raises(ValueError, match=r"row 3: loss 36 is above 20 nats/token.*perplexity.*--metric"):
+        bs.load_data(frame.assign(loss=np.where(np.arange(len(frame)) == 3, 36.0, frame["loss"])))
+    with pytest.raises(ValueError, match=r"column 'loss' holds true/false values, not numbers"):
+        bs.load_data(frame.assign(loss=True))
+
+
+def test_files_that_are_not_csv_say_what_they_are(tmp_path):
+    frame = bs.simulate(TRUTH, bs.datasets.sweep())
+    packed = tmp_path / "runs.csv"
+    frame.to_csv(packed, index=False, compression="gzip")  # gzip data under a .csv name: read as such
+    assert len(bs.load_data(packed)) == len(frame)
+    book = tmp_path / "runs.xlsx"
+    book.write_bytes(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(ValueError, match=r"runs\.xlsx: is a ZIP archive \(an Excel \.xlsx workbook\?\), not a CSV"):
+        bs.load_data(book)
+    binary = tmp_path / "runs.bin"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    with pytest.raises(ValueError, match=r"runs\.bin: not a text CSV file"):
+        bs.load_data(binary)

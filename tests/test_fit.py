@@ -1,4 +1,5 @@
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -219,3 +220,14 @@ def test_a_prior_for_an_unknown_parameter_or_with_a_bad_scale_names_the_file(tmp
         bs.fit(priors=path)
     with pytest.raises(ValueError, match=r"prior for unknown parameter 'gamma'"):
         bs.fit(priors={"gamma": {"dist": "normal", "loc": 0.0, "scale": 1.0}})
+
+
+def test_loss_that_rises_with_scale_is_named_before_the_fit():
+    runs = bs.simulate(TRUTHS[0], bs.datasets.sweep(), sigma=0.01, seed=3)
+    order = np.argsort(runs["flops"].to_numpy())
+    rising = runs.copy()
+    rising.loc[order, "loss"] = np.sort(runs["loss"].to_numpy())  # the smallest loss at the least compute
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)  # no law of falling loss fits these
+        with pytest.warns(bs.DataWarning, match=r"loss rises with scale in these runs \(rank correlation \+1\.00"):
+            bs.fit(rising, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)

@@ -93,3 +93,19 @@ def test_plot_is_a_png_with_log_axes(epoch_fit, tmp_path):
     assert b"<svg" in (tmp_path / "fit.svg").read_bytes()[:2000]
     with pytest.raises(ValueError, match=r"fit\.jpg: figures are written as \.png or \.svg"):
         bs.plots.fit(epoch_fit, table, path=tmp_path / "fit.jpg")
+
+
+def test_a_target_far_beyond_the_data_is_flagged_in_the_table(epoch_fit):
+    with pytest.warns(bs.ExtrapolationWarning, match=r"FORECAST FAR BEYOND THE DATA: C=1e\+60 \(37\.\d decades\)"):
+        table = bs.forecast(epoch_fit, flops=1e60)
+    largest = epoch_fit.data()["C"].max()
+    assert table["decades_beyond"].iloc[0] == pytest.approx(np.log10(1e60 / largest))
+    near = bs.forecast(epoch_fit, preset="gpt4")  # 3.2 decades out: in the table, no warning
+    assert near["decades_beyond"].iloc[0] == pytest.approx(np.log10(2.1e25 / largest))
+    assert near["law"].iloc[0] == "chinchilla"
+
+
+def test_a_plot_refuses_the_forecast_of_another_law(epoch_fit):
+    table = bs.forecast(epoch_fit, preset="gpt4")
+    with pytest.raises(ValueError, match=r"the forecast table is of law kaplan, the fit of 'chinchilla'"):
+        bs.plots.fit(epoch_fit, table.assign(law="kaplan"))

@@ -1,5 +1,6 @@
 """The program registry: programs stored on disk are read back instead of traced, keyed by what they depend on."""
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -112,11 +113,18 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys, mo
     stored = len(list(store.glob("*.jaxexport")))
     assert stored == 4  # begin, advance (one chunk size), finish, and the convergence checks
     monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))  # a fresh process: read back
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: a bar
     read = sample(normal, settings, jax.random.key(1), data, progress=True)
     assert len(list(store.glob("*.jaxexport"))) == stored
     jax.tree.map(np.testing.assert_array_equal, read, traced)
     bar = capsys.readouterr().err  # drawn by the host between chunks: 20 chunks of 5 iterations
     assert bar.count("\rsampling [") == 20 and bar.endswith("100/100 iterations\n")
+    # In a log (not a terminal): a line per quarter, once a fit has run QUIET_SECONDS (here 0).
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.setattr("bayes_scaling._sampler.QUIET_SECONDS", 0.0)
+    sample(normal, settings, jax.random.key(1), data, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"sampling: {k}/100 iterations" for k in (25, 50, 75, 100)]
     assert traced.samples["mu"].shape == (2, 60)
     assert abs(float(traced.samples["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
 
