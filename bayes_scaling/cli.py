@@ -224,12 +224,12 @@ def _fit_from_args(args: argparse.Namespace) -> tuple:
 def _health(result: bs.Result) -> int:
     """Say how the sampler did (loudly when it did not converge); return the exit status."""
     health: Health = result.health()
-    if health.problems:
+    if health.level == "fail":
         print(f"\nTHE SAMPLER DID NOT CONVERGE ({result.law.name}); do not trust these numbers:", file=sys.stderr)
         for problem in health.problems:
             print(f"  - {problem}", file=sys.stderr)
         return EXIT_NOT_CONVERGED
-    print(health.line())
+    print(health.line() + (f" ({'; '.join(health.problems)})" if health.problems else ""))
     return 0
 
 
@@ -280,7 +280,7 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
         comparison = bs.compare(results)
         with pd.option_context(*_DISPLAY):
             print("\nPSIS-LOO comparison and stacking weights (pareto_k_high: runs with Pareto k > 0.7)")
-            print(comparison.drop(columns=["scale"]).to_string())
+            print(comparison.to_string())
         comparison.to_csv(out / "comparison.csv")
         written.append(out / "comparison.csv")
         try:

@@ -4,7 +4,10 @@ Every place that judges a sampler (a fit's warning, ``fit_many``, the review's h
 table, the command line's line and exit status) goes through :func:`assess`: the
 statistics of a fit (:class:`Stats`, computed in JAX where the draws are) against
 :class:`Thresholds`, giving a :class:`Health` with one :class:`Check` per statistic,
-each ``pass``, ``warn`` or ``fail``, and one sentence per finding.
+each ``pass``, ``warn`` or ``fail``, and one sentence per finding. The same words
+everywhere: at ``fail`` a loud :class:`ConvergenceWarning` (and exit status 3 on the command
+line, an *unusable* review); at ``warn`` one calm :class:`MixingWarning` (exit status 0; a
+point in the review); at ``pass`` nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ LEVELS = ("pass", "warn", "fail")
 
 
 class ConvergenceWarning(UserWarning):
-    """The sampler did not converge: a convergence check did not pass (see :class:`Thresholds`)."""
+    """The sampler did not converge: a convergence check failed (see :class:`Thresholds`); do not use the fit."""
+
+
+class MixingWarning(UserWarning):
+    """A convergence check only warned (see :class:`Thresholds`): the fit is usable, longer chains would steady it."""
 
 
 @dataclass(frozen=True)
@@ -159,12 +166,12 @@ def _status(value: float, limits: tuple[float, float], higher_is_better: bool) -
     return "pass" if value <= passing else "warn" if value <= warning else "fail"  # NaN: fail
 
 
-def assess(stats: Stats, thresholds: Thresholds = THRESHOLDS) -> Health:
-    """Judge a fit's convergence statistics against ``thresholds``.
+def assess(stats: Stats, thresholds: Thresholds | None = None) -> Health:
+    """Judge a fit's convergence statistics against ``thresholds`` (default: :data:`THRESHOLDS`).
 
     A statistic that cannot be computed (NaN: a constant or non-finite chain) fails.
     """
-    t = thresholds
+    t = thresholds if thresholds is not None else THRESHOLDS
     depth = stats.max_tree_depth
     share_divergent = stats.divergent / max(stats.draws, 1)
     share_saturated = stats.saturated / max(stats.draws, 1)
@@ -207,11 +214,18 @@ def _worst(values: np.ndarray, pick: Any) -> float:
 
 
 def warn(health: Health, where: str) -> None:
-    """Raise one :class:`ConvergenceWarning` listing every problem, loudly (nothing when all passed)."""
-    if health.problems:
+    """Say what a fit's health calls for: a loud :class:`ConvergenceWarning` listing every problem when a check
+    failed, one calm :class:`MixingWarning` when checks only warned, nothing when all passed."""
+    if health.level == "fail":
         warnings.warn(
             f"{where}: THE SAMPLER DID NOT CONVERGE; do not trust this fit: " + "; ".join(health.problems),
             ConvergenceWarning,
+            stacklevel=3,
+        )
+    elif health.level == "warn":
+        warnings.warn(
+            f"{where}: sampler health warn ({'; '.join(health.problems)}); usable, longer chains would steady it",
+            MixingWarning,
             stacklevel=3,
         )
 

@@ -21,7 +21,7 @@ from ._model import model_data, padded_length, stack_data, target
 from ._sampler import Settings, sample, sample_many
 from .data import Dataset, DataWarning, _load_together, load_data
 from .datasets import chinchilla
-from .diagnostics import ConvergenceWarning, warn
+from .diagnostics import ConvergenceWarning, Health, MixingWarning, warn
 from .forecast import predictive
 from .laws import Law
 from .priors import PriorsLike, Spec, resolve
@@ -119,8 +119,10 @@ def fit(
 
     Returns
     -------
-    Result. A fit whose sampler did not converge raises a
-    :class:`~bayes_scaling.ConvergenceWarning`; ``Result.problems`` lists the problems.
+    Result. A fit whose sampler failed a convergence check raises a loud
+    :class:`~bayes_scaling.ConvergenceWarning`, one whose checks only warned a calm
+    :class:`~bayes_scaling.diagnostics.MixingWarning`; ``Result.health()`` has every check and
+    ``Result.problems`` every finding.
     """
     law = laws.get(law)
     settings = Settings.of(settings, **options)
@@ -212,16 +214,15 @@ def _internal_backtests(
         done = [p.result() for p in pending]
         ready.result()
         failed = [
-            f"lower {q:.0%} by {name}: {problems[0]}"
-            for (name, q, _), (_, problems) in zip(splits, done, strict=True)
-            if problems
+            f"lower {q:.0%} by {name}: {health.problems[0]}"
+            for (name, q, _), (_, health) in zip(splits, done, strict=True)
+            if health.level == "fail"
         ]
-        if failed:
+        if failed:  # the fit itself is not affected: a calm line (refits that only warned are not mentioned)
             warnings.warn(
-                f"{data.source}: the sampler did not converge in some internal backtest refits "
-                f"({'; '.join(failed)}). The fit itself is not affected; the learned extrapolation error "
-                "(kappa) partly rests on them",
-                ConvergenceWarning,
+                f"{data.source}: some internal backtest refits did not converge ({'; '.join(failed)}); the fit "
+                "itself is not affected, the learned extrapolation error (kappa) partly rests on them",
+                MixingWarning,
                 stacklevel=3,
             )
         return Evidence.concatenate([rows for rows, _ in done])
@@ -239,10 +240,10 @@ def _internal_backtest(
     name: str,
     q: float,
     train: np.ndarray,
-) -> tuple[Evidence, tuple[str, ...]]:
+) -> tuple[Evidence, Health]:
     """Refit on the runs ``train`` (the lower ``q`` by ``name``) and forecast the rest.
 
-    Returns the held-out runs' evidence, and the refit's problems.
+    Returns the held-out runs' evidence, and the refit's health.
     """
     kept = train
     if train.sum() > REFIT_MAX:  # a large sweep: the refit sees an even random share of its runs
@@ -270,7 +271,7 @@ def _internal_backtest(
         share=np.median(share, axis=0),
         reach=beyond(data.frame[train], points, law.inputs),
     )
-    return evidence, refit.problems
+    return evidence, refit.health()
 
 
 def fit_many(
@@ -308,7 +309,8 @@ def fit_many(
     Returns
     -------
     list of K :class:`~bayes_scaling.Result` (plain mode: no internal backtests), each with
-    its own diagnostics; one ConvergenceWarning names every fit that did not converge.
+    its own diagnostics; one ConvergenceWarning names every fit that failed a check, one
+    MixingWarning every fit whose checks only warned.
     """
     law = laws.get(law)
     settings = Settings.of(settings, **options)
@@ -323,15 +325,20 @@ def fit_many(
     keys = jax.vmap(jax.random.key)(np.asarray(seeds))
     out = sample_many(target(law, spec), settings, keys, batch, devices)
     results = from_sampler(out, sets, law, spec, seeds, settings, prior_draws)
-    bad = [i for i, r in enumerate(results) if r.problems]
-    if bad:
+    levels = [r.health().level for r in results]
+    for level, category in (("fail", ConvergenceWarning), ("warn", MixingWarning)):
+        bad = [i for i, found in enumerate(levels) if found == level]
+        if not bad:
+            continue
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
-        warnings.warn(
+        text = (
             f"fit_many: THE SAMPLER DID NOT CONVERGE in {len(bad)} of {len(results)} fits (data sets {shown}); "
-            "do not trust those fits: see each Result.problems",
-            ConvergenceWarning,
-            stacklevel=2,
+            "do not trust those fits: see each Result.problems"
+            if level == "fail"
+            else f"fit_many: sampler health warn in {len(bad)} of {len(results)} fits (data sets {shown}): usable, "
+            "see each Result.health()"
         )
+        warnings.warn(text, category, stacklevel=2)
     return results
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-import warnings
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -17,18 +15,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import _stats, laws
+from . import _arviz, _stats, laws
 from ._evaluate import log_likelihood
 from ._outputs import atomic_file
 from ._programs import PROGRAMS
 from ._sampler import Output, Settings
 from .data import Dataset
-from .diagnostics import THRESHOLDS, Health, Stats, Thresholds, assess, measure
+from .diagnostics import Health, Stats, Thresholds, assess, measure
 from .laws import Law
 from .priors import Spec
-
-if TYPE_CHECKING:
-    import arviz as az
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
@@ -91,9 +86,13 @@ class Result:
     seed: int | None = None
 
     @classmethod
-    def from_idata(cls, idata: az.InferenceData, law: Law, spec: Spec) -> Result:
-        """A result from an ArviZ InferenceData (its convergence statistics measured from its draws)."""
-        return cls({name: idata[name] for name in idata.groups()}, law, spec)
+    def from_idata(cls, idata: object, law: Law, spec: Spec) -> Result:
+        """A result from an ArviZ InferenceData or DataTree (its convergence statistics measured from its draws)."""
+        if isinstance(idata, xr.DataTree):
+            groups = {name: node.to_dataset() for name, node in idata.children.items()}
+        else:
+            groups = {name: idata[name] for name in idata.groups()}
+        return cls(groups, law, spec)
 
     def groups(self) -> list[str]:
         """Names of the groups held."""
@@ -108,16 +107,13 @@ class Result:
         return Result(ChainMap({name: group}, self.source), self.law, self.spec, self.stats, self.settings, self.seed)
 
     @property
-    def idata(self) -> az.InferenceData:
-        """The ArviZ InferenceData of every group."""
-        import arviz as az
+    def idata(self) -> object:
+        """Every group, as what the installed ArviZ calls InferenceData: ``az.InferenceData`` under ArviZ
+        0.2x, an ``xarray.DataTree`` under ArviZ 1.x."""
+        return _arviz.inference_data(self.source)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # groups outside ArviZ's schema (extrapolation)
-            return az.InferenceData(**{name: self.source[name] for name in self.source})
-
-    def health(self, thresholds: Thresholds = THRESHOLDS) -> Health:
-        """The sampler's health: every convergence check against ``thresholds``."""
+    def health(self, thresholds: Thresholds | None = None) -> Health:
+        """The sampler's health: every convergence check against ``thresholds`` (default: the package's)."""
         stats = self.stats
         if stats is None:
             post, sample_stats = self.group("posterior"), self.group("sample_stats")

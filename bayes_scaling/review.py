@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from . import _calibration, laws
+from . import _arviz, _calibration, laws
 from ._evaluate import law_at
 from ._geometry import beyond
 from ._sampler import Settings
 from .backtest import backtest
 from .compare import compare
 from .data import Dataset
-from .diagnostics import THRESHOLDS, ConvergenceWarning, Health, Thresholds
+from .diagnostics import ConvergenceWarning, Health, MixingWarning, Thresholds
 from .fit import fit
 from .forecast import FAR, LEVELS, axis_of, curve, forecast, predictive, stacked, targets
 from .result import Result
@@ -119,7 +119,7 @@ def review(
     prior_scales: Sequence[float] = (0.5, 2.0),
     seed: int = 0,
     settings: Settings | None = None,
-    thresholds: Thresholds = THRESHOLDS,
+    thresholds: Thresholds | None = None,
     **options: object,
 ) -> Review:
     """Review the risk of extrapolating ``result`` to one target.
@@ -136,7 +136,7 @@ def review(
     prior_scales : factors applied to every prior's scale for the prior-sensitivity refits.
     seed : seeds every refit and forecast.
     settings, options : sampler settings of the refits (default: the reviewed fit's own).
-    thresholds : the convergence thresholds of the health section.
+    thresholds : the convergence thresholds of the health section (default: the package's).
 
     Returns
     -------
@@ -307,6 +307,7 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", MixingWarning)
             fits.append(fit(ctx.data, law, settings=ctx.settings, seed=ctx.seed, calibrate=ctx.mode == "calibrated"))
     if len(fits) < 2:
         return Finding({}, "No other law family applies to these runs.")
@@ -360,6 +361,7 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
         spec = result.spec.with_priors({k: p.scaled(factor) for k, p in result.spec.priors.items()})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", MixingWarning)
             refit = fit(
                 ctx.data,
                 result.law,
@@ -415,11 +417,7 @@ def _ppc(ctx: Context) -> Finding:
     trends["flagged"] = trends["z"].abs() > TREND_Z_MAX
     # LOO-PIT without simulated replicates: PSIS weights times the Student-t CDF of each draw.
     loglik = result.group("log_likelihood")["log_loss"].to_numpy().reshape(-1, len(y)).T  # (runs, draws)
-    import arviz as az  # here: importing ArviZ costs seconds that a fit without a review does not need
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        log_w, _ = az.psislw(-loglik)
+    log_w = _arviz.psis_log_weights(-loglik)
     z = (y[:, None] - mean.T) / draws["sigma"][None, :]
     pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     flagged = list(trends.loc[trends["flagged"], "input"])

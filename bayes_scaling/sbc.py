@@ -23,7 +23,7 @@ import scipy.special
 from . import laws
 from .data import DataWarning, load_data
 from .datasets import sweep
-from .diagnostics import ConvergenceWarning
+from .diagnostics import ConvergenceWarning, MixingWarning
 from .fit import fit_many
 from .laws import Law
 from .priors import Prior, PriorsLike, resolve
@@ -133,6 +133,7 @@ def calibrate(
             sets.append(load_data(frame, needs=law.inputs, allow_unusual=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", MixingWarning)
         results = fit_many(
             sets,
             law,

@@ -24,7 +24,7 @@ def calibrated_fit() -> bs.Result:
 
 
 def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_path):
-    group = calibrated_fit.idata["extrapolation"]
+    group = calibrated_fit.group("extrapolation")
     assert group["kappa"].shape == (4, 1000, 2) and (group["kappa"] >= 0).all()
     assert list(group["input"].values) == ["N", "D"]
     # Two refits along each input: lower 50% and 70% by N, then by D.
@@ -33,7 +33,7 @@ def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_pat
     assert (group["internal_distance"] >= 0).all()
     assert ((group["internal_reducible"] > 0) & (group["internal_reducible"] < 1)).all()
     back = bs.load(calibrated_fit.save(tmp_path / "fit.nc"))
-    np.testing.assert_array_equal(back.idata["extrapolation"]["kappa"], group["kappa"])
+    np.testing.assert_array_equal(back.group("extrapolation")["kappa"], group["kappa"])
 
 
 def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fit):
@@ -41,12 +41,12 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
     runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
     settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
     train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
-    alone, problems = _internal_backtest(
+    alone, health = _internal_backtest(
         runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, "D", 0.7, train
     )
     group = calibrated_fit.group("extrapolation")
     mine = (group["internal_input"].values == "D") & (group["internal_split"].values == 0.7)
-    assert mine.sum() == (~train).sum() == alone.rows and not problems
+    assert mine.sum() == (~train).sum() == alone.rows and health.level == "pass"
     np.testing.assert_array_equal(group["internal_residual"].values[mine], alone.residual)
     np.testing.assert_array_equal(group["internal_scale"].values[mine], alone.scale)
 

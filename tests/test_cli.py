@@ -42,7 +42,7 @@ def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch)
     assert 1.769 <= summary.loc["E", "median"] <= 1.871
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
     back = bs.load(tmp_path / "posterior.nc")
-    assert back.idata.posterior["E"].shape == (FAST["chains"], FAST["draws"])
+    assert back.group("posterior")["E"].shape == (FAST["chains"], FAST["draws"])
 
 
 def test_the_console_script_flushes_everything_before_its_quick_exit(tmp_path):
@@ -227,3 +227,27 @@ def test_flags_that_make_no_sense_are_one_line_errors(args, message, capsys, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_exit_status_three_only_when_a_check_fails(tmp_path, capsys, monkeypatch):
+    """The same fit: a warn-level check gives one calm line and status 0; a failed check shouts and gives 3."""
+    from bayes_scaling import diagnostics
+
+    args = [
+        "fit",
+        "--plain",
+        "--preset",
+        "gpt4",
+        "--drop-highest",
+        "5",
+        *(f"--{k}={FAST[k]}" for k in ("chains", "warmup", "draws")),
+    ]
+    monkeypatch.setattr(diagnostics, "THRESHOLDS", diagnostics.Thresholds(ess=(100_000.0, 10.0)))  # ESS warns
+    assert main([*args, "--out", str(tmp_path / "warn")]) == 0
+    out = capsys.readouterr()
+    assert "sampler health: warn:" in out.out and "bulk ESS of E is" in out.out and "DID NOT CONVERGE" not in out.err
+    monkeypatch.setattr(diagnostics, "THRESHOLDS", diagnostics.Thresholds(ess=(100_000.0, 90_000.0)))  # ESS fails
+    with pytest.warns(bs.ConvergenceWarning):
+        assert main([*args, "--out", str(tmp_path / "fail")]) == 3
+    assert "THE SAMPLER DID NOT CONVERGE (chinchilla)" in capsys.readouterr().err
+    assert (tmp_path / "fail" / "forecast.csv").exists()  # a failed fit still writes its outputs

@@ -1,11 +1,12 @@
-import arviz as az
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import bayes_scaling as bs
-from bayes_scaling import _stats, diagnostics
+from bayes_scaling import _arviz, _stats, diagnostics
 from bayes_scaling.diagnostics import Thresholds, assess, measure
 
 
@@ -79,7 +80,7 @@ def test_vectorized_rhat_and_ess_match_arviz(x64):
         found = [np.asarray(f(x), np.float64) for f in (_stats.rhat_rank, _stats.ess_bulk, _stats.ess_tail)]
     for i, xi in enumerate(x):
         with np.errstate(divide="ignore", invalid="ignore"):  # ArviZ divides 0 / 0 on the constant series
-            ref = float(az.rhat(xi)), float(az.ess(xi, method="bulk")), float(az.ess(xi, method="tail"))
+            ref = _arviz.rhat(xi), _arviz.ess(xi, "bulk"), _arviz.ess(xi, "tail")
         for got, want in zip((f[i] for f in found), ref, strict=True):
             tol = 1e-9 if x64 else 1e-4
             assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, rel=tol), (i, got, want)
@@ -95,3 +96,18 @@ def test_ranks_average_ties_as_scipy_does():
     x[2] = np.round(x[2], 1)  # many small ties
     ranks = _stats._ranks(jnp.asarray(x), jnp.sort(jnp.asarray(x), axis=-1))
     np.testing.assert_array_equal(ranks, stats.rankdata(x, method="average", axis=-1))
+
+
+def test_one_health_language_loud_only_at_fail():
+    """pass: silence; warn: one calm MixingWarning; fail: the loud ConvergenceWarning."""
+    passing = assess(measure(*chains()))
+    warning = assess(measure(*chains(divergent=7)))  # 0.175% of draws diverged: warn
+    failing = assess(measure(*chains(shift=3.0)))  # a chain 3 sd away: R-hat fails
+    assert (passing.level, warning.level, failing.level) == ("pass", "warn", "fail")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diagnostics.warn(passing, "fit")
+    with pytest.warns(diagnostics.MixingWarning, match=r"^fit: sampler health warn \(7 of 4000 draws diverged\)"):
+        diagnostics.warn(warning, "fit")
+    with pytest.warns(bs.ConvergenceWarning, match=r"^fit: THE SAMPLER DID NOT CONVERGE"):
+        diagnostics.warn(failing, "fit")

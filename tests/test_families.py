@@ -36,7 +36,7 @@ def test_family_recovers_its_parameters(name):
     result = bs.fit(data, name, seed=0, target_accept=0.95, **FAST)
     assert result.converged, result.problems
     for param, value in truth.items():
-        lo, hi = np.quantile(result.idata.posterior[param].to_numpy(), [0.05, 0.95])
+        lo, hi = np.quantile(result.group("posterior")[param].to_numpy(), [0.05, 0.95])
         assert lo <= value <= hi, (param, lo, value, hi)
 
 
@@ -79,11 +79,11 @@ def test_comparison_on_embedded_data_and_stacked_gpt4_forecast(epoch_fit):
 
 def test_intrinsic_dimension_is_four_over_the_data_exponent(epoch_fit):
     d = epoch_fit.intrinsic_dimension()
-    beta = epoch_fit.idata.posterior["beta"].to_numpy()
+    beta = epoch_fit.group("posterior")["beta"].to_numpy()
     assert d["exponent"] == "beta"
     assert d["median"] == pytest.approx(np.median(4 / beta), rel=1e-9)
     with pytest.raises(ValueError, match="no data-scaling exponent"):
-        bs.Result(epoch_fit.idata, bs.laws.get("power-c"), epoch_fit.spec).intrinsic_dimension()
+        bs.Result(epoch_fit.source, bs.laws.get("power-c"), epoch_fit.spec).intrinsic_dimension()
 
 
 def test_a_family_defined_outside_the_package():
@@ -103,7 +103,7 @@ def test_a_family_defined_outside_the_package():
     result = bs.fit(runs, law, priors=priors, seed=0, **FAST)
     assert result.converged, result.problems
     for param, value in truth.items():
-        lo, hi = np.quantile(result.idata.posterior[param].to_numpy(), [0.05, 0.95])
+        lo, hi = np.quantile(result.group("posterior")[param].to_numpy(), [0.05, 0.95])
         assert lo <= value <= hi, (param, lo, value, hi)
     row = bs.forecast(result, N=1e11, D=1e12).iloc[0]
     true = 2.0 + 1.5 / (1 + 1e11 / 1e8)

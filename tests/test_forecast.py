@@ -58,7 +58,7 @@ def test_save_and_load_round_trip(epoch_fit, tmp_path):
     assert path.read_bytes()[:4] == b"\x89HDF"  # netCDF4/HDF5, not pickle
     back = bs.load(path)
     for name in ("E", "A", "B", "alpha", "beta", "sigma"):
-        np.testing.assert_array_equal(back.idata.posterior[name], epoch_fit.idata.posterior[name])
+        np.testing.assert_array_equal(back.group("posterior")[name], epoch_fit.group("posterior")[name])
     assert back.law is epoch_fit.law and back.spec.to_json() == epoch_fit.spec.to_json()
     assert back.problems == epoch_fit.problems and back.health() == epoch_fit.health()
     a = bs.forecast(epoch_fit, preset=["gpt3", "gpt4"])

@@ -8,11 +8,11 @@ import textwrap
 import warnings
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pytest
 
 import bayes_scaling as bs
+from bayes_scaling import _arviz
 
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
 RUNS = bs.datasets.sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
@@ -56,7 +56,7 @@ def test_fit_many_matches_single_fits_within_monte_carlo_error(sets, many):
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
             single = bs.fit(data, seed=i, calibrate=False, **SHORT)
         a, b = batched.summary(), single.summary()
-        assert batched.idata.log_likelihood["log_loss"].shape == (4, 1000, len(data))
+        assert batched.group("log_likelihood")["log_loss"].shape == (4, 1000, len(data))
         for name in a.index:
             z = abs(a.loc[name, "mean"] - b.loc[name, "mean"]) / np.hypot(
                 a.loc[name, "mcse_mean"], b.loc[name, "mcse_mean"]
@@ -81,11 +81,13 @@ def test_fit_many_rejects_mismatched_seeds(sets):
 
 SHARDED = textwrap.dedent(
     """
-    import json, warnings, jax, arviz as az, bayes_scaling as bs
+    import json, warnings, jax, bayes_scaling as bs
+    from bayes_scaling import _arviz
     from test_many import SHORT, make_sets
     warnings.simplefilter("ignore")
     four = bs.fit_many(make_sets(), seed=0, **SHORT)
-    rows = [{k: [float(r.idata.posterior[k].mean()), float(az.mcse(r.idata, var_names=[k])[k])] for k in r.params}
+    rows = [{k: [float(r.group("posterior")[k].mean()), _arviz.mcse(r.group("posterior")[k].to_numpy())]
+             for k in r.params}
             for r in four]
     print(json.dumps({"devices": len(jax.devices()), "fits": rows}))
     """
@@ -106,6 +108,6 @@ def test_sharding_over_four_cpu_devices_gives_the_same_fits(many):
     assert len(report["fits"]) == 8
     for sharded, single in zip(report["fits"], many, strict=True):
         for name, (mean, mcse) in sharded.items():
-            post = single.idata.posterior[name]
-            se = np.hypot(mcse, float(az.mcse(single.idata, var_names=[name])[name]))
+            post = single.group("posterior")[name]
+            se = np.hypot(mcse, _arviz.mcse(post.to_numpy()))
             assert abs(mean - float(post.mean())) / se < 4.5, name
