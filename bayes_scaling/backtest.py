@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.special
 
 from . import _calibration, laws
 from ._geometry import axis, beyond
@@ -15,6 +16,17 @@ from .fit import DataLike, _as_dataset, fit
 from .forecast import predictive
 from .laws import Law
 from .priors import PriorsLike
+
+
+def coverage_interval(covered: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) ``level`` interval of a coverage: ``covered`` of ``n`` held-out runs inside a band.
+
+    With few runs the interval is wide (4 of 4 covered: 40% to 100%), so a coverage then says little.
+    """
+    a = (1.0 - level) / 2
+    lo = 0.0 if covered == 0 else float(scipy.special.betaincinv(covered, n - covered + 1, a))
+    hi = 1.0 if covered == n else float(scipy.special.betaincinv(covered + 1, n - covered, 1.0 - a))
+    return lo, hi
 
 
 def interval_score(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
@@ -35,7 +47,9 @@ class Backtest:
     table : one row per cutoff and mode: ``cutoff``, ``mode``, ``distance_decades``
         (how far the furthest held-out run lies beyond the fitted runs, along the
         extrapolation axis), ``n_train``, ``n_test``, ``coverage_50``, ``coverage_80``,
-        ``coverage_90`` (share of held-out runs inside the band of a new run),
+        ``coverage_90`` (share of held-out runs inside the band of a new run), ``covered_90``
+        (how many) and ``coverage_90_lo``, ``coverage_90_hi`` (its exact 95% binomial interval,
+        :func:`coverage_interval`),
         ``median_abs_rel_error`` (of the median forecast), ``interval_score_90`` (mean, in
         nats/token; lower is better); calibrated rows add ``kappa_<input>``, the posterior
         median of the learned error scale (per square root of a decade).
@@ -97,6 +111,10 @@ def backtest(
             for level in levels:
                 lo, hi = draws.interval(level)
                 row[f"coverage_{100 * level:g}"] = float(np.mean((lo <= y) & (y <= hi)))
+            lo, hi = draws.interval(0.9)
+            covered = int(np.sum((lo <= y) & (y <= hi)))
+            row["covered_90"] = covered  # and its exact 95% interval: what this many held-out runs can tell
+            row["coverage_90_lo"], row["coverage_90_hi"] = coverage_interval(covered, len(y))
             median = draws.median()
             lo, hi = draws.interval(0.9)
             row["median_abs_rel_error"] = float(np.median(np.abs(median / y - 1)))

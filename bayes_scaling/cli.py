@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-scaling", description="Bayesian scaling-law fits with JAX and NumPyro."
     )
+    parser.add_argument("--version", action="version", version=f"bayes-scaling {bs.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     common = _common()
     p = sub.add_parser("fit", parents=[common], help="fit a law to training runs and forecast larger runs")
@@ -97,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         action="append",
         metavar="NAME",
-        help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: all)",
+        help="forecast at a preset: gpt3, gopher, chinchilla, gpt4 (repeatable; default: gpt3, chinchilla, gpt4)",
     )
+    _target_flags(target, many=True)
     p.add_argument(
         "--plain",
         action="store_true",
@@ -121,10 +123,79 @@ def _parser() -> argparse.ArgumentParser:
         "--cutoffs", default="1e20,3e20,1e21", help="comma-separated compute cutoffs (default: 1e20,3e20,1e21)"
     )
     p = sub.add_parser("review", parents=[common], help="extrapolation risk review: how far to trust a forecast")
-    p.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
-    p.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
+    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    _target_flags(target, many=False)
     p.add_argument("--cutoffs", default=None, help="backtest compute cutoffs (default: 50/70/85%% quantiles of C)")
     return parser
+
+
+def _target_flags(group: argparse._MutuallyExclusiveGroup, many: bool) -> None:
+    """``--target N=..,D=..`` (a planned run; or C=.. alone) and ``--targets FILE.csv``."""
+    group.add_argument(
+        "--target",
+        action="append" if many else "store",
+        type=_target,
+        metavar="N=..,D=..",
+        help="a run to forecast: N=8.7e9,D=1.78e11 (C=6·N·D), or C=1e24 alone (split compute-optimally); "
+        "name=... labels it" + (" (repeatable)" if many else ""),
+    )
+    group.add_argument(
+        "--targets",
+        metavar="FILE",
+        help="a CSV of runs to forecast: columns N and D, or C; an optional column target names them"
+        + ("" if many else " (one row)"),
+    )
+
+
+def _target(text: str) -> dict:
+    """``N=8.7e9,D=1.78e11[,name=...]`` or ``C=1e24`` as a dict (for argparse)."""
+    found: dict = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in ("N", "D", "C", "name"):
+            raise argparse.ArgumentTypeError(f"expected N=..,D=.. or C=.. (and name=..), got {item!r}")
+        if key == "name":
+            found[key] = value.strip()
+            continue
+        try:
+            found[key] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key} must be a number, got {value!r}") from None
+        if not found[key] > 0:
+            raise argparse.ArgumentTypeError(f"{key} must be positive, got {value}")
+    if not ({"N", "D"} <= set(found) or "C" in found):
+        raise argparse.ArgumentTypeError(f"give N and D, or C, got {text!r}")
+    return found
+
+
+def _targets_file(path: str) -> list[dict]:
+    """The runs of a targets CSV, as dicts like :func:`_target`'s; errors name the file, column and row."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+    if not ({"N", "D"} <= set(frame.columns) or "C" in frame.columns):
+        raise ValueError(f"{path}: needs columns N and D, or C (found: {', '.join(map(str, frame.columns))})")
+    rows = []
+    for i, row in frame.iterrows():
+        found = {"name": str(row["target"])} if "target" in frame.columns else {}
+        for key in ("N", "D", "C"):
+            if key in frame.columns and pd.notna(row[key]):
+                value = pd.to_numeric(row[key], errors="coerce")
+                if not value > 0:
+                    raise ValueError(
+                        f"{path}: column {key!r}, row {i + 1} (line {i + 2}): {row[key]!r} is not a positive number"
+                    )
+                found[key] = float(value)
+        if not ({"N", "D"} <= set(found) or "C" in found):
+            raise ValueError(f"{path}: row {i + 1} (line {i + 2}): give N and D, or C")
+        rows.append(found)
+    return rows
 
 
 def _count(text: str) -> int:
@@ -240,12 +311,28 @@ def _preload() -> None:
     import matplotlib.figure  # noqa: F401
 
 
+def _given(args: argparse.Namespace) -> list[dict]:
+    """The runs named by --target (one or repeated) and --targets, as dicts of N, D, C and name."""
+    given = args.target if isinstance(args.target, list) else [args.target] if args.target else []
+    return given + (_targets_file(args.targets) if args.targets else [])
+
+
 def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
     """Forecast targets as (N, D, C) rows, split compute-optimally by the first law that can."""
-    presets = args.preset or ["gpt3", "chinchilla", "gpt4"]
-    flops = args.target_flops
     splitter = next((r for r in laws if {"N", "D"} <= set(r.law.inputs)), laws[0])
-    points = targets(splitter, flops=flops, preset=None if flops else presets)
+    given = _given(args)
+    if given:
+        rows = []
+        for row in given:
+            if {"N", "D"} <= set(row):
+                one = targets(splitter, N=row["N"], D=row["D"], flops=row.get("C"))
+            else:
+                one = targets(splitter, flops=row["C"])
+            rows.append(one.assign(target=row["name"]) if "name" in row else one)
+        points = pd.concat(rows, ignore_index=True)
+    else:
+        flops = args.target_flops
+        points = targets(splitter, flops=flops, preset=None if flops else args.preset or ["gpt3", "chinchilla", "gpt4"])
     points["tokens_per_param"] = points["D"] / points["N"]
     return points
 
@@ -387,7 +474,14 @@ def _review(args: argparse.Namespace, out: Path) -> int:
             cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
         except ValueError:
             raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
-    target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
+    given = _given(args)
+    if len(given) > 1:
+        raise ValueError(f"`review` reviews one target; --targets {args.targets} holds {len(given)}")
+    if given:
+        row = given[0]
+        target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else {"flops": row["C"]}
+    else:
+        target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")
     found = bs.review(result, cutoffs=cutoffs, seed=args.seed, settings=_settings(args), **target)

@@ -43,7 +43,7 @@ class Dataset:
     frame : DataFrame with float64 columns ``N`` (parameters), ``D`` (training
         tokens), ``C`` (training FLOP) and ``loss`` (nats/token, or the metric),
         one row per run, shape (n, 4).
-    source : where the runs came from (a file path or ``"DataFrame"``).
+    source : where the runs came from (a file path or ``"your DataFrame"``).
     columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``.
     """
 
@@ -82,7 +82,7 @@ class Dataset:
 
 def _where(source: str, row: int) -> str:
     """Name a data row for an error message: 0-based row ``row`` of the data."""
-    if source == "DataFrame":
+    if source == "your DataFrame":
         return f"row {row}"
     return f"row {row + 1} (line {row + 2})"
 
@@ -230,7 +230,7 @@ def load_data(
         an implausible value (see ``allow_unusual``), too few rows, or a file that is not a CSV.
     """
     if isinstance(data, pd.DataFrame):
-        source, frame = "DataFrame", data
+        source, frame = "your DataFrame", data
     else:
         source = str(data)
         frame = _read_csv(Path(data))

@@ -42,15 +42,14 @@ SECTIONS = (
     "Posterior predictive checks",
     "Verdict",
 )
-#: Backtest 90% bands covering fewer held-out runs than this are miscalibrated.
-COVERAGE_MIN = 0.7
 #: A prior change that moves the forecast median by more than this share of the 95% band is flagged.
 PRIOR_SHIFT_MAX = 0.25
 #: A residual trend against log N, log D or log C with |slope / se| above this is flagged.
 TREND_Z_MAX = 3.0
 RULE = (
     "unusable if any sampler-health check fails. Otherwise one point each for: a sampler-health warning; "
-    f"backtest 90% coverage below {COVERAGE_MIN:.0%} at any cutoff (two points: the central evidence); "
+    "backtest 90% bands covering significantly fewer than 90% of held-out runs at any cutoff (the exact 95% "
+    "interval of the coverage lies below 90%; two points: the central evidence); "
     "a target more than 2 decades of compute beyond the largest run (two points beyond 6 decades); a target "
     "further beyond the data than "
     "the longest backtest reached; laws that disagree (stacked 95% band over 1.5x as wide as this law's, "
@@ -195,7 +194,9 @@ def review(
 def _health(health: Health) -> Finding:
     points = ()
     if health.level == "warn":
-        warned = ", ".join(c.check for c in health.checks if c.status == "warn")
+        warned = ", ".join(
+            f"{c.check} {c.value:.4g} (passes {c.threshold})" for c in health.checks if c.status == "warn"
+        )
         points = ((1, f"sampler-health warning: {warned}"),)
     return Finding(
         {"health": health.table()}, "Convergence checks of the reviewed fit, each against its threshold.", points
@@ -280,20 +281,45 @@ def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) ->
         calibrate=ctx.mode == "calibrated",
     )
     table = bt.table.rename(columns={"cutoff": "cutoff_flops"})
-    used = table[table["mode"] == ctx.mode]
-    worst = float(used["coverage_90"].min())
-    furthest = float(used["distance_decades"].max())
+    points, said = backtest_points(table, ctx.mode, decades)
     note = (
-        f"Refit below each compute cutoff, forecast the larger runs. In {ctx.mode} mode (the mode of this forecast) "
-        f"the 90% bands covered at worst {worst:.0%} of held-out runs; the longest backtest reached "
-        f"{furthest:.2f} decades, the target is {decades:.2f} decades out."
+        f"Refit below each compute cutoff, forecast the larger runs, in {ctx.mode} mode (the mode of this "
+        "forecast). A cutoff counts as miscalibrated only when the exact 95% interval of its 90% bands' coverage "
+        f"(coverage_90_lo to coverage_90_hi) lies below 90%. {said}"
     )
+    return Finding({"backtests": table, "backtest_runs": bt.runs}, note, points)
+
+
+def backtest_points(table: pd.DataFrame, mode: str, decades: float) -> tuple[tuple[tuple[int, str], ...], str]:
+    """The verdict's points from backtests (the rows of ``mode``), each with the numbers behind it, and a sentence.
+
+    Two points when some cutoff's 90% bands covered significantly fewer held-out runs than 90% (the exact
+    95% interval of the coverage lies below 90%); a cutoff with too few held-out runs to tell counts for
+    nothing either way. One point when the target lies further out than every backtest reached.
+    """
+    used = table[table["mode"] == mode]
     points = []
-    if worst < COVERAGE_MIN:
-        points.append((2, f"backtests miscalibrated: 90% bands covered only {worst:.0%} of held-out runs"))
+    low = used[used["coverage_90_hi"] < 0.9]
+    if len(low):
+        named = "; ".join(
+            f"cutoff {r.cutoff_flops:.3g}: {r.covered_90} of {r.n_test} held-out runs ({r.coverage_90:.0%}, 95% "
+            f"interval {r.coverage_90_lo:.0%}-{r.coverage_90_hi:.0%})"
+            for r in low.itertuples()
+        )
+        points.append((2, f"backtests miscalibrated: the 90% bands covered significantly under 90% ({named})"))
+    furthest = float(used["distance_decades"].max())
     if decades > furthest:
         points.append((1, f"the target ({decades:.1f} decades) is further out than any backtest ({furthest:.1f})"))
-    return Finding({"backtests": table, "backtest_runs": bt.runs}, note, tuple(points))
+    weak = used[(used["coverage_90_lo"] < 0.9) & (used["coverage_90_hi"] >= 0.9) & (used["coverage_90"] < 0.9)]
+    said = f"The longest backtest reached {furthest:.2f} decades, the target is {decades:.2f} decades out."
+    if len(weak):
+        said += " Too few held-out runs to tell at cutoff(s) " + ", ".join(
+            f"{r.cutoff_flops:.3g} ({r.covered_90} of {r.n_test} covered, 95% interval {r.coverage_90_lo:.0%}-"
+            f"{r.coverage_90_hi:.0%})"
+            for r in weak.itertuples()
+        )
+        said += ": they count for nothing."
+    return tuple(points), said
 
 
 def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
@@ -311,43 +337,71 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
             fits.append(fit(ctx.data, law, settings=ctx.settings, seed=ctx.seed, calibrate=ctx.mode == "calibrated"))
     if len(fits) < 2:
         return Finding({}, "No other law family applies to these runs.")
-    weights = compare(fits)["weight"]
+    health = [r.health() for r in fits]
+    voters = [r for r, h in zip(fits, health, strict=True) if h.level != "fail" or r is result]
+    weights = compare(voters)["weight"] if len(voters) > 1 else pd.Series({result.law.name: 1.0})
     rows = []
-    for r in fits:
+    for r, h in zip(fits, health, strict=True):
         band = forecast(r, ctx.points, seed=ctx.seed, mode=ctx.mode).iloc[0]
         rows.append(
             {
                 "law": r.law.name,
-                "loo_weight": float(weights[r.law.name]),
-                "converged": r.converged,
+                "health": h.level,
+                "votes": r.law.name in weights.index,
+                "why_not": "" if r.law.name in weights.index else f"fit failed: {h.problems[0]}",
+                "loo_weight": float(weights.get(r.law.name, np.nan)),
                 "loss_median": band["loss_median"],
                 "loss_lo95": band["loss_lo95"],
                 "loss_hi95": band["loss_hi95"],
             }
         )
-    mix = stacked(fits, weights, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
+    mix = stacked(voters, weights, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
     rows.append(
         {
             "law": "stacked",
+            "health": "",
+            "votes": True,
+            "why_not": "",
             "loo_weight": 1.0,
-            "converged": all(r.converged for r in fits),
             "loss_median": mix["loss_median"],
             "loss_lo95": mix["loss_lo95"],
             "loss_hi95": mix["loss_hi95"],
         }
     )
-    lo, hi = float(ctx.forecast["loss_lo95"].iloc[0]), float(ctx.forecast["loss_hi95"].iloc[0])
+    table = pd.DataFrame(rows)
+    points, note = model_points(table, result.law.name)
+    return Finding({"models": table}, note, points)
+
+
+def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:
+    """The verdict's point from the model-form section, with the numbers behind it, and a sentence.
+
+    ``table`` has a row per law (``law``, ``votes``, ``why_not``, ``loss_median``, ``loss_lo95``,
+    ``loss_hi95``) and a ``stacked`` row (the mixture of the laws that vote). Only laws whose fits
+    passed or only warned on the convergence checks vote; a failed fit is listed with its reason. One
+    point when the stacked 95% band is over 1.5x as wide as ``law``'s, or another voting law's median
+    lies outside ``law``'s 95% band.
+    """
+    rows = table.set_index("law")
+    own, mix = rows.loc[law], rows.loc["stacked"]
+    lo, hi = float(own["loss_lo95"]), float(own["loss_hi95"])
     ratio = (mix["loss_hi95"] - mix["loss_lo95"]) / (hi - lo)
-    outside = [r["law"] for r in rows[1:-1] if not lo <= r["loss_median"] <= hi]
+    others = rows.drop(index=[law, "stacked"])
+    voting, silent = others[others["votes"]], others[~others["votes"].astype(bool)]
+    outside = voting[(voting["loss_median"] < lo) | (voting["loss_median"] > hi)]
     note = (
-        f"PSIS-LOO stacking weights of {len(fits)} law families; the stacked 95% band is {ratio:.2f}x as wide "
-        "as this law's." + (f" Medians outside this law's 95% band: {', '.join(outside)}." if outside else "")
+        f"PSIS-LOO stacking weights of the {len(voting) + 1} law families whose fits converged; the stacked 95% "
+        f"band ({mix['loss_lo95']:.4g}-{mix['loss_hi95']:.4g}) is {ratio:.2f}x as wide as this law's "
+        f"({lo:.4g}-{hi:.4g})."
     )
+    if len(silent):
+        note += " Not voting: " + "; ".join(f"{name} ({row.why_not})" for name, row in silent.iterrows()) + "."
     points = ()
-    if ratio > 1.5 or outside:
-        where = f"; medians of {', '.join(outside)} outside this law's 95% band" if outside else ""
-        points = ((1, f"law families disagree at the target (stacked band {ratio:.1f}x as wide{where})"),)
-    return Finding({"models": pd.DataFrame(rows)}, note, points)
+    if ratio > 1.5 or len(outside):
+        where = "; ".join(f"{name}'s median {row.loss_median:.4g}" for name, row in outside.iterrows())
+        where = f"; outside this law's 95% band {lo:.4g}-{hi:.4g}: {where}" if where else ""
+        points = ((1, f"law families disagree at the target (stacked 95% band {ratio:.1f}x as wide{where})"),)
+    return points, note
 
 
 def _priors(ctx: Context, scales: Sequence[float]) -> Finding:

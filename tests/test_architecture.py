@@ -6,8 +6,9 @@ from pathlib import Path
 
 import bayes_scaling as bs
 
-PACKAGE = Path(bs.__file__).parent
-README = (PACKAGE.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent  # the source tree (CI installs the package into site-packages)
+PACKAGE = ROOT / "bayes_scaling"
+README = (ROOT / "README.md").read_text()
 
 # Every module of the package, lowest layer first. A module may import only modules of lower layers
 # (at any depth of its code: a function-level import counts like any other).

@@ -251,3 +251,32 @@ def test_exit_status_three_only_when_a_check_fails(tmp_path, capsys, monkeypatch
         assert main([*args, "--out", str(tmp_path / "fail")]) == 3
     assert "THE SAMPLER DID NOT CONVERGE (chinchilla)" in capsys.readouterr().err
     assert (tmp_path / "fail" / "forecast.csv").exists()  # a failed fit still writes its outputs
+
+
+def test_targets_at_real_runs(tmp_path, capsys):
+    planned = tmp_path / "planned.csv"
+    pd.DataFrame({"target": ["small", "big"], "N": [1e9, 8.7e9], "D": [2e10, 1.78e11]}).to_csv(planned, index=False)
+    sampling = [f"--{k}={FAST[k]}" for k in ("chains", "warmup", "draws")]
+    common = ["fit", "--plain", "--drop-highest", "5", *sampling]
+    assert (
+        main(
+            [*common, "--target", "N=8.7e9,D=1.78e11,name=planned", "--target", "C=1e24", "--out", str(tmp_path / "a")]
+        )
+        == 0
+    )
+    table = pd.read_csv(tmp_path / "a" / "forecast.csv")
+    assert table["target"].tolist() == ["planned", "C=1e+24"]
+    assert table.loc[0, "N"] == 8.7e9 and table.loc[0, "D"] == 1.78e11
+    assert table.loc[0, "C"] == pytest.approx(6 * 8.7e9 * 1.78e11)
+    assert main([*common, "--targets", str(planned), "--out", str(tmp_path / "b")]) == 0
+    assert pd.read_csv(tmp_path / "b" / "forecast.csv")["target"].tolist() == ["small", "big"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["fit", "--target", "N=8.7e9"])
+    assert "give N and D, or C" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"bayes-scaling {bs.__version__}"

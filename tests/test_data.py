@@ -130,7 +130,7 @@ def test_frames_checked_together_leave_every_finding_to_the_single_check():
 def test_fit_many_names_the_bad_data_set():
     bad = runs(8)
     bad.loc[5, "loss"] = np.nan
-    with pytest.raises(ValueError, match=r"data set 1 of 2: DataFrame: column 'loss', row 5: value is nan"):
+    with pytest.raises(ValueError, match=r"data set 1 of 2: your DataFrame: column 'loss', row 5: value is nan"):
         bs.fit_many([runs(8), bad])
 
 
@@ -173,3 +173,9 @@ def test_files_that_are_not_csv_say_what_they_are(tmp_path):
     binary.write_bytes(bytes(range(128, 256)) * 4)
     with pytest.raises(ValueError, match=r"runs\.bin: not a text CSV file"):
         bs.load_data(binary)
+
+
+def test_a_dataframe_from_python_is_called_yours():
+    frame = runs()
+    with pytest.warns(bs.DataWarning, match=r"^your DataFrame: 1 duplicate row\(s\), first at row 16"):
+        bs.load_data(pd.concat([frame, frame.iloc[:1]], ignore_index=True))

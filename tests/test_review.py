@@ -13,7 +13,8 @@ from conftest import FAST
 
 import bayes_scaling as bs
 from bayes_scaling import Prior
-from bayes_scaling.review import SECTIONS
+from bayes_scaling.backtest import coverage_interval
+from bayes_scaling.review import SECTIONS, backtest_points, model_points
 
 TRUTH = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
 HMC = {"chains": 4, "warmup": 300, "draws": 500, "algorithm": "hmc"}
@@ -138,3 +139,56 @@ def test_rendering_reads_the_review_and_never_refits(embedded_review, monkeypatc
     page = bs.report.html(report)
     assert page.count("<img ") == 4 and page.count("<h2>") == len(SECTIONS)
     assert bs.report.json(report)["verdict"] == report.verdict
+
+
+def _backtest_row(cutoff: float, covered: int, n: int, decades: float) -> dict:
+    lo, hi = coverage_interval(covered, n)
+    return {
+        "cutoff_flops": cutoff,
+        "mode": "plain",
+        "distance_decades": decades,
+        "n_test": n,
+        "covered_90": covered,
+        "coverage_90": covered / n,
+        "coverage_90_lo": lo,
+        "coverage_90_hi": hi,
+    }
+
+
+def test_a_backtest_counts_only_with_enough_held_out_runs():
+    # 2 of 4 held-out runs 0.017 decades out (a public sweep's case): 50%, but the exact 95% interval
+    # 7%-93% holds 90%: no evidence either way, said so, no points.
+    few = pd.DataFrame([_backtest_row(1e21, 2, 4, 0.017)])
+    points, said = backtest_points(few, "plain", decades=0.01)
+    assert points == ()
+    assert "Too few held-out runs to tell at cutoff(s) 1e+21 (2 of 4 covered, 95% interval 7%-93%)" in said
+    # 60 of 104 (58%, interval 48%-67%): significantly under 90%, two points naming the numbers.
+    many = pd.DataFrame([_backtest_row(1e21, 2, 4, 0.017), _backtest_row(1e20, 60, 104, 2.1)])
+    points, _ = backtest_points(many, "plain", decades=1.0)
+    assert len(points) == 1 and points[0][0] == 2
+    assert "cutoff 1e+20: 60 of 104 held-out runs (58%, 95% interval 48%-67%)" in points[0][1]
+    assert "1e+21" not in points[0][1]
+    # A target further out than every backtest: one point with both distances.
+    points, _ = backtest_points(many, "plain", decades=3.2)
+    assert points[-1] == (1, "the target (3.2 decades) is further out than any backtest (2.1)")
+
+
+def test_laws_whose_fits_failed_do_not_vote():
+    rows = [
+        {"law": "chinchilla", "votes": True, "why_not": "", "loss_median": 1.90, "loss_lo95": 1.87, "loss_hi95": 1.92},
+        {
+            "law": "power-c",
+            "votes": False,
+            "why_not": "fit failed: R-hat of E is 1.3 (> 1.01)",
+            "loss_median": 2.5,
+            "loss_lo95": 2.0,
+            "loss_hi95": 3.0,
+        },
+        {"law": "stacked", "votes": True, "why_not": "", "loss_median": 1.90, "loss_lo95": 1.87, "loss_hi95": 1.92},
+    ]
+    points, note = model_points(pd.DataFrame(rows), "chinchilla")
+    assert points == ()  # power-c's median lies far outside, but its fit failed: it does not vote
+    assert "Not voting: power-c (fit failed: R-hat of E is 1.3 (> 1.01))" in note
+    rows[1] |= {"votes": True, "why_not": ""}
+    points, _ = model_points(pd.DataFrame(rows), "chinchilla")
+    assert points[0][0] == 1 and "power-c's median 2.5" in points[0][1] and "1.87-1.92" in points[0][1]
