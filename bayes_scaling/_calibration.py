@@ -229,18 +229,21 @@ def kappa_medians(result: Result) -> dict[str, float]:
     return {f"kappa_{k}": float(kappa.sel(input=k)) for k in kappa["input"].to_numpy()}
 
 
-def error_scale(result: Result, points: pd.DataFrame, share: np.ndarray) -> np.ndarray:
+def error_scale(
+    result: Result, points: pd.DataFrame, share: np.ndarray, runs: pd.DataFrame | None = None
+) -> np.ndarray:
     """Scale of the extrapolation error of log loss at each point, per draw, shape (s, t).
 
-    ``share * sqrt(sum_i kappa_i**2 * d_i)`` with ``d_i`` the decades beyond the data
-    along input ``i`` (:func:`~bayes_scaling._geometry.beyond`; zero inside) and ``share``
-    (s, t) the reducible share of the expected loss (:func:`reducible`); the draws of
-    ``kappa`` are recycled to the posterior's number of draws.
+    ``share * sqrt(sum_i kappa_i**2 * d_i)`` with ``d_i`` the decades beyond ``runs`` (default:
+    the fitted runs; a group's own runs for a point of that group) along input ``i``
+    (:func:`~bayes_scaling._geometry.beyond`; zero inside) and ``share`` (s, t) the reducible
+    share of the expected loss (:func:`reducible`); the draws of ``kappa`` are recycled to the
+    posterior's number of draws.
     """
     group = result.group("extrapolation")
     size = result.group("posterior").sizes["chain"] * result.group("posterior").sizes["draw"]
     inputs = [str(k) for k in group["input"].to_numpy()]
     kappa = group["kappa"].to_numpy().reshape(-1, len(inputs))
     k = kappa[np.resize(np.arange(len(kappa)), size)].astype(np.float64)  # (s, i)
-    reach = beyond(result.data(), points, inputs)  # (t, i)
+    reach = beyond(result.data() if runs is None else runs, points, inputs)  # (t, i)
     return share * np.sqrt(np.sum(k[:, None, :] ** 2 * reach[None, :, :], axis=-1))

@@ -91,18 +91,21 @@ def log_likelihood(
 
     Parameters
     ----------
-    params, sigma : each of shape (s,): the law's parameters and the noise scale on log loss.
+    params : each of shape (s,): the law's parameters.
+    sigma : the noise scale on log loss, shape (s,), or (s, n) for a scale per draw and run.
     inputs : the law's inputs at the n runs, natural scale, each (n,).
     loss : the runs' losses, shape (n,).
     """
-    sigma = np.asarray(sigma, np.float64).reshape(-1, 1)
     y = np.log(np.asarray(loss, np.float64))
+    sigma = np.asarray(sigma, np.float64)
+    sigma = sigma.reshape(-1, 1) if sigma.ndim == 1 else sigma
     out = np.empty((sigma.shape[0], y.size), np.float32)
-    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi) - np.log(sigma)
+    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     for start in range(0, y.size, CHUNK):
         part = slice(start, start + CHUNK)
-        z = (y[part] - law_at(law, params, {k: np.asarray(v)[part] for k, v in inputs.items()})) / sigma
-        out[:, part] = const - (df + 1) / 2 * np.log1p(z * z / df)
+        scale = sigma if sigma.shape[1] == 1 else sigma[:, part]
+        z = (y[part] - law_at(law, params, {k: np.asarray(v)[part] for k, v in inputs.items()})) / scale
+        out[:, part] = const - np.log(scale) - (df + 1) / 2 * np.log1p(z * z / df)
     return out
 
 

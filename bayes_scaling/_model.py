@@ -3,6 +3,21 @@
 The model reads its data as one :class:`ModelData` (never a closure), so that data sets
 of the same shape share one compilation.
 
+Runs in groups (data sets, set-ups, model families; :class:`Design`): each parameter, on the
+sampler's scale (the unconstrained value of its prior's support: log E, the centred log
+amplitude, log alpha, ...), is *shared* (one value), *separate* (one per group, each with the
+parameter's prior) or *pooled* (a population value ``<p>_pop`` with the parameter's prior, and
+per-group offsets ``<p>_tau * <p>_z`` with ``<p>_z ~ Normal(0, 1)``, non-centred, and
+``<p>_tau ~ HalfNormal(TAU_SCALE)``).
+
+Replicates (runs that repeat a configuration: the same group, N and D): the likelihood is
+written over configurations. With ``n`` runs of mean log loss ``m`` and within sum of squares
+``ss``, the run noise ``sigma`` is read from the spread within configurations (the Gaussian
+factor ``-(n - 1) log sigma - ss / (2 sigma**2)``) and the law's misfit at a configuration,
+``sigma_misfit``, from the spread of the means beyond it: ``m ~ StudentT(df, law, sqrt(
+sigma_misfit**2 + sigma**2 / n))``. Without replicates the two cannot be told apart, and the
+model is the plain one (``sigma`` alone).
+
 Parameterization: each term ``A * X**-alpha`` named in ``law.centred`` is sampled
 as its log value at the centre of the data, ``log_A_c = log A - alpha * centre_X``.
 The data pin that value down almost independently of ``alpha``, so the sampler
@@ -32,6 +47,49 @@ from .priors import Spec
 #: Rows are padded (and masked) up to the next power of two, at least this, so that
 #: data sets of similar size (refits on subsets among them) share one compiled sampler.
 PAD = 64
+#: Prior scale of each pooled parameter's spread across groups, on the sampler's scale
+#: (HalfNormal): 0.3 lets groups differ by about 30% on a log scale, and far more if the data say so.
+TAU_SCALE = 0.3
+#: Prior scale of the law's misfit at a configuration (HalfNormal, on log loss), when runs repeat.
+MISFIT_SCALE = 0.05
+
+
+class Design(NamedTuple):
+    """How the runs are organized, beyond their values: what a grouped or replicated model needs.
+
+    Attributes
+    ----------
+    labels : the group labels, sorted (empty: no groups).
+    pooling : ``(parameter, mode)`` pairs for every law parameter (meaningful with groups).
+    replicates : some configuration (group, N, D) has more than one run.
+    """
+
+    labels: tuple[str, ...] = ()
+    pooling: tuple[tuple[str, str], ...] = ()
+    replicates: bool = False
+
+    @property
+    def plain(self) -> bool:
+        """No groups and no replicates: the model of a single sweep."""
+        return not self.labels and not self.replicates
+
+    def mode(self, name: str) -> str:
+        return dict(self.pooling).get(name, "shared") if self.labels else "shared"
+
+
+#: The design of a single sweep with no repeated configurations.
+PLAIN = Design()
+
+
+def design(dataset: Dataset, law: Law, spec: Spec) -> Design:
+    """The :class:`Design` of ``dataset`` for a fit of ``law`` with ``spec``'s pooling."""
+    labels = tuple(dataset.labels)
+    pooling = tuple((name, spec.pooling.get(name, "shared")) for name in law.params) if labels else ()
+    keys = [dataset.frame[k].to_numpy() for k in law.inputs]
+    if labels:
+        keys.append(np.unique(dataset.frame["group"].to_numpy(), return_inverse=True)[1])
+    _, counts = np.unique(np.column_stack(keys), axis=0, return_counts=True)
+    return Design(labels, pooling, bool((counts > 1).any()))
 
 
 class ModelData(NamedTuple):
@@ -42,14 +100,20 @@ class ModelData(NamedTuple):
     x : centred log inputs, ``{"N": log N - centre_N, ...}``, each shape (n,).
     centre : the centres, ``{"N": centre_N, ...}``, scalars (zero for an input no
         centred term names).
-    y : log loss, shape (n,).
+    y : log loss, shape (n,) (with replicates: a row per configuration, its mean log loss).
     mask : 1.0 for real rows, 0.0 for padding, shape (n,).
+    group : each row's group index into :attr:`Design.labels` (0 without groups), int32 (n,).
+    count : runs behind each row (1 without replicates), shape (n,).
+    ss : sum of squares of the runs' log loss about the row's mean (0 without replicates), (n,).
     """
 
     x: dict[str, jax.Array]
     centre: dict[str, jax.Array]
     y: jax.Array
     mask: jax.Array
+    group: jax.Array
+    count: jax.Array
+    ss: jax.Array
 
 
 class Target(NamedTuple):
@@ -83,21 +147,54 @@ def padded_length(n: int, pad: int = PAD) -> int:
     return max(pad, 1 << (n - 1).bit_length())
 
 
-def model_data(dataset: Dataset, law: Law, pad: int = PAD) -> ModelData:
-    """Arrays for :func:`target`'s model: centred log inputs, log loss and a mask.
+def model_data(dataset: Dataset, law: Law, pad: int = PAD, design: Design = PLAIN) -> ModelData:
+    """Arrays for :func:`target`'s model: centred log inputs, log loss, a mask, groups and replicates.
 
     Logs and centring happen in float64; only differences of order 1 reach JAX.
     Inputs that no entry of ``law.centred`` names are passed uncentred.
     Rows are padded up to a power of two, at least ``pad``: padding sits at the centre with
-    the mean log loss and mask 0, so it adds nothing to the likelihood.
+    the mean log loss and mask 0, so it adds nothing to the likelihood. With replicates
+    (``design.replicates``) a row is a configuration: its runs' mean log loss, count and
+    sum of squares; the centres are those of the runs.
     """
-    return jax.tree.map(lambda a: a[0], stack_data([dataset], law, pad))
+    if design.replicates:
+        return _configurations(dataset, law, pad, design)
+    return jax.tree.map(lambda a: a[0], stack_data([dataset], law, pad, design))
 
 
-def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD) -> ModelData:
-    """:func:`model_data` of K data sets, stacked: every array with a leading axis K.
+def _configurations(dataset: Dataset, law: Law, pad: int, design: Design) -> ModelData:
+    """:func:`model_data` with a row per configuration (group, N, D): mean log loss, count, sum of squares."""
+    frame = dataset.frame
+    runs = model_data(dataset, law, pad=len(frame), design=design._replace(replicates=False))
+    keys = np.column_stack([*(frame[k].to_numpy() for k in law.inputs), np.asarray(runs.group)])
+    _, first, which = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    which = which.reshape(-1)
+    k = len(first)
+    y = np.log(frame["loss"].to_numpy(np.float64))
+    count = np.bincount(which, minlength=k).astype(np.float64)
+    mean = np.bincount(which, weights=y, minlength=k) / count
+    ss = np.bincount(which, weights=(y - mean[which]) ** 2, minlength=k)
+    size = padded_length(k, pad)
 
-    All are padded to the padded length of the longest, in one vectorized pass.
+    def padded(values: np.ndarray, fill: float, dtype: type = np.float32) -> np.ndarray:
+        return np.concatenate([values, np.full(size - k, fill)]).astype(dtype)
+
+    return ModelData(
+        x={name: padded(np.asarray(v)[first], 0.0) for name, v in runs.x.items()},
+        centre=runs.centre,
+        y=padded(mean, float(mean.mean())),
+        mask=padded(np.ones(k), 0.0),
+        group=padded(np.asarray(runs.group)[first], 0, np.int32),
+        count=padded(count, 1.0),
+        ss=padded(ss, 0.0),
+    )
+
+
+def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD, design: Design = PLAIN) -> ModelData:
+    """:func:`model_data` of K data sets (each without replicates), stacked: every array with a leading axis K.
+
+    All are padded to the padded length of the longest, in one vectorized pass. Group labels
+    index into ``design.labels``.
     """
     lengths = np.array([len(d) for d in datasets])
     size = padded_length(int(lengths.max()), pad)
@@ -105,9 +202,7 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD) -> ModelDa
     which = np.repeat(np.arange(len(datasets)), lengths)  # data set of each run
     row = np.arange(lengths.sum()) - starts[which]  # its row within the data set
     columns = (*law.inputs, "loss")
-    values = np.concatenate(
-        [d.frame.to_numpy(np.float64)[:, [d.frame.columns.get_loc(k) for k in columns]] for d in datasets]
-    )
+    values = np.concatenate([d.frame[list(columns)].to_numpy(np.float64) for d in datasets])
     logs = {k: np.log(values[:, j]) for j, k in enumerate(columns)}
 
     def mean(values: np.ndarray) -> np.ndarray:
@@ -123,22 +218,36 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD) -> ModelDa
     centred = {x for _, _, x in law.centred}
     zero = np.zeros(len(datasets))
     centre = {k: mean(logs[k]) if k in centred else zero for k in law.inputs}
+    if design.labels:
+        index = {label: i for i, label in enumerate(design.labels)}
+        labels = np.concatenate([d.frame["group"].to_numpy() for d in datasets])
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise ValueError(f"group {unknown[0]!r} is not among the design's groups {', '.join(design.labels)}")
+        group = padded(np.array([index[label] for label in labels], np.float64), 0.0).astype(np.int32)
+    else:
+        group = np.zeros((len(datasets), size), np.int32)
     return ModelData(
         x={k: padded(logs[k] - centre[k][which], 0.0) for k in law.inputs},
         centre={k: v.astype(np.float32) for k, v in centre.items()},
         y=padded(logs["loss"], mean(logs["loss"])),
         mask=padded(np.ones(len(which)), 0.0),
+        group=group,
+        count=np.ones((len(datasets), size), np.float32),
+        ss=np.zeros((len(datasets), size), np.float32),
     )
 
 
-def target(law: Law, spec: Spec) -> Target:
+def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
     """The NumPyro model of ``law`` with the priors of ``spec``, and its starting point.
 
     Sample sites: every law parameter that is not a centred amplitude, one
     ``log_<A>_c`` per centred amplitude, ``sigma`` (scale of the noise on log loss)
     and the observed ``log_loss``. Deterministic sites: each centred amplitude on its
-    natural scale.
+    natural scale. Runs in groups or with replicates (``design``): :func:`grouped`.
     """
+    if not design.plain:
+        return grouped(law, spec, design)
     amplitudes = {amp: (exponent, x) for amp, exponent, x in law.centred}
 
     def model(data: ModelData) -> None:
@@ -203,3 +312,101 @@ def _initial_point(law: Law, spec: Spec, data: ModelData, key: jax.Array) -> dic
             median = jnp.median(spec.priors[amp].build().sample(key, (255,)))
             z[f"log_{amp}_c"] = jnp.log(median) - k * data.centre[x]
     return z
+
+
+def _sites(law: Law, design: Design) -> tuple[str, ...]:
+    """The sites whose convergence is checked: every law parameter (per group where it varies), the
+    populations and spreads of pooled ones, and the noise scales."""
+    pooled = [name for name in law.params if design.mode(name) == "pooled"]
+    misfit = ("sigma_misfit",) if design.replicates else ()
+    return (*law.params, *(f"{p}_pop" for p in pooled), *(f"{p}_tau" for p in pooled), "sigma", *misfit)
+
+
+def grouped(law: Law, spec: Spec, design: Design) -> Target:
+    """The model of runs in groups (each parameter shared, pooled or separate) and/or with replicates.
+
+    Per parameter ``p`` (see the module's docstring): shared, site ``p``; separate, site ``p`` of
+    shape (G,); pooled, sites ``p_pop``, ``p_tau``, ``p_z`` (G,) and the deterministic ``p`` (G,).
+    A centred amplitude ``A`` is sampled as ``log_A_c`` (or ``log_A_c_pop``, ``A_tau``, ``A_z``);
+    its prior applies to its population (shared: its value) on the natural scale, with the
+    Jacobian. With replicates, ``sigma`` is the run noise and ``sigma_misfit`` the law's misfit at
+    a configuration.
+    """
+    amplitudes = {amp: (exponent, x) for amp, exponent, x in law.centred}
+    size = max(len(design.labels), 1)
+
+    def value(name: str) -> tuple[jax.Array, jax.Array]:
+        """A non-centred parameter: (its value per group, or scalar; its population value)."""
+        prior = spec.priors[name].build()
+        mode = design.mode(name)
+        if mode == "shared":
+            v = numpyro.sample(name, prior)
+            return v, v
+        if mode == "separate":
+            v = numpyro.sample(name, prior.expand([size]).to_event(1))
+            return v, jnp.mean(v)
+        t = biject_to(prior.support)
+        pop = numpyro.sample(f"{name}_pop", prior)
+        tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(TAU_SCALE))
+        z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand([size]).to_event(1))
+        return numpyro.deterministic(name, t(t.inv(pop) + tau * z)), pop
+
+    def model(data: ModelData) -> None:
+        p, pop = {}, {}
+        for name in law.params:
+            if name not in amplitudes:
+                p[name], pop[name] = value(name)
+        at_centre = dict(p)
+        for amp, (exponent, x) in amplitudes.items():
+            k, k_pop = (p[exponent], pop[exponent]) if isinstance(exponent, str) else (exponent, exponent)
+            mode = design.mode(amp)
+            prior = spec.priors[amp].build()
+            if mode == "separate":
+                log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), (size,)))
+                log_amp = log_c + k * data.centre[x]
+                numpyro.factor(f"{amp}_prior", jnp.sum(prior.log_prob(jnp.exp(log_amp)) + log_amp))
+            else:
+                name = f"log_{amp}_c_pop" if mode == "pooled" else f"log_{amp}_c"
+                log_pop = numpyro.sample(name, dist.ImproperUniform(constraints.real, (), ()))
+                log_amp_pop = log_pop + k_pop * data.centre[x]
+                numpyro.factor(f"{amp}_prior", prior.log_prob(jnp.exp(log_amp_pop)) + log_amp_pop)
+                log_c = log_pop
+                if mode == "pooled":
+                    tau = numpyro.sample(f"{amp}_tau", dist.HalfNormal(TAU_SCALE))
+                    z = numpyro.sample(f"{amp}_z", dist.Normal(0.0, 1.0).expand([size]).to_event(1))
+                    log_c = numpyro.deterministic(f"log_{amp}_c", log_pop + tau * z)
+                    numpyro.deterministic(f"{amp}_pop", jnp.exp(log_amp_pop))
+                log_amp = log_c + k * data.centre[x]
+            numpyro.deterministic(amp, jnp.exp(log_amp))
+            at_centre[amp] = jnp.exp(log_c)
+        rows = {k: v[data.group] if jnp.ndim(v) == 1 else v for k, v in at_centre.items()}
+        mu = law.mean(rows, data.x)
+        sigma = numpyro.sample("sigma", spec.priors["sigma"].build())
+        scale = sigma
+        if design.replicates:
+            misfit = numpyro.sample("sigma_misfit", dist.HalfNormal(MISFIT_SCALE))
+            scale = jnp.sqrt(misfit**2 + sigma**2 / data.count)
+            within = -(data.count - 1.0) * jnp.log(sigma) - data.ss / (2.0 * sigma**2)
+            numpyro.factor("within", jnp.sum(jnp.where(data.mask > 0, within, 0.0)))
+        with numpyro.handlers.mask(mask=data.mask > 0):
+            numpyro.sample("log_loss", dist.StudentT(spec.df, mu, scale), obs=data.y)
+
+    def initial(data: ModelData, key: jax.Array) -> dict:
+        z = _initial_point(law, spec, data, key)
+        for name in law.params:
+            site = f"log_{name}_c" if name in amplitudes else name
+            mode = design.mode(name)
+            if mode == "separate":
+                z[site] = jnp.full(size, z[site])
+            elif mode == "pooled":
+                start = z.pop(site)
+                z[f"{site}_pop"] = start
+                z[f"{name}_tau"] = jnp.log(jnp.asarray(0.1))
+                z[f"{name}_z"] = jnp.zeros(size)
+        if design.replicates:
+            z["sigma_misfit"] = jnp.log(jnp.asarray(0.3 * MISFIT_SCALE))
+        return z
+
+    key = (law, spec.to_json(), size, design.pooling, design.replicates)
+    tag = law.tag and f"{law.tag} {spec.to_json()} groups {size} {design.pooling} replicates {design.replicates}"
+    return Target(model, initial, _sites(law, design), key, tag)

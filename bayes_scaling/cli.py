@@ -48,6 +48,19 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--loss-col", default="loss", help="column of final loss, or of a metric (default: loss)")
     p.add_argument("--metric", action="store_true", help="the loss column is a score in (0, 1]; fit -log(score)")
     p.add_argument(
+        "--group-col",
+        action="append",
+        metavar="COL",
+        help="column naming each run's group (data set, set-up, model family); repeatable: combined as a/b",
+    )
+    p.add_argument(
+        "--pool",
+        default="",
+        metavar="P=MODE,...",
+        help="with groups: how parameters are shared, e.g. E=pooled,alpha=shared,B=separate "
+        "(default: the law's [pooling] in models/*.toml)",
+    )
+    p.add_argument(
         "--units",
         default="",
         metavar="K=V,...",
@@ -139,12 +152,13 @@ def _target_flags(group: argparse._MutuallyExclusiveGroup, many: bool) -> None:
         type=_target,
         metavar="N=..,D=..",
         help="a run to forecast: N=8.7e9,D=1.78e11 (C=6·N·D), or C=1e24 alone (split compute-optimally); "
-        "name=... labels it" + (" (repeatable)" if many else ""),
+        "name=... labels it, group=... picks a group of grouped runs ('new': drawn from the population)"
+        + (" (repeatable)" if many else ""),
     )
     group.add_argument(
         "--targets",
         metavar="FILE",
-        help="a CSV of runs to forecast: columns N and D, or C; an optional column target names them"
+        help="a CSV of runs to forecast: columns N and D, or C; optional columns target (names) and group"
         + ("" if many else " (one row)"),
     )
 
@@ -155,9 +169,9 @@ def _target(text: str) -> dict:
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in ("N", "D", "C", "name"):
-            raise argparse.ArgumentTypeError(f"expected N=..,D=.. or C=.. (and name=..), got {item!r}")
-        if key == "name":
+        if not sep or key not in ("N", "D", "C", "name", "group"):
+            raise argparse.ArgumentTypeError(f"expected N=..,D=.. or C=.. (and name=.., group=..), got {item!r}")
+        if key in ("name", "group"):
             found[key] = value.strip()
             continue
         try:
@@ -184,6 +198,8 @@ def _targets_file(path: str) -> list[dict]:
     rows = []
     for i, row in frame.iterrows():
         found = {"name": str(row["target"])} if "target" in frame.columns else {}
+        if "group" in frame.columns:
+            found["group"] = str(row["group"])
         for key in ("N", "D", "C"):
             if key in frame.columns and pd.notna(row[key]):
                 value = pd.to_numeric(row[key], errors="coerce")
@@ -209,6 +225,17 @@ def _count(text: str) -> int:
     return value
 
 
+def _pooling(text: str) -> dict[str, str]:
+    """``--pool E=pooled,alpha=shared`` as a dict (checked against the law when fitting)."""
+    found = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--pool: expected P=MODE (MODE: shared, pooled or separate), got {item!r}")
+        found[key.strip()] = value.strip()
+    return found
+
+
 def _units(text: str) -> dict[str, float]:
     units = {}
     for item in filter(None, text.split(",")):
@@ -228,7 +255,11 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     """The runs named on the command line (default: the embedded ones), checked for every law."""
     needs = tuple(sorted({x for law in laws for x in law.inputs}))
     if args.csv is None:
-        given = [flag for flag, on in (("--metric", args.metric), ("--units", args.units)) if on]
+        given = [
+            flag
+            for flag, on in (("--metric", args.metric), ("--units", args.units), ("--group-col", args.group_col))
+            if on
+        ]
         if given:
             raise ValueError(
                 f"{' and '.join(given)} describe a CSV's columns; name the CSV (the embedded runs need none)"
@@ -246,6 +277,7 @@ def _load(args: argparse.Namespace, laws: list) -> object:
             units=_units(args.units),
             min_rows=max(law.min_runs for law in laws),
             allow_unusual=args.allow_unusual,
+            group=args.group_col,
         )
     if args.drop_highest >= len(data):
         raise ValueError(f"--drop-highest {args.drop_highest} would drop all {len(data)} runs")
@@ -265,6 +297,7 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
         data,
         law,
         priors=args.priors,
+        pooling=_pooling(args.pool),
         settings=_settings(args),
         seed=args.seed,
         progress=True,  # a bar on a terminal; plain lines in a log for fits longer than a few seconds
@@ -321,20 +354,37 @@ def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
     """Forecast targets as (N, D, C) rows, split compute-optimally by the first law that can."""
     splitter = next((r for r in laws if {"N", "D"} <= set(r.law.inputs)), laws[0])
     given = _given(args)
-    if given:
-        rows = []
-        for row in given:
-            if {"N", "D"} <= set(row):
-                one = targets(splitter, N=row["N"], D=row["D"], flops=row.get("C"))
-            else:
-                one = targets(splitter, flops=row["C"])
-            rows.append(one.assign(target=row["name"]) if "name" in row else one)
-        points = pd.concat(rows, ignore_index=True)
-    else:
+    if not given:
         flops = args.target_flops
-        points = targets(splitter, flops=flops, preset=None if flops else args.preset or ["gpt3", "chinchilla", "gpt4"])
+        given = (
+            [{"C": c} for c in flops]
+            if flops
+            else [{"preset": p} for p in args.preset or ["gpt3", "chinchilla", "gpt4"]]
+        )
+    labels = splitter.labels
+    rows = []
+    for row in given:
+        for group in [row["group"]] if "group" in row else labels + _new(splitter) if labels else [None]:
+            if "preset" in row:
+                one = targets(splitter, preset=row["preset"], group=group)
+            elif {"N", "D"} <= set(row):
+                one = targets(splitter, N=row["N"], D=row["D"], flops=row.get("C"), group=group)
+            else:
+                one = targets(splitter, flops=row["C"], group=group)
+            one = one.assign(target=row["name"]) if "name" in row else one
+            rows.append(one.assign(group=group) if labels else one)
+    points = pd.concat(rows, ignore_index=True)
     points["tokens_per_param"] = points["D"] / points["N"]
     return points
+
+
+def _new(result: bs.Result) -> list[str]:
+    """``["new"]`` when the fit can forecast a group not in the data (every varying parameter pooled)."""
+    try:
+        result.draws("new")
+    except ValueError:
+        return []
+    return ["new"]
 
 
 def _fit(args: argparse.Namespace, out: Path) -> int:
@@ -378,7 +428,7 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
             forecasts.append(mix)
     if forecasts:
         forecast = pd.concat(forecasts, ignore_index=True)
-        cols = ["law", "target", "N", "D", "C", "decades_beyond", "loss_median", "loss_lo95", "loss_hi95"]
+        cols = ["law", "group", "target", "N", "D", "C", "decades_beyond", "loss_median", "loss_lo95", "loss_hi95"]
         cols += ["run_lo95", "run_hi95"]
         with pd.option_context(*_DISPLAY):
             print("\nforecast: expected loss (loss_*) and a new run (run_*), 95% bands")

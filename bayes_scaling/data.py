@@ -42,7 +42,7 @@ class Dataset:
     ----------
     frame : DataFrame with float64 columns ``N`` (parameters), ``D`` (training
         tokens), ``C`` (training FLOP) and ``loss`` (nats/token, or the metric),
-        one row per run, shape (n, 4).
+        one row per run, shape (n, 4); runs in groups add a text column ``group``.
     source : where the runs came from (a file path or ``"your DataFrame"``).
     columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``.
     """
@@ -58,6 +58,11 @@ class Dataset:
         """Natural logs of ``N``, ``D``, ``C`` and ``loss``, float64 arrays of shape (n,)."""
         return {k: np.log(self.frame[k].to_numpy(np.float64)) for k in ("N", "D", "C", "loss")}
 
+    @property
+    def labels(self) -> list[str]:
+        """The group labels, sorted; empty when the runs have no groups."""
+        return sorted(set(self.frame["group"])) if "group" in self.frame.columns else []
+
     def drop_highest(self, k: int) -> Dataset:
         """The runs without the ``k`` highest-loss ones (Epoch AI dropped 5 of the Chinchilla runs)."""
         keep = np.ones(len(self), bool)
@@ -69,6 +74,11 @@ class Dataset:
         ends = np.cumsum(lengths)
         if ends[-1] != len(self):
             raise ValueError(f"{self.source}: pieces of {int(ends[-1])} runs from {len(self)}")
+        if "group" in self.frame.columns:  # mixed column types: slice the frame itself
+            pieces = [
+                self.frame.iloc[end - n : end].reset_index(drop=True) for n, end in zip(lengths, ends, strict=True)
+            ]
+            return [Dataset(piece, self.source, self.columns) for piece in pieces]
         values, names = self.frame.to_numpy(), self.frame.columns
         return [
             Dataset(pd.DataFrame(values[end - n : end], columns=names), self.source, self.columns)
@@ -191,8 +201,9 @@ def load_data(
     units: dict[str, float] | None = None,
     min_rows: int = 1,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
-    groups: np.ndarray | None = None,
+    group: str | Sequence[str] | None = None,
     allow_unusual: bool = False,
+    _batch: np.ndarray | None = None,
 ) -> Dataset:
     """Read and validate training runs from a CSV path or a DataFrame.
 
@@ -212,8 +223,9 @@ def load_data(
         given in units of 1e21 and parameters in billions.
     min_rows : reject data with fewer rows (a fit needs its parameter count plus one).
     flops_per_param_token : k in C = k·N·D, used to fill and to check compute.
-    groups : one label per row when ``data`` concatenates independent data sets: rows
-        count as duplicates only within their group.
+    group : a column (or several, combined as ``a/b``) that names each run's group: the data set,
+        set-up or model family it belongs to; a grouped fit shares, pools or separates each
+        parameter across groups. Every run needs a label.
     allow_unusual : values outside what real training runs have (:data:`PLAUSIBLE`: N in
         1e3-1e15, D in 1e3-1e17, C in 1e6-1e33; a loss above :data:`LOSS_MAX` = 20 nats/token
         unless ``metric``) are warnings instead of errors.
@@ -283,7 +295,13 @@ def load_data(
         raise ValueError(f"{source}: {len(frame)} rows, but the model needs at least {min_rows}")
 
     clean = pd.DataFrame({k: out[k] for k in ("N", "D", "C", "loss")})
-    rows = clean.to_numpy() if groups is None else np.column_stack([groups, clean.to_numpy()])
+    if group is not None:
+        clean["group"] = _labels(frame, [group] if isinstance(group, str) else list(group), source)
+    numbers = clean[["N", "D", "C", "loss"]].to_numpy()
+    keys = [] if _batch is None else [_batch]
+    if group is not None:
+        keys.append(np.unique(clean["group"].to_numpy(), return_inverse=True)[1])
+    rows = np.column_stack([*keys, numbers]) if keys else numbers
     dup = _duplicated(rows)
     if dup.any():
         rows = np.flatnonzero(dup)
@@ -304,8 +322,26 @@ def load_data(
                 DataWarning,
                 stacklevel=2,
             )
-    columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss, "metric": metric}
+    columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss, "metric": metric, "group": group}
     return Dataset(clean, source, columns)
+
+
+def _labels(frame: pd.DataFrame, names: list[str], source: str) -> np.ndarray:
+    """Each run's group label from the columns ``names`` (several joined by ``/``); errors name column and row."""
+    missing = [name for name in names if name not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise ValueError(f"{source}: missing group column {missing[0]!r} (columns found: {found})")
+    parts = []
+    for name in names:
+        raw = frame[name]
+        text = raw.astype(str).str.strip()
+        empty = raw.isna().to_numpy() | (text == "").to_numpy() | text.str.lower().isin(["nan", "none"]).to_numpy()
+        if empty.any():
+            row = int(np.argmax(empty))
+            raise ValueError(f"{source}: group column {name!r}, {_where(source, row)}: no group label (empty or NaN)")
+        parts.append(text.to_numpy())
+    return np.array(["/".join(values) for values in zip(*parts, strict=True)], dtype=object)
 
 
 def _load_together(frames: Sequence[pd.DataFrame], **options: object) -> list[Dataset] | None:
@@ -329,8 +365,8 @@ def _load_together(frames: Sequence[pd.DataFrame], **options: object) -> list[Da
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)
         try:
-            groups = np.repeat(np.arange(len(frames)), lengths)
-            whole = load_data(pd.concat(frames, ignore_index=True), **{**options, "min_rows": 1, "groups": groups})
+            batch = np.repeat(np.arange(len(frames)), lengths)
+            whole = load_data(pd.concat(frames, ignore_index=True), **{**options, "min_rows": 1, "_batch": batch})
         except (ValueError, DataWarning):
             return None
     return whole.split(lengths)

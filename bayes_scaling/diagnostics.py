@@ -193,13 +193,25 @@ def assess(stats: Stats, thresholds: Thresholds | None = None) -> Health:
     found = []
     if stats.divergent:
         found.append(f"{stats.divergent} of {stats.draws} draws diverged")
-    for j, name in enumerate(stats.names):
-        if _status(stats.rhat[j], t.rhat, False) != "pass":
-            found.append(f"R-hat of {name} is {stats.rhat[j]:.3f} (> {t.rhat[0]:g})")
-        if _status(stats.ess_bulk[j], t.ess, True) != "pass":
-            found.append(f"bulk ESS of {name} is {stats.ess_bulk[j]:.0f} (< {t.ess[0]:g})")
-        if _status(stats.ess_tail[j], t.ess, True) != "pass":
-            found.append(f"tail ESS of {name} is {stats.ess_tail[j]:.0f} (< {t.ess[0]:g})")
+    for label, values, limits, higher, fmt in (
+        ("R-hat", stats.rhat, t.rhat, False, ".3f"),
+        ("bulk ESS", stats.ess_bulk, t.ess, True, ".0f"),
+        ("tail ESS", stats.ess_tail, t.ess, True, ".0f"),
+    ):
+        bad = [j for j in range(len(stats.names)) if _status(values[j], limits, higher) != "pass"]
+        sign = "<" if higher else ">"
+        if len(bad) > 6:  # many parameters (groups): one sentence with the worst
+            worst = (
+                bad[int(np.nanargmin(values[bad]) if higher else np.nanargmax(values[bad]))]
+                if not np.isnan(values[bad]).all()
+                else bad[0]
+            )
+            found.append(
+                f"{label} of {len(bad)} parameters {sign} {limits[0]:g} (worst: {stats.names[worst]}, "
+                f"{values[worst]:{fmt}})"
+            )
+        else:
+            found += [f"{label} of {stats.names[j]} is {values[j]:{fmt}} ({sign} {limits[0]:g})" for j in bad]
     if checks[4].status != "pass":
         found.append(f"E-BFMI {checks[4].value:.2f} (< {t.bfmi[0]:g}) in some chain")
     if depth is not None and checks[5].status != "pass":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import scipy.special
 from . import _calibration, laws
 from ._calibration import INTERNAL_SPLITS, Evidence
 from ._geometry import axis, beyond
-from ._model import model_data, padded_length, stack_data, target
+from ._model import PLAIN, Design, design, model_data, padded_length, stack_data, target
 from ._sampler import Settings, sample, sample_many
 from .data import Dataset, DataWarning, _load_together, load_data
 from .datasets import chinchilla
@@ -41,7 +41,7 @@ EVIDENCE_PER_SPLIT = 2000
 REFIT_MAX = 20_000
 
 
-def _as_dataset(data: DataLike, law: Law) -> Dataset:
+def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = None) -> Dataset:
     """Turn a path, DataFrame or Dataset (None: the embedded Chinchilla runs) into a Dataset."""
     min_rows = law.min_runs
     if data is None:
@@ -49,7 +49,9 @@ def _as_dataset(data: DataLike, law: Law) -> Dataset:
     if not isinstance(data, Dataset):
         if not isinstance(data, pd.DataFrame | str | Path):
             raise ValueError(f"data must be a CSV path, a DataFrame or a Dataset, got {type(data).__name__}")
-        data = load_data(data, needs=law.inputs, min_rows=min_rows)
+        data = load_data(data, needs=law.inputs, min_rows=min_rows, group=group)
+    elif group is not None:
+        raise ValueError(f"{data.source}: a Dataset's groups are set when it is loaded (load_data(..., group=...))")
     missing = [k for k in law.inputs if not np.isfinite(data.frame[k].to_numpy()).all()]
     if missing:
         raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
@@ -92,6 +94,8 @@ def fit(
     settings: Settings | None = None,
     seed: int = 0,
     calibrate: bool = True,
+    group: str | Sequence[str] | None = None,
+    pooling: Mapping[str, str] | None = None,
     progress: bool = False,
     prior_draws: int = 1000,
     **options: object,
@@ -114,6 +118,10 @@ def fit(
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
         the Chinchilla law, run in threads beside the main fit), so that forecasts beyond
         the data default to the calibrated mode. False skips the refits (forecasts are then plain).
+    group : the column (or columns, combined) naming each run's group: data set, set-up, model
+        family. Each parameter is then shared, pooled or separate across groups, by the law's
+        ``[pooling]`` defaults (``models/*.toml``) and ``pooling``.
+    pooling : per parameter, ``"shared"``, ``"pooled"`` or ``"separate"``, e.g. ``{"alpha": "pooled"}``.
     progress : print a progress bar on stderr while sampling.
     prior_draws : draws from the prior kept in the ``prior`` group.
 
@@ -126,9 +134,11 @@ def fit(
     """
     law = laws.get(law)
     settings = Settings.of(settings, **options)
-    dataset = _as_dataset(data, law)
-    spec = resolve(law, priors)
+    dataset = _as_dataset(data, law, group)
+    spec = resolve(law, priors, pooling)
     _rising(dataset, law)
+    plan = design(dataset, law, spec)
+    _identifiable(dataset, law, plan)
     pad = padded_length(len(dataset))
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
@@ -141,14 +151,14 @@ def fit(
         )
         calibrate = False
     if not calibrate:
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
         warn(result.health(), f"fit of {law.name} to {dataset.source}")
         return result
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.inputs), os.cpu_count() or 1))
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
         warn(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
@@ -169,14 +179,35 @@ def _fit_plain(
     prior_draws: int,
     pad: int,
     progress: bool = False,
+    plan: Design = PLAIN,
 ) -> Result:
-    """One plain fit, its rows padded to ``pad``: fits padded alike share one compiled sampler."""
-    arrays = model_data(dataset, law, pad=pad)
-    out = sample(target(law, spec), settings, jax.random.key(seed), arrays, progress=progress)
-    (result,) = from_sampler(
-        jax.tree.map(lambda a: np.asarray(a)[None], out), [dataset], law, spec, [seed], settings, prior_draws
-    )
+    """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
+    sampler."""
+    arrays = model_data(dataset, law, pad=pad, design=plan)
+    model = target(law, spec, plan)
+    out = sample(model, settings, jax.random.key(seed), arrays, progress=progress)
+    batch = jax.tree.map(lambda a: np.asarray(a)[None], out)
+    centre = {x: float(v) for x, v in arrays.centre.items()}
+    (result,) = from_sampler(batch, [dataset], law, spec, [seed], settings, prior_draws, plan, model.checked, centre)
     return result
+
+
+def _identifiable(data: Dataset, law: Law, plan: Design) -> None:
+    """Every group must hold runs enough for the parameters it has of its own; else an error naming it."""
+    if not plan.labels:
+        return
+    own = [name for name in law.params if plan.mode(name) == "separate"]
+    pooled = [name for name in law.params if plan.mode(name) == "pooled"]
+    needed = len(own) + 1 if own else (2 if pooled else 1)
+    counts = data.frame["group"].value_counts()
+    short = counts[counts < needed]
+    if len(short):
+        label, n = short.index[0], int(short.iloc[0])
+        what = f"its own {', '.join(own)}" if own else f"its offsets of the pooled {', '.join(pooled)}"
+        raise ValueError(
+            f"{data.source}: group {label!r} has {n} run(s), too few for {what} (at least {needed}); "
+            "pool those parameters, or leave the group out"
+        )
 
 
 def _internal_backtests(
@@ -252,15 +283,20 @@ def _internal_backtest(
         kept[chosen] = True
     part = data.subset(kept)
     part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
-    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, padded_length(min(len(data), REFIT_MAX)))
-    points = data.frame[~train].sort_values(name, kind="stable")
+    plan = design(part, law, spec)
+    pad = padded_length(min(len(data), REFIT_MAX))
+    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan)
+    held = ~train
+    if plan.labels:  # a group the refit did not see cannot be forecast by it
+        held &= data.frame["group"].isin(plan.labels).to_numpy()
+    points = data.frame[held].sort_values(name, kind="stable")
     if len(points) > EVIDENCE_PER_SPLIT:  # thinned evenly along the split's input
         points = points.iloc[np.linspace(0, len(points) - 1, EVIDENCE_PER_SPLIT).round().astype(int)]
     points = points.sort_index().reset_index(drop=True)
     draws = predictive(refit, points, seed=int(q * 100), mode="plain")
     log_run = np.log(draws.run)
     quartiles = np.quantile(log_run, [0.25, 0.75], axis=0)
-    share = _calibration.reducible(law, refit.draws(), np.log(draws.loss))
+    share = draws.share
     held_out = len(points)
     evidence = Evidence(
         inputs=law.inputs,
@@ -269,9 +305,20 @@ def _internal_backtest(
         residual=np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
         scale=(quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(spec.df, 0.75)),
         share=np.median(share, axis=0),
-        reach=beyond(data.frame[train], points, law.inputs),
+        reach=_reach(data.frame[kept], points, law.inputs),
     )
     return evidence, refit.health()
+
+
+def _reach(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
+    """Decades beyond the data along each input, of each point from the runs of its own group (if any)."""
+    if "group" not in points.columns:
+        return beyond(runs, points, inputs)
+    out = np.zeros((len(points), len(inputs)))
+    for label in points["group"].unique():
+        rows = (points["group"] == label).to_numpy()
+        out[rows] = beyond(runs[runs["group"] == label], points[rows], inputs)
+    return out
 
 
 def fit_many(

@@ -15,7 +15,7 @@ from ._geometry import axis, beyond
 from .data import FLOPS_PER_PARAM_TOKEN
 from .laws import Law
 from .presets import Target, preset
-from .result import Result
+from .result import NEW, Result
 
 #: Default central credible levels of a forecast's bands.
 LEVELS = (0.5, 0.8, 0.95)
@@ -47,15 +47,19 @@ class Predictive:
     Attributes
     ----------
     points : the points (one row each), with the inputs the law reads.
-    loss : draws of the expected loss, shape (s, t).
-    run : draws of the loss of a new run (the law plus the fitted noise), shape (s, t).
+    loss : draws of the expected loss, shape (s, t) (with replicates, the law's misfit at a new
+        configuration included).
+    run : draws of the loss of a new run (the expected loss plus the run-to-run noise), shape (s, t).
     mode : ``"calibrated"``, ``"plain"`` or ``"stacked"`` (a mixture of fits).
+    share : the reducible share ``1 - E/L`` of the law's expected loss per draw and point (s, t),
+        where known.
     """
 
     points: pd.DataFrame
     loss: np.ndarray
     run: np.ndarray
     mode: str
+    share: np.ndarray | None = None
 
     def median(self, of: str = "run") -> np.ndarray:
         """Posterior median at each point, shape (t,)."""
@@ -93,11 +97,13 @@ def targets(
     flops: Sequence[float] | float | None = None,
     preset: Sequence[str] | str | None = None,
     k: float = FLOPS_PER_PARAM_TOKEN,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Resolve forecast targets to concrete (N, D, C) rows.
 
     (N, D) pairs give C = k·N·D; a compute budget alone is split compute-optimally
-    at the posterior median of the per-draw optimum ``log N_opt`` (for a law of N and D).
+    at the posterior median of the per-draw optimum ``log N_opt`` (for a law of N and D;
+    with groups, ``group``'s optimum).
 
     Returns
     -------
@@ -120,7 +126,7 @@ def targets(
     c = np.array([k * t.N * t.D if t.C is None else t.C for t in rows])
     split = np.isnan(n)
     if split.any() and {"N", "D"} <= set(result.law.inputs):
-        log_n, _ = optimum(result.law, result.draws(), c[split], k)
+        log_n, _ = optimum(result.law, result.draws(group), c[split], k)
         n[split] = np.exp(np.median(log_n, axis=0))
         d[split] = c[split] / (k * n[split])
     return pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
@@ -132,12 +138,17 @@ def _named(names: Sequence[str] | str | None) -> list[Target]:
     return [preset(name) for name in names or ()]
 
 
-def predictive(result: Result, points: pd.DataFrame, *, seed: int = 0, mode: str = "calibrated") -> Predictive:
+def predictive(
+    result: Result, points: pd.DataFrame, *, group: str | None = None, seed: int = 0, mode: str = "calibrated"
+) -> Predictive:
     """Posterior predictive draws of the loss at given points.
 
     Parameters
     ----------
-    points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows.
+    points : DataFrame with the law's inputs among columns ``N``, ``D``, ``C``, t rows (for a
+        fit of runs in groups, a ``group`` column may name each point's group).
+    group : for a fit of runs in groups, the group of every point (a label, or ``"new"`` for a
+        group drawn from the population), unless ``points`` has a ``group`` column.
     seed : seeds the observation noise of a new run (and the calibrated mode's error).
     mode : ``"calibrated"`` adds the learned extrapolation error (a random walk of scale
         ``kappa`` beyond the data; nothing inside it) when the fit has one; ``"plain"`` gives
@@ -149,16 +160,45 @@ def predictive(result: Result, points: pd.DataFrame, *, seed: int = 0, mode: str
     missing = [k for k in law.inputs if k not in points.columns or not np.isfinite(points[k]).all()]
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
-    draws = result.draws()
-    log_mean = law_at(law, draws, {k: points[k].to_numpy() for k in law.inputs})
+    blocks = _blocks(result, points, group)
+    inputs = {k: points[k].to_numpy() for k in law.inputs}
+    draws = {label: result.draws(label, seed=seed) for _, label in blocks}
+    s = len(next(iter(draws.values()))["sigma"])
+    log_mean, share = np.empty((s, len(points))), np.empty((s, len(points)))
+    for rows, label in blocks:
+        log_mean[:, rows] = law_at(law, draws[label], {k: v[rows] for k, v in inputs.items()})
+        share[:, rows] = _calibration.reducible(law, draws[label], log_mean[:, rows])
+    noise_scales = next(iter(draws.values()))  # sigma and sigma_misfit are shared by every group
     # Noise in NumPy: no compilation per shape, and the same seed gives the same draws.
     rng = np.random.default_rng(seed)
     noise = rng.standard_t(result.spec.df, log_mean.shape)
     used = "calibrated" if mode == "calibrated" and _calibration.calibrated(result) else "plain"
     if used == "calibrated":
-        share = _calibration.reducible(law, draws, log_mean)
-        log_mean = log_mean + _calibration.error_scale(result, points, share) * rng.standard_normal(log_mean.shape)
-    return Predictive(points, np.exp(log_mean), np.exp(log_mean + draws["sigma"][:, None] * noise), used)
+        scale = np.empty_like(log_mean)
+        for rows, label in blocks:
+            part = points.iloc[rows]
+            scale[:, rows] = _calibration.error_scale(result, part, share[:, rows], result.data(label))
+        log_mean = log_mean + scale * rng.standard_normal(log_mean.shape)
+    if "sigma_misfit" in noise_scales:  # the law's misfit at a new configuration belongs to its expected loss
+        log_mean = log_mean + noise_scales["sigma_misfit"][:, None] * rng.standard_t(result.spec.df, log_mean.shape)
+    run = np.exp(log_mean + noise_scales["sigma"][:, None] * noise)
+    return Predictive(points, np.exp(log_mean), run, used, share)
+
+
+def _blocks(result: Result, points: pd.DataFrame, group: str | None) -> list[tuple[np.ndarray, str | None]]:
+    """The points in blocks of one group each: (row indices, group label; None without groups)."""
+    everything = np.arange(len(points))
+    if not result.labels:
+        return [(everything, None)]
+    if "group" in points.columns and points["group"].notna().all():
+        labels = points["group"].astype(str).to_numpy()
+        return [(np.flatnonzero(labels == label), label) for label in dict.fromkeys(labels)]
+    if group is None:
+        raise ValueError(
+            f"this fit has groups ({', '.join(result.labels)}): give group=... (or 'new' for a group drawn from "
+            "the population), or a group column in the points"
+        )
+    return [(everything, group)]
 
 
 def stacked(
@@ -206,6 +246,7 @@ def forecast(
     flops: Sequence[float] | float | None = None,
     preset: Sequence[str] | str | None = None,
     weights: Mapping[str, float] | pd.Series | None = None,
+    group: str | None = None,
     levels: Sequence[float] = LEVELS,
     k: float = FLOPS_PER_PARAM_TOKEN,
     seed: int = 0,
@@ -228,6 +269,9 @@ def forecast(
         and targets named by ``N`` and ``D``, ``flops`` or ``preset`` (a budget alone is
         split compute-optimally, see :func:`targets`).
     weights : mixture weights by law name, for several fits.
+    group : for a fit of runs in groups: the group forecast (a label), or ``"new"`` for a group
+        not in the data, drawn from the population (every parameter that varies must be pooled).
+        Points may instead carry a ``group`` column.
     levels : central credible levels in (0, 1).
     k : FLOP per parameter per token, C = k·N·D.
     seed : seeds the observation noise of the ``run_*`` columns.
@@ -248,14 +292,17 @@ def forecast(
         raise ValueError("a forecast from several fits needs their weights (the 'weight' column of compare)")
     if points is None:
         splitter = next((r for r in fits if {"N", "D"} <= set(r.law.inputs)), fits[0])
-        points = targets(splitter, N=N, D=D, flops=flops, preset=preset, k=k)
+        points = targets(splitter, N=N, D=D, flops=flops, preset=preset, k=k, group=group)
         points["tokens_per_param"] = points["D"] / points["N"]
-    points = _far(fits[0], points.copy())
+    points = points.copy()
+    if fits[0].labels and group is not None and "group" not in points.columns:
+        points.insert(0, "group", group)
+    points = _far(fits[0], points)
     points.insert(0, "law", "stacked" if many else fits[0].law.name)
     if many:
         draws = stacked(fits, weights, points, seed=seed, mode=mode)
     else:
-        draws = predictive(result, points, seed=seed, mode=mode)
+        draws = predictive(result, points, group=group, seed=seed, mode=mode)
     return draws.table(levels)
 
 
@@ -266,6 +313,11 @@ def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
     if name not in points.columns or not np.isfinite(points[name].to_numpy(np.float64)).all():
         return points.assign(decades_beyond=np.nan)
     decades = beyond(runs, points, [name])[:, 0]
+    if "group" in points.columns and "group" in runs.columns:  # from the runs of each point's own group
+        for label in points["group"].unique():
+            rows = (points["group"] == label).to_numpy()
+            own = runs if label == NEW else runs[runs["group"] == label]
+            decades[rows] = beyond(own, points[rows], [name])[:, 0]
     far = decades > FAR
     if far.any():
         labels = points["target"] if "target" in points.columns else pd.Series(range(len(points)), dtype=str)
@@ -285,7 +337,12 @@ def axis_of(law: Law) -> str:
 
 
 def curve(
-    result: Result, upto: float | None = None, *, levels: Sequence[float] = LEVELS, size: int = 60
+    result: Result,
+    upto: float | None = None,
+    *,
+    levels: Sequence[float] = LEVELS,
+    size: int = 60,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Bands of the expected loss along the law's curve, from the smallest run to ``1.5 * upto``.
 
@@ -296,16 +353,17 @@ def curve(
     Parameters
     ----------
     upto : the curve's far end before the 1.5x margin, on the axis's scale (default: the largest run).
+    group : with groups, the group whose curve (from its smallest run).
 
     Returns
     -------
     The forecast table of ``size`` points (:meth:`Predictive.table`), log-spaced along the axis.
     """
-    runs = result.data()
+    runs = result.data(group)
     x = axis_of(result.law)
     grid = np.geomspace(runs[x].min(), max(runs[x].max(), upto or 0.0) * 1.5, size)
     if {"N", "D"} <= set(result.law.inputs):
-        points = targets(result, flops=grid)
+        points = targets(result, flops=grid, group=group)
     else:
         points = pd.DataFrame({"N": np.nan, "D": np.nan, "C": np.nan, x: grid})
-    return predictive(result, points).table(levels)
+    return predictive(result, points, group=group).table(levels)

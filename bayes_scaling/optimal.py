@@ -1,7 +1,8 @@
 """Compute-optimal allocation: how to split a compute budget C = k·N·D between N and D, under uncertainty.
 
 Every function takes a fitted law of N and D (any family: the law's own closed-form optimum
-where it declares one, else a vectorized search) and answers with the posterior: the
+where it declares one, else a vectorized search; for runs in groups, ``group=`` names the group,
+or ``"new"`` for one drawn from the population) and answers with the posterior: the
 frontier, the allocation exponents, decisions with their expected regret, the best spend
 of a priced budget, and the cheapest allocation that reaches a target loss. IsoFLOP
 profiles (Approach 2) are :func:`isoflop`.
@@ -52,7 +53,12 @@ def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def frontier(
-    result: Result, flops: np.ndarray | list[float] | float, *, k: float = FLOPS_PER_PARAM_TOKEN, ci: float = 0.9
+    result: Result,
+    flops: np.ndarray | list[float] | float,
+    *,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    ci: float = 0.9,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Posterior of the compute-optimal frontier at each budget.
 
@@ -69,7 +75,7 @@ def frontier(
     (the frontier loss L*(C)), each over the posterior draws.
     """
     flops = np.atleast_1d(np.asarray(flops, np.float64))
-    draws = result.draws()
+    draws = result.draws(group)
     log_n, log_d = optimum(result.law, draws, flops, k)
     n, d = np.exp(log_n), np.exp(log_d)
     loss = losses(result.law, draws, n, d, k)
@@ -87,7 +93,9 @@ def frontier(
     return pd.DataFrame(rows)
 
 
-def exponents(result: Result, *, ci: float = 0.9, k: float = FLOPS_PER_PARAM_TOKEN) -> pd.DataFrame:
+def exponents(
+    result: Result, *, ci: float = 0.9, k: float = FLOPS_PER_PARAM_TOKEN, group: str | None = None
+) -> pd.DataFrame:
     """Posterior of the allocation exponents: N_opt ∝ C**a and D_opt ∝ C**b.
 
     The slope of log N_opt between 1e18 and 1e26 FLOP, per draw: for the Chinchilla law
@@ -97,13 +105,19 @@ def exponents(result: Result, *, ci: float = 0.9, k: float = FLOPS_PER_PARAM_TOK
     -------
     DataFrame indexed by ``a`` and ``b`` with columns ``median``, ``lo``, ``hi``.
     """
-    log_n, _ = optimum(result.law, result.draws(), np.array([1e18, 1e26]), k)
+    log_n, _ = optimum(result.law, result.draws(group), np.array([1e18, 1e26]), k)
     a = (log_n[:, 1] - log_n[:, 0]) / np.log(1e8)
     return pd.DataFrame([_interval(a, ci), _interval(1 - a, ci)], index=["a", "b"], columns=["median", "lo", "hi"])
 
 
 def decide(
-    result: Result, flops: float, *, k: float = FLOPS_PER_PARAM_TOKEN, ci: float = 0.9, grid: int = 801
+    result: Result,
+    flops: float,
+    *,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    ci: float = 0.9,
+    grid: int = 801,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Allocations of one budget under uncertainty, with their expected regret.
 
@@ -117,7 +131,7 @@ def decide(
     DataFrame indexed by choice: ``N``, ``D``, ``tokens_per_param``, ``expected_loss``,
     ``regret_mean``, ``regret_lo``, ``regret_hi``.
     """
-    law, draws = result.law, result.draws()
+    law, draws = result.law, result.draws(group)
     c = np.array([float(flops)])
     log_n, log_d = optimum(law, draws, c, k)
     best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)[:, 0]  # each draw at its own optimum
@@ -179,6 +193,7 @@ def budget(
     k: float = FLOPS_PER_PARAM_TOKEN,
     ci: float = 0.9,
     grid: int = 2001,
+    group: str | None = None,
 ) -> pd.DataFrame:
     """Allocations that minimize the loss subject to ``price_n·N + price_d·D + price_c·C <= budget``.
 
@@ -191,7 +206,7 @@ def budget(
     DataFrame indexed by choice: ``N``, ``D``, ``C``, ``cost``, ``expected_loss`` and
     the median and ``ci`` interval of the loss (``loss``, ``loss_lo``, ``loss_hi``).
     """
-    draws = result.draws()
+    draws = result.draws(group)
     n, d = _cost_curve(budget, price_n, price_d, price_c, k, grid)
     if not n.size:
         raise ValueError(f"a budget of {budget:g} buys no allocation with at least 1e3 parameters and 1 token")
@@ -224,6 +239,7 @@ def cheapest(
     price_c: float = 1.0,
     k: float = FLOPS_PER_PARAM_TOKEN,
     grid: int = 801,
+    group: str | None = None,
 ) -> pd.Series:
     """The cheapest allocation whose loss is below ``target_loss`` with posterior probability ``prob``.
 
@@ -236,7 +252,7 @@ def cheapest(
     """
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1), got {prob}")
-    draws = result.draws()
+    draws = result.draws(group)
     floor = result.law.irreducible
     if floor is not None and np.mean(draws[floor] < target_loss) < prob:
         raise ValueError(

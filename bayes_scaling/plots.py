@@ -103,7 +103,11 @@ def fit(
             f"{result.law.name!r}: draw each law's forecast with its own fit"
         )
     x = axis_of(result.law)
-    band = curve(result, None if forecast is None else float(forecast[x].max()), levels=levels)
+    upto = None if forecast is None else float(forecast[x].max())
+    if result.labels:  # a band per group, each from its own runs
+        band = pd.concat([curve(result, upto, levels=levels, group=g).assign(group=g) for g in result.labels])
+    else:
+        band = curve(result, upto, levels=levels)
     title = result.law.formula or result.law.name
     return fit_from_tables(result.data(), band, forecast, x=x, law=result.law.name, title=title, path=path)
 
@@ -123,17 +127,20 @@ def fit_from_tables(
     and the forecast table; ``x`` is the axis (``"C"``, ``"N"`` or ``"D"``)."""
     if levels is None:
         levels = sorted({float(c[len("loss_lo") :]) / 100 for c in band.columns if c.startswith("loss_lo")})
-    grid = band[x].to_numpy()
     fig = _figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
-        lo, hi = column("loss", "lo", level), column("loss", "hi", level)
-        ax.fill_between(
-            grid, band[lo], band[hi], color="C0", alpha=alpha, lw=0, label=f"{100 * level:g}% credible band"
-        )
-    ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{law} law, posterior median")
-    ax.scatter(runs[x], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
-    if forecast is not None:
+    if "group" in band.columns:
+        _groups(ax, runs, band, forecast, x, law, max(levels))
+    else:
+        grid = band[x].to_numpy()
+        for level, alpha in zip(sorted(levels, reverse=True), np.linspace(0.15, 0.45, len(levels)), strict=True):
+            lo, hi = column("loss", "lo", level), column("loss", "hi", level)
+            ax.fill_between(
+                grid, band[lo], band[hi], color="C0", alpha=alpha, lw=0, label=f"{100 * level:g}% credible band"
+            )
+        ax.plot(grid, band["loss_median"], color="C0", lw=1.5, label=f"{law} law, posterior median")
+        ax.scatter(runs[x], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
+    if forecast is not None and "group" not in band.columns:
         wide = max(levels)
         lo, hi = forecast.get(column("run", "lo", wide)), forecast.get(column("run", "hi", wide))
         yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
@@ -168,6 +175,28 @@ def fit_from_tables(
     # No tight_layout: `save` crops to the drawn artists, and a layout pass (drawing every tick
     # label once more) cost 0.1-0.2 s of a fresh command-line run.
     return save(fig, path)
+
+
+def _groups(
+    ax: object, runs: pd.DataFrame, band: pd.DataFrame, forecast: pd.DataFrame | None, x: str, law: str, level: float
+) -> None:
+    """A colour per group: its runs, its law's median and ``level`` band, its forecasts."""
+    lo, hi = column("loss", "lo", level), column("loss", "hi", level)
+    for i, label in enumerate(dict.fromkeys(band["group"])):
+        color = f"C{i % 10}"
+        part = band[band["group"] == label]
+        ax.fill_between(part[x], part[lo], part[hi], color=color, alpha=0.18, lw=0)
+        ax.plot(part[x], part["loss_median"], color=color, lw=1.3, label=f"{label}")
+        mine = runs[runs["group"] == label]
+        ax.scatter(mine[x], mine["loss"], s=8, color=color, alpha=0.7, zorder=3)
+        if forecast is not None and "group" in forecast.columns:
+            ahead = forecast[forecast["group"] == label]
+            rlo, rhi = column("run", "lo", level), column("run", "hi", level)
+            if len(ahead) and rlo in ahead.columns:
+                yerr = [ahead["run_median"] - ahead[rlo], ahead[rhi] - ahead["run_median"]]
+                ax.errorbar(ahead[x], ahead["run_median"], yerr=yerr, fmt="D", color=color, capsize=3, zorder=4)
+    ax.plot([], [], color="0.4", lw=0, marker="D", label=f"forecasts, {100 * level:g}% band of a new run")
+    ax.fill_between([], [], [], color="0.4", alpha=0.18, lw=0, label=f"{law} law per group, {100 * level:g}% band")
 
 
 def frontier(result: Result, table: pd.DataFrame, *, path: str | Path | None = None) -> Figure:

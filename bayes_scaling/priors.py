@@ -117,12 +117,17 @@ class Spec:
     df : Student-t degrees of freedom of the likelihood on log loss.
     references : published parameter values, ``{source: {param: value}}``.
     source : where the spec was read from.
+    pooling : for runs in groups, how each parameter is shared across them (:data:`POOLING`):
+        ``"shared"`` (one value), ``"pooled"`` (a population value and a per-group offset of
+        learned scale) or ``"separate"`` (one value per group, independent). Parameters not named
+        are shared. Read from the file's ``[pooling]`` table.
     """
 
     priors: dict[str, Prior]
     df: float = 5.0
     references: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
+    pooling: dict[str, str] = field(default_factory=dict)
 
     def with_priors(self, overrides: Mapping[str, Prior | Mapping[str, Any]] | None) -> Spec:
         """A copy with some priors replaced (values are :class:`Prior` or TOML-like dicts)."""
@@ -133,15 +138,39 @@ class Spec:
             if name not in priors:
                 raise ValueError(f"prior override for unknown parameter {name!r}; known: {', '.join(priors)}")
             priors[name] = value if isinstance(value, Prior) else Prior.from_dict(value, f"prior for {name}")
-        return Spec(priors, self.df, self.references, self.source)
+        return Spec(priors, self.df, self.references, self.source, self.pooling)
+
+    def with_pooling(self, overrides: Mapping[str, str] | None, where: str = "pooling") -> Spec:
+        """A copy with some parameters' pooling replaced (``{"alpha": "pooled"}``)."""
+        if not overrides:
+            return self
+        pooling = dict(self.pooling)
+        for name, mode in overrides.items():
+            pooling[name] = _mode(name, mode, [k for k in self.priors if k != "sigma"], where)
+        return Spec(self.priors, self.df, self.references, self.source, pooling)
 
     def to_json(self) -> str:
+        """Priors and likelihood as JSON (what fixes an ungrouped model; pooling is kept apart)."""
         return json.dumps({"priors": {k: v.to_dict() for k, v in self.priors.items()}, "df": self.df})
 
     @classmethod
-    def from_json(cls, text: str) -> Spec:
+    def from_json(cls, text: str, pooling: Mapping[str, str] | None = None) -> Spec:
         raw = json.loads(text)
-        return cls({k: Prior.from_dict(v) for k, v in raw["priors"].items()}, float(raw["df"]))
+        priors = {k: Prior.from_dict(v) for k, v in raw["priors"].items()}
+        return cls(priors, float(raw["df"]), pooling=dict(pooling or {}))
+
+
+#: How a parameter may be shared across groups of runs.
+POOLING = ("shared", "pooled", "separate")
+
+
+def _mode(name: str, mode: object, params: list[str], where: str) -> str:
+    """A validated pooling mode for parameter ``name``; errors name ``where`` (a file, a flag)."""
+    if name not in params:
+        raise ValueError(f"{where}: no parameter {name!r} to pool (parameters: {', '.join(params)})")
+    if mode not in POOLING:
+        raise ValueError(f"{where}: {name} = {mode!r}; pooling is one of {', '.join(POOLING)}")
+    return str(mode)
 
 
 def model_file(name: str) -> Path | resources.abc.Traversable:
@@ -208,14 +237,20 @@ def read_spec(law: Law, path: str | Path | None = None) -> Spec:
         raise ValueError(f"prior file {source}: [likelihood] df must be a number, got {lik['df']!r}") from None
     if not df > 0:
         raise ValueError(f"prior file {source}: [likelihood] df must be positive, got {df}")
-    return Spec(priors, df, raw.get("references", {}), str(source))
+    table = raw.get("pooling", {})
+    if not isinstance(table, Mapping):
+        raise ValueError(f"prior file {source}: [pooling] must be a table of parameter = mode")
+    pooling = {
+        name: _mode(name, mode, list(law.params), f"prior file {source}: [pooling]") for name, mode in table.items()
+    }
+    return Spec(priors, df, raw.get("references", {}), str(source), pooling)
 
 
 #: What ``priors=`` may be: a Spec, a TOML file, overrides of the law's default priors, or None.
 PriorsLike = Spec | str | Path | Mapping[str, Prior | Mapping[str, Any]] | None
 
 
-def resolve(law: Law, priors: PriorsLike = None) -> Spec:
+def resolve(law: Law, priors: PriorsLike = None, pooling: Mapping[str, str] | None = None) -> Spec:
     """The Spec a fit of ``law`` uses: ``priors`` as given, or the law's defaults with some replaced.
 
     Parameters
@@ -224,7 +259,12 @@ def resolve(law: Law, priors: PriorsLike = None) -> Spec:
         or ``{"dist": ...}`` tables, overriding the law's default priors (for a law without
         a default file, the mapping must name every parameter and ``sigma``); or None for
         the defaults.
+    pooling : overrides of the pooling across groups (:class:`Spec`), e.g. ``{"alpha": "pooled"}``.
     """
+    return _resolve(law, priors).with_pooling(pooling)
+
+
+def _resolve(law: Law, priors: PriorsLike) -> Spec:
     if isinstance(priors, Spec):
         return priors
     if isinstance(priors, str | Path):

@@ -6,7 +6,7 @@ import json
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
@@ -14,9 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
+from numpyro.distributions.transforms import biject_to
 
 from . import _arviz, _stats, laws
 from ._evaluate import log_likelihood
+from ._model import PLAIN, Design
 from ._outputs import atomic_file
 from ._programs import PROGRAMS
 from ._sampler import Output, Settings
@@ -27,6 +29,9 @@ from .priors import Spec
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
 Groups = Mapping[str, xr.Dataset]
+
+#: The label that asks for a group not in the data, drawn from the population (:meth:`Result.draws`).
+NEW = "new"
 
 #: A saved result keeps its pointwise log likelihood up to this many values (draws x runs, float32:
 #: 400 MB); beyond, the file leaves it out, and a loaded result computes it again when asked.
@@ -76,6 +81,9 @@ class Result:
     stats : the sampler's convergence statistics (None: measured from the draws when asked).
     settings : the sampler settings the draws came from (None for a result built by hand).
     seed : the seed the draws came from.
+    design : the runs' groups (their labels and each parameter's pooling) and whether they
+        repeat configurations. A law parameter that varies by group has a ``group`` dimension
+        in the posterior, its coordinates the labels.
     """
 
     source: Groups = field(repr=False)
@@ -84,6 +92,7 @@ class Result:
     stats: Stats | None = None
     settings: Settings | None = None
     seed: int | None = None
+    design: Design = PLAIN
 
     @classmethod
     def from_idata(cls, idata: object, law: Law, spec: Spec) -> Result:
@@ -104,7 +113,7 @@ class Result:
 
     def with_group(self, name: str, group: xr.Dataset) -> Result:
         """A copy that also holds ``group`` under ``name``; groups not built yet stay unbuilt."""
-        return Result(ChainMap({name: group}, self.source), self.law, self.spec, self.stats, self.settings, self.seed)
+        return replace(self, source=ChainMap({name: group}, self.source))
 
     @property
     def idata(self) -> object:
@@ -116,10 +125,9 @@ class Result:
         """The sampler's health: every convergence check against ``thresholds`` (default: the package's)."""
         stats = self.stats
         if stats is None:
-            post, sample_stats = self.group("posterior"), self.group("sample_stats")
-            draws = {k: post[k].to_numpy() for k in self.params}
+            sample_stats = self.group("sample_stats")
             depth = self.settings.max_tree_depth if self.settings is not None else 10
-            stats = measure(draws, {k: v.to_numpy() for k, v in sample_stats.data_vars.items()}, depth)
+            stats = measure(self._components(), {k: v.to_numpy() for k, v in sample_stats.data_vars.items()}, depth)
         return assess(stats, thresholds)
 
     @property
@@ -133,23 +141,108 @@ class Result:
         return not self.problems
 
     @property
-    def params(self) -> list[str]:
-        """The law's parameters and ``sigma``."""
-        return [*self.law.params, "sigma"]
+    def labels(self) -> list[str]:
+        """The runs' group labels (empty without groups)."""
+        return list(self.design.labels)
 
-    def draws(self) -> dict[str, np.ndarray]:
-        """Posterior draws of the law's parameters and ``sigma``, each flattened to shape (chains * draws,)."""
+    @property
+    def params(self) -> list[str]:
+        """The reported parameters: the law's, the population value and spread of each pooled one, and the
+        noise scales (``sigma``; with replicates ``sigma_misfit``, the law's misfit at a configuration)."""
         post = self.group("posterior")
-        return {k: post[k].to_numpy().reshape(-1).astype(np.float64) for k in self.params}
+        pooled = [f"{p}_{part}" for part in ("pop", "tau") for p in self.law.params if f"{p}_{part}" in post]
+        misfit = ["sigma_misfit"] if "sigma_misfit" in post else []
+        return [*self.law.params, *pooled, "sigma", *misfit]
+
+    def _components(self) -> dict[str, np.ndarray]:
+        """Each reported parameter's draws (chains, draws), one entry per group where it varies: ``E[rpj]``."""
+        post, out = self.group("posterior"), {}
+        for name in self.params:
+            values = post[name]
+            if "group" in values.dims:
+                for label in values["group"].to_numpy():
+                    out[f"{name}[{label}]"] = values.sel(group=label).to_numpy()
+            else:
+                out[name] = values.to_numpy()
+        return out
+
+    def draws(self, group: str | None = None, *, seed: int = 0) -> dict[str, np.ndarray]:
+        """Posterior draws of the law's parameters and the noise scales, each flattened to shape (chains * draws,).
+
+        Parameters
+        ----------
+        group : for a fit of runs in groups: a group's label, or ``"new"`` for a group not in the
+            data, drawn from the population (every parameter that varies by group must be
+            pooled). Ignored without groups.
+        seed : seeds a new group's draws from the population.
+        """
+        post = self.group("posterior")
+        noise = ["sigma", *(["sigma_misfit"] if "sigma_misfit" in post else [])]
+        flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731
+        if not self.labels:
+            return {k: flat(post[k].to_numpy()) for k in (*self.law.params, *noise)}
+        if group is None:
+            raise ValueError(
+                f"this fit has groups ({', '.join(self.labels)}): name one (group=...), or group='new' for a new "
+                "group drawn from the population"
+            )
+        if group != NEW and group not in self.labels:
+            raise ValueError(f"unknown group {group!r}; the groups are: {', '.join(self.labels)} (or 'new')")
+        out = {k: flat(post[k].to_numpy()) for k in noise}
+        for name in self.law.params:
+            values = post[name]
+            if "group" not in values.dims:
+                out[name] = flat(values.to_numpy())
+            elif group != NEW:
+                out[name] = flat(values.sel(group=group).to_numpy())
+        if group == NEW:
+            out |= self._new_group(post, out, seed)
+        return out
+
+    def _new_group(self, post: xr.Dataset, shared: dict, seed: int) -> dict[str, np.ndarray]:
+        """Draws of the parameters that vary by group, for a group not in the data (from the population)."""
+        rng = np.random.default_rng(seed)
+        amplitudes = {amp: (k, x) for amp, k, x in self.law.centred}
+        flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731
+        out: dict[str, np.ndarray] = {}
+        varying = [name for name in self.law.params if "group" in post[name].dims]
+        separate = [name for name in varying if f"{name}_tau" not in post]
+        if separate:
+            raise ValueError(
+                f"{', '.join(separate)} {'is' if len(separate) == 1 else 'are'} separate per group: a new group has "
+                "no value for it; pool it (pooling={...: 'pooled'}) to forecast for a new group"
+            )
+        for name in varying:  # non-centred first: a centred amplitude may need its exponent's new value
+            if name in amplitudes:
+                continue
+            prior = self.spec.priors[name].build()
+            t = biject_to(prior.support)
+            pop, tau = flat(post[f"{name}_pop"]), flat(post[f"{name}_tau"])
+            out[name] = np.asarray(t(t.inv(pop) + tau * rng.standard_normal(pop.shape)), np.float64)
+        const = self.group("constant_data")
+        for name in varying:
+            if name not in amplitudes:
+                continue
+            k, x = amplitudes[name]
+            pop, tau = flat(post[f"{name}_pop"]), flat(post[f"{name}_tau"])
+            log_new = np.log(pop) + tau * rng.standard_normal(pop.shape)
+            if isinstance(k, str) and f"{k}_pop" in post:  # the exponent varies too: move along it at the centre
+                centre = float(const[f"centre_{x}"])
+                k_new = out[k] if k in out else shared[k]
+                log_new += (k_new - flat(post[f"{k}_pop"])) * centre
+            out[name] = np.exp(log_new)
+        return out
 
     def summary(self, ci: float = 0.9) -> pd.DataFrame:
         """Posterior table: mean, sd, median, equal-tailed ``ci`` interval, MCSE, bulk and tail ESS, R-hat.
 
-        The statistics are ArviZ's (``az.summary`` with ``stat_focus="mean"``; tested
-        against it), computed in one compiled pass without importing ArviZ.
+        One row per parameter (:attr:`params`), and with groups one per group where a parameter
+        varies (``E[rpj]``) beside its population (``E_pop``) and spread (``E_tau``). The statistics
+        are ArviZ's (``az.summary`` with ``stat_focus="mean"``; tested against it), computed in one
+        compiled pass without importing ArviZ.
         """
-        post = self.group("posterior")
-        x = np.stack([post[k].to_numpy() for k in self.params])  # (params, chains, draws)
+        parts = self._components()
+        x = np.stack(list(parts.values()))  # (rows, chains, draws)
         flat = x.reshape(len(x), -1).astype(np.float64)
         lo, hi = (1 - ci) / 2, (1 + ci) / 2
         program = PROGRAMS.get("summary", lambda: jax.jit(_summary_stats), "summary")
@@ -167,7 +260,7 @@ class Result:
                 "ess_tail": stats["ess_tail"],
                 "r_hat": stats["rhat"],
             },
-            index=self.params,
+            index=list(parts),
         ).astype(np.float64)
 
     def intrinsic_dimension(self, ci: float = 0.9) -> pd.Series:
@@ -191,11 +284,16 @@ class Result:
         lo, med, hi = np.quantile(d, [(1 - ci) / 2, 0.5, (1 + ci) / 2])
         return pd.Series({"exponent": name, "median": med, "lo": lo, "hi": hi})
 
-    def data(self) -> pd.DataFrame:
-        """The fitted runs: columns ``N``, ``D``, ``C``, ``loss``."""
+    def data(self, group: str | None = None) -> pd.DataFrame:
+        """The fitted runs: columns ``N``, ``D``, ``C``, ``loss`` (and ``group`` with groups); only ``group``'s
+        runs when one is named (all of them for ``"new"``)."""
         const = self.group("constant_data")
         frame = pd.DataFrame({k: const[k].to_numpy() for k in ("N", "D", "C")})
         frame["loss"] = np.exp(self.group("observed_data")["log_loss"].to_numpy())
+        if "group" in const:
+            frame["group"] = const["group"].to_numpy().astype(str)
+            if group is not None and group != NEW:
+                frame = frame[frame["group"] == group].reset_index(drop=True)
         return frame
 
     def save(self, path: str | Path) -> Path:
@@ -210,10 +308,15 @@ class Result:
             "stats": None if self.stats is None else self.stats.to_dict(),
             "settings": None if self.settings is None else self.settings.to_dict(),
             "seed": self.seed,
+            "design": {
+                "labels": self.labels,
+                "pooling": dict(self.design.pooling),
+                "replicates": self.design.replicates,
+            },
         }
         names = self.groups()
         post = self.group("posterior")
-        size = post.sizes["chain"] * post.sizes["draw"] * len(self.group("constant_data")["C"])
+        size = post.sizes["chain"] * post.sizes["draw"] * len(self.group("constant_data")["C"])  # at most runs
         if size > LOGLIK_SAVED_MAX and "log_likelihood" in names:
             names.remove("log_likelihood")  # recomputed from the draws and the runs when a loaded result needs it
             meta["log_likelihood"] = f"not saved: {size:.3g} values (draws x runs) > {LOGLIK_SAVED_MAX:.3g}"
@@ -262,7 +365,11 @@ def load(path: str | Path) -> Result:
     if meta is None:
         raise ValueError(f"{path}: not a bayes_scaling result (no 'bayes_scaling' attribute on the posterior)")
     meta = json.loads(meta)
-    spec = Spec.from_json(json.dumps(meta["spec"]))
+    found = meta.get("design") or {}
+    design = Design(
+        tuple(found.get("labels", ())), tuple(found.get("pooling", {}).items()), found.get("replicates", False)
+    )
+    spec = Spec.from_json(json.dumps(meta["spec"]), dict(design.pooling))
     stats = Stats.from_dict(meta["stats"]) if meta.get("stats") else None
     settings, seed = meta.get("settings"), meta.get("seed")
     if isinstance(settings, dict) and "seed" in settings:  # files written before 0.2 kept the seed there
@@ -273,14 +380,16 @@ def load(path: str | Path) -> Result:
     if "log_likelihood" not in groups:  # left out of a large file: computed again when asked
 
         def loglik() -> xr.Dataset:
-            post = groups["posterior"]
-            runs = pd.DataFrame({k: groups["constant_data"][k].to_numpy() for k in ("N", "D", "C")})
+            const = groups["constant_data"]
+            runs = pd.DataFrame({k: const[k].to_numpy() for k in ("N", "D", "C")})
             runs["loss"] = np.exp(groups["observed_data"]["log_loss"].to_numpy())
-            return _loglik_group(law, spec, {k: post[k].to_numpy() for k in (*law.params, "sigma")}, runs)
+            if "group" in const:
+                runs["group"] = const["group"].to_numpy().astype(str)
+            return _loglik_group(law, spec, groups["posterior"], runs, design)
 
         builders = {name: (lambda g=g: g) for name, g in groups.items()}
         source = LazyGroups({**builders, "log_likelihood": loglik})
-    return Result(source, law, spec, stats, settings, seed)
+    return Result(source, law, spec, stats, settings, seed, design)
 
 
 def from_sampler(
@@ -291,6 +400,9 @@ def from_sampler(
     seeds: Sequence[int],
     settings: Settings,
     prior_draws: int,
+    design: Design = PLAIN,
+    checked: Sequence[str] | None = None,
+    centre: Mapping[str, float] | None = None,
 ) -> list[Result]:
     """Results from a batch of sampler outputs.
 
@@ -305,10 +417,18 @@ def from_sampler(
     sets, seeds : the K data sets and their seeds.
     settings : the sampler settings, recorded on each Result with its seed.
     prior_draws : draws from the prior in each ``prior`` group.
+    design : the runs' groups and replicates (the same for every fit of the batch).
+    checked : the sampler's checked sites, in the order of its statistics (default: the law's
+        parameters and ``sigma``).
+    centre : the data's centre of each centred input (kept for draws of a new group).
     """
-    names = (*law.params, "sigma")  # the sampler's checked sites, in the order of its statistics
+    checked = tuple(checked or (*law.params, "sigma"))
+    labels = list(design.labels)
     health = jax.tree.map(np.asarray, out.health)
     samples, sample_stats = jax.tree.map(np.asarray, (out.samples, out.stats))
+    names = [
+        f"{site}[{label}]" if label is not None else site for site in checked for label in _per(samples[site], labels)
+    ]
 
     def build(i: int, dataset: Dataset, seed: int) -> LazyGroups:
         def stats_group() -> xr.Dataset:
@@ -317,8 +437,20 @@ def from_sampler(
             mine["tree_depth"] = np.ceil(np.log2(mine["n_steps"] + 1)).astype(np.int64)
             return _group(mine)
 
+        def posterior_group() -> xr.Dataset:
+            return _group({k: v[i].astype(np.float64) for k, v in samples.items()}, labels=labels)
+
         def loglik_group() -> xr.Dataset:
-            return _loglik_group(law, spec, {k: samples[k][i] for k in (*law.params, "sigma")}, dataset.frame)
+            return _loglik_group(law, spec, posterior_group(), dataset.frame, design)
+
+        def constant_group() -> xr.Dataset:
+            const = {k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}
+            if labels:
+                const["group"] = dataset.frame["group"].to_numpy().astype(str)
+            group = _group(const, lead=())
+            for x, value in (centre or {}).items() if labels else ():
+                group[f"centre_{x}"] = value
+            return group
 
         def prior_group() -> xr.Dataset:
             program = PROGRAMS.get(
@@ -331,35 +463,76 @@ def from_sampler(
 
         return LazyGroups(
             {
-                "posterior": lambda: _group({k: v[i].astype(np.float64) for k, v in samples.items()}),
+                "posterior": posterior_group,
                 "sample_stats": stats_group,
                 "log_likelihood": loglik_group,
                 "observed_data": lambda: _group({"log_loss": dataset.logs()["loss"]}, lead=()),
-                "constant_data": lambda: _group({k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}, lead=()),
+                "constant_data": constant_group,
                 "prior": prior_group,
             }
         )
 
     results = []
     for i, (dataset, seed) in enumerate(zip(sets, seeds, strict=True)):
-        stats = Stats.from_arrays({k: v[i] for k, v in health.items()}, names, settings.max_tree_depth)
-        results.append(Result(build(i, dataset, seed), law, spec, stats, settings, seed))
+        stats = Stats.from_arrays({k: v[i] for k, v in health.items()}, tuple(names), settings.max_tree_depth)
+        results.append(Result(build(i, dataset, seed), law, spec, stats, settings, seed, design))
     return results
 
 
-def _loglik_group(law: Law, spec: Spec, draws: Mapping[str, np.ndarray], runs: pd.DataFrame) -> xr.Dataset:
-    """The ``log_likelihood`` group: draws (each (chains, draws)) of the law's parameters and ``sigma``;
-    runs with the law's inputs and ``loss``."""
-    chains, n = draws["sigma"].shape
-    loglik = log_likelihood(
-        law,
-        {k: np.asarray(draws[k]).reshape(-1) for k in law.params},
-        np.asarray(draws["sigma"]).reshape(-1),
-        spec.df,
-        {k: runs[k].to_numpy() for k in law.inputs},
-        runs["loss"].to_numpy(),
-    )
-    return _group({"log_loss": loglik.reshape(chains, n, -1)})
+def _per(values: np.ndarray, labels: list[str]) -> list[str | None]:
+    """The labels a site's statistics run over: one per group for a site with a group axis, else one."""
+    return labels if values.ndim > 3 else [None]
+
+
+def _loglik_group(law: Law, spec: Spec, posterior: Mapping, runs: pd.DataFrame, design: Design = PLAIN) -> xr.Dataset:
+    """The ``log_likelihood`` group: a value per draw and run, or per configuration with replicates.
+
+    ``posterior`` holds the law's parameters and ``sigma`` (each (chains, draws), or (chains, draws,
+    groups) where it varies by group) and, with replicates, ``sigma_misfit``; ``runs`` the law's
+    inputs, ``loss`` and, with groups, ``group``.
+    """
+    arrays = {k: np.asarray(posterior[k]) for k in (*law.params, "sigma", "sigma_misfit") if k in posterior}
+    chains, n = arrays["sigma"].shape
+    sigma = arrays["sigma"].reshape(-1)
+    if design.plain:
+        loglik = log_likelihood(
+            law,
+            {k: arrays[k].reshape(-1) for k in law.params},
+            sigma,
+            spec.df,
+            {k: runs[k].to_numpy() for k in law.inputs},
+            runs["loss"].to_numpy(),
+        )
+        return _group({"log_loss": loglik.reshape(chains, n, -1)})
+    # Groups or replicates: a row per configuration (group, inputs) with its runs' mean, count and spread.
+    labels = runs["group"].to_numpy().astype(str) if "group" in runs.columns else np.full(len(runs), "")
+    index = {label: i for i, label in enumerate(design.labels)} if design.labels else {"": 0}
+    key = np.column_stack([*(runs[k].to_numpy() for k in law.inputs), [index[label] for label in labels]])
+    if not design.replicates:
+        key = np.column_stack([key, np.arange(len(runs))])  # every run its own configuration
+    _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    which = which.reshape(-1)
+    y = np.log(runs["loss"].to_numpy(np.float64))
+    count = np.bincount(which, minlength=len(first)).astype(np.float64)
+    mean = np.bincount(which, weights=y, minlength=len(first)) / count
+    ss = np.bincount(which, weights=(y - mean[which]) ** 2, minlength=len(first))
+    out = np.empty((chains * n, len(first)), np.float32)
+    for label, g in index.items():
+        rows = np.flatnonzero(labels[first] == label)
+        if not len(rows):
+            continue
+        params = {k: (v[..., g] if v.ndim == 3 else v).reshape(-1) for k, v in arrays.items() if k in law.params}
+        inputs = {k: runs[k].to_numpy()[first[rows]] for k in law.inputs}
+        if design.replicates:
+            misfit = arrays["sigma_misfit"].reshape(-1, 1)
+            scale = np.sqrt(misfit**2 + sigma[:, None] ** 2 / count[rows])
+            between = log_likelihood(law, params, scale, spec.df, inputs, np.exp(mean[rows]))
+            within = -(count[rows] - 1) * (np.log(sigma[:, None]) + 0.5 * np.log(2 * np.pi))
+            within -= ss[rows] / (2 * sigma[:, None] ** 2)
+            out[:, rows] = between + within
+        else:
+            out[:, rows] = log_likelihood(law, params, sigma, spec.df, inputs, np.exp(mean[rows]))
+    return _group({"log_loss": out.reshape(chains, n, -1)}, extra="config" if design.replicates else "run")
 
 
 def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
@@ -368,11 +541,24 @@ def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
     return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}
 
 
-def _group(arrays: Mapping[str, np.ndarray], lead: tuple[str, ...] = ("chain", "draw")) -> xr.Dataset:
-    """An InferenceData group: leading dimensions ``lead``, then ``run`` for per-run arrays."""
+def _group(
+    arrays: Mapping[str, np.ndarray],
+    lead: tuple[str, ...] = ("chain", "draw"),
+    labels: Sequence[str] = (),
+    extra: str = "run",
+) -> xr.Dataset:
+    """An InferenceData group: leading dimensions ``lead``, then ``extra`` (``run``) for per-run arrays, or
+    ``group`` (coordinates ``labels``) for a posterior variable with one value per group."""
     variables = {}
     for name, a in arrays.items():
-        extra = tuple("run" if j == 0 else f"{name}_dim_{j}" for j in range(a.ndim - len(lead)))
-        variables[name] = ((*lead, *extra), a)
+        rest = a.ndim - len(lead)
+        if labels and rest == 1 and a.shape[-1] == len(labels):
+            variables[name] = ((*lead, "group"), a)
+            continue
+        dims = tuple(extra if j == 0 else f"{name}_dim_{j}" for j in range(rest))
+        variables[name] = ((*lead, *dims), a)
     sizes = {d: n for a in arrays.values() for d, n in zip(lead, a.shape, strict=False)}
-    return xr.Dataset(variables, coords={d: np.arange(n) for d, n in sizes.items()})
+    coords = {d: np.arange(n) for d, n in sizes.items()}
+    if labels and any("group" in dims for dims, _ in variables.values()):
+        coords["group"] = list(labels)
+    return xr.Dataset(variables, coords=coords)
