@@ -166,7 +166,8 @@ def _configurations(dataset: Dataset, law: Law, pad: int, design: Design) -> Mod
     """:func:`model_data` with a row per configuration (group, N, D): mean log loss, count, sum of squares."""
     frame = dataset.frame
     runs = model_data(dataset, law, pad=len(frame), design=design._replace(replicates=False))
-    keys = np.column_stack([*(frame[k].to_numpy() for k in law.inputs), np.asarray(runs.group)])
+    n = len(frame)
+    keys = np.column_stack([*(frame[k].to_numpy() for k in law.inputs), np.asarray(runs.group)[:n]])
     _, first, which = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     which = which.reshape(-1)
     k = len(first)

@@ -161,14 +161,7 @@ def predictive(
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
     blocks = _blocks(result, points, group)
-    inputs = {k: points[k].to_numpy() for k in law.inputs}
-    draws = {label: result.draws(label, seed=seed) for _, label in blocks}
-    s = len(next(iter(draws.values()))["sigma"])
-    log_mean, share = np.empty((s, len(points))), np.empty((s, len(points)))
-    for rows, label in blocks:
-        log_mean[:, rows] = law_at(law, draws[label], {k: v[rows] for k, v in inputs.items()})
-        share[:, rows] = _calibration.reducible(law, draws[label], log_mean[:, rows])
-    noise_scales = next(iter(draws.values()))  # sigma and sigma_misfit are shared by every group
+    log_mean, share, noise_scales = _law(result, points, blocks, seed)
     # Noise in NumPy: no compilation per shape, and the same seed gives the same draws.
     rng = np.random.default_rng(seed)
     noise = rng.standard_t(result.spec.df, log_mean.shape)
@@ -183,6 +176,27 @@ def predictive(
         log_mean = log_mean + noise_scales["sigma_misfit"][:, None] * rng.standard_t(result.spec.df, log_mean.shape)
     run = np.exp(log_mean + noise_scales["sigma"][:, None] * noise)
     return Predictive(points, np.exp(log_mean), run, used, share)
+
+
+def expected(result: Result, points: pd.DataFrame, *, group: str | None = None, seed: int = 0) -> np.ndarray:
+    """The law's log expected loss of every draw at every point, shape (s, t), with no error or noise added.
+
+    ``points`` and ``group`` as for :func:`predictive` (each point with its group's draws).
+    """
+    return _law(result, points, _blocks(result, points, group), seed)[0]
+
+
+def _law(result: Result, points: pd.DataFrame, blocks: list, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(log expected loss, reducible share, the noise scales' draws), each point with its group's draws."""
+    law = result.law
+    inputs = {k: points[k].to_numpy() for k in law.inputs}
+    draws = {label: result.draws(label, seed=seed) for _, label in blocks}
+    s = len(next(iter(draws.values()))["sigma"])
+    log_mean, share = np.empty((s, len(points))), np.empty((s, len(points)))
+    for rows, label in blocks:
+        log_mean[:, rows] = law_at(law, draws[label], {k: v[rows] for k, v in inputs.items()})
+        share[:, rows] = _calibration.reducible(law, draws[label], log_mean[:, rows])
+    return log_mean, share, next(iter(draws.values()))  # sigma and sigma_misfit are shared by every group
 
 
 def _blocks(result: Result, points: pd.DataFrame, group: str | None) -> list[tuple[np.ndarray, str | None]]:

@@ -29,7 +29,7 @@ LAYOUT = {
     "Distance": (["distance"], ["distance"]),
     "Forecast": (["forecast", "drivers"], ["fit"]),
     "Backtests": (["backtests"], ["backtest"]),
-    "Model-form sensitivity": (["models"], []),
+    "Model-form sensitivity": (["models", "pooling"], []),
     "Prior sensitivity": (["priors"], []),
     "Posterior predictive checks": (["residual_trends"], ["ppc"]),
 }

@@ -21,7 +21,6 @@ import pandas as pd
 import scipy.special
 
 from . import _arviz, _calibration, laws
-from ._evaluate import law_at
 from ._geometry import beyond
 from ._sampler import Settings
 from .backtest import backtest
@@ -29,7 +28,7 @@ from .compare import compare
 from .data import Dataset
 from .diagnostics import ConvergenceWarning, Health, MixingWarning, Thresholds
 from .fit import fit
-from .forecast import FAR, LEVELS, axis_of, curve, forecast, predictive, stacked, targets
+from .forecast import FAR, LEVELS, axis_of, curve, expected, forecast, predictive, stacked, targets
 from .result import Result
 
 SECTIONS = (
@@ -104,6 +103,7 @@ class Context(NamedTuple):
     forecast: pd.DataFrame
     settings: Settings
     seed: int
+    group: str | None = None
 
 
 def review(
@@ -119,6 +119,7 @@ def review(
     seed: int = 0,
     settings: Settings | None = None,
     thresholds: Thresholds | None = None,
+    group: str | None = None,
     **options: object,
 ) -> Review:
     """Review the risk of extrapolating ``result`` to one target.
@@ -136,28 +137,35 @@ def review(
     seed : seeds every refit and forecast.
     settings, options : sampler settings of the refits (default: the reviewed fit's own).
     thresholds : the convergence thresholds of the health section (default: the package's).
+    group : for a fit of runs in groups, the group whose target is reviewed (or ``"new"``); the
+        model-form section then also compares sharing, pooling and separating by PSIS-LOO.
 
     Returns
     -------
     Review. When a sampler-health check fails, the verdict is ``unusable`` and the
     sections that need refits are skipped.
     """
-    point = targets(result, N=N, D=D, flops=flops, preset=preset)
+    point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group)
     if len(point) != 1:
         raise ValueError("review takes exactly one target")
-    runs = result.data()
+    everything = result.data()
     points = point[["target", "N", "D", "C"]]
+    if result.labels:
+        points = points.assign(group=group)
     mode = "calibrated" if _calibration.calibrated(result) else "plain"
     table = forecast(result, points, levels=LEVELS, seed=seed, mode=mode)
+    columns = {"N": "N", "D": "D", "C": "C", "loss": "loss", "group": "group" if result.labels else None}
     ctx = Context(
         result,
-        Dataset(runs, "runs of the reviewed fit", {"N": "N", "D": "D", "C": "C", "loss": "loss"}),
+        Dataset(everything, "runs of the reviewed fit", columns),
         points,
         mode,
         table,
         Settings.of(settings if settings is not None else result.settings, **options),
         seed,
+        group,
     )
+    runs = result.data(group)
     target = {k: (v if k == "target" else float(v)) for k, v in point.iloc[0].to_dict().items()}
     health = result.health(thresholds)
     found = {
@@ -183,7 +191,7 @@ def review(
         score = sum(n for n, _ in scored)
         reasons = tuple(reason for _, reason in scored)
         verdict = "low" if score == 0 else "medium" if score <= 2 else "high"
-    tables = {"runs": runs, "path": curve(result, target["C"])}
+    tables = {"runs": runs, "path": curve(result, target["C"], group=group)}
     for f in found.values():
         tables |= f.tables
     notes = {section: f.note for section, f in found.items()} | {"Verdict": verdict}
@@ -195,7 +203,9 @@ def _health(health: Health) -> Finding:
     points = ()
     if health.level == "warn":
         warned = ", ".join(
-            f"{c.check} {c.value:.4g} (passes {c.threshold})" for c in health.checks if c.status == "warn"
+            f"{c.check} {c.value:.4g} (passes {c.threshold.split(' (')[0]})"
+            for c in health.checks
+            if c.status == "warn"
         )
         points = ((1, f"sampler-health warning: {warned}"),)
     return Finding(
@@ -204,7 +214,7 @@ def _health(health: Health) -> Finding:
 
 
 def _distance(ctx: Context) -> Finding:
-    runs = ctx.result.data()
+    runs = ctx.result.data(ctx.group)
     target = ctx.points.iloc[0]
     rows = [
         {
@@ -234,7 +244,7 @@ def _distance(ctx: Context) -> Finding:
 def _forecast(ctx: Context) -> Finding:
     result, table = ctx.result, ctx.forecast.copy()
     floor = result.law.irreducible
-    e = float(np.median(result.draws()[floor])) if floor is not None else 0.0
+    e = float(np.median(result.draws(ctx.group)[floor])) if floor is not None else 0.0
     width = float(table["loss_hi95"].iloc[0] - table["loss_lo95"].iloc[0])
     table["band95_over_reducible"] = width / max(float(table["loss_median"].iloc[0]) - e, 1e-12)
     note = (
@@ -250,7 +260,7 @@ def _drivers(ctx: Context) -> pd.DataFrame:
     """First-order share of the predictive variance of log loss explained by each parameter (binned draws)."""
     loss = predictive(ctx.result, ctx.points, seed=ctx.seed, mode="plain").loss
     y = np.log(loss[:, 0])
-    draws = ctx.result.draws()
+    draws = ctx.result.draws(ctx.group)
     total = float(np.var(y))
     rows = []
     for name in ctx.result.law.params:
@@ -370,7 +380,71 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
     )
     table = pd.DataFrame(rows)
     points, note = model_points(table, result.law.name)
-    return Finding({"models": table}, note, points)
+    tables = {"models": table}
+    if result.labels:
+        pooling, said, more = _pooling(ctx)
+        tables["pooling"] = pooling
+        note += " " + said
+        points += more
+    return Finding(tables, note, points)
+
+
+def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ...]]:
+    """The reviewed fit beside the same law with every parameter shared, and with what varies separate:
+    PSIS-LOO weights and forecasts. One point when the data clearly prefer another choice."""
+    result = ctx.result
+    varying = [p for p in result.law.params if result.design.mode(p) != "shared"]
+    variants = {"as fitted": result}
+    choices = {"all shared": dict.fromkeys(result.law.params, "shared")}
+    if varying:
+        choices[f"{', '.join(varying)} separate"] = dict.fromkeys(varying, "separate")
+    for name, pooling in choices.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", MixingWarning)
+            spec = result.spec.with_pooling(pooling)
+            try:
+                variants[name] = fit(
+                    ctx.data, result.law, priors=spec, settings=ctx.settings, seed=ctx.seed, calibrate=False
+                )
+            except ValueError:  # too few runs in some group for what it would have of its own
+                continue
+    table = compare(list(variants.values()), names=list(variants))
+    rows = []
+    for name, r in variants.items():
+        band = forecast(r, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
+        entry = table.loc[name]
+        rows.append(
+            {
+                "pooling": name,
+                "elpd_loo": float(entry["elpd_loo"]),
+                "elpd_diff": float(entry["elpd_diff"]),
+                "dse": float(entry["dse"]),
+                "loo_weight": float(entry["weight"]),
+                "health": r.health().level,
+                "loss_median": band["loss_median"],
+                "loss_lo95": band["loss_lo95"],
+                "loss_hi95": band["loss_hi95"],
+            }
+        )
+    pooling = pd.DataFrame(rows)
+    own = pooling.set_index("pooling").loc["as fitted"]
+    said = (
+        "Pooling across groups compared by PSIS-LOO (plain forecasts): "
+        + "; ".join(f"{r.pooling} elpd {r.elpd_loo:.1f} (weight {r.loo_weight:.2f})" for r in pooling.itertuples())
+        + "."
+    )
+    points = ()
+    if own["elpd_diff"] > 2 * max(own["dse"], 1e-9) and own["elpd_diff"] > 4:
+        best = table.index[0]
+        points = (
+            (
+                1,
+                f"the data prefer '{best}' to the pooling fitted: elpd lower by {own['elpd_diff']:.1f} "
+                f"(standard error {own['dse']:.1f})",
+            ),
+        )
+    return pooling, said, points
 
 
 def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:
@@ -458,8 +532,8 @@ def _ppc(ctx: Context) -> Finding:
     runs = result.data()
     logs = {k: np.log(runs[k].to_numpy()) for k in ("N", "D", "C")}
     y = np.log(runs["loss"].to_numpy())
-    draws = result.draws()
-    mean = law_at(result.law, draws, {k: runs[k].to_numpy() for k in result.law.inputs})  # (s, n)
+    mean = expected(result, runs)  # (s, n): each run with its group's draws
+    sigma = result.draws(result.labels[0] if result.labels else None)["sigma"]
     residual = y - np.median(mean, axis=0)
     rows = []
     for name, v in logs.items():
@@ -469,11 +543,14 @@ def _ppc(ctx: Context) -> Finding:
         rows.append({"input": name, "slope_per_decade": slope * np.log(10), "z": slope / se})
     trends = pd.DataFrame(rows)
     trends["flagged"] = trends["z"].abs() > TREND_Z_MAX
-    # LOO-PIT without simulated replicates: PSIS weights times the Student-t CDF of each draw.
-    loglik = result.group("log_likelihood")["log_loss"].to_numpy().reshape(-1, len(y)).T  # (runs, draws)
-    log_w = _arviz.psis_log_weights(-loglik)
-    z = (y[:, None] - mean.T) / draws["sigma"][None, :]
-    pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
+    # LOO-PIT without simulated replicates: PSIS weights times the Student-t CDF of each draw (per run;
+    # with replicated runs the likelihood is per configuration, and no per-run PIT exists).
+    loglik = result.group("log_likelihood")["log_loss"]
+    pit = np.full(len(y), np.nan)
+    if "run" in loglik.dims:
+        log_w = _arviz.psis_log_weights(-loglik.to_numpy().reshape(-1, len(y)).T)  # (runs, draws)
+        z = (y[:, None] - mean.T) / sigma[None, :]
+        pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     flagged = list(trends.loc[trends["flagged"], "input"])
     note = (
         "Residuals (observed minus posterior median log loss) against each input, with a linear trend test; "

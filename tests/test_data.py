@@ -43,7 +43,14 @@ def test_missing_column_names_the_file_and_column(tmp_path):
 def test_configurable_column_names():
     frame = runs().rename(columns={"params": "n_params", "loss": "val_loss"})
     data = bs.load_data(frame, n="n_params", loss="val_loss")
-    assert data.columns == {"N": "n_params", "D": "tokens", "C": "flops", "loss": "val_loss", "metric": False}
+    assert data.columns == {
+        "N": "n_params",
+        "D": "tokens",
+        "C": "flops",
+        "loss": "val_loss",
+        "metric": False,
+        "group": None,
+    }
 
 
 def test_non_numeric_value_names_column_and_row(tmp_path):
