@@ -330,6 +330,8 @@ def fit_many(
     seed: int | Sequence[int] = 0,
     prior_draws: int = 1000,
     devices: Sequence[jax.Device] | None = None,
+    group: str | Sequence[str] | None = None,
+    pooling: Mapping[str, str] | None = None,
     **options: object,
 ) -> list[Result]:
     """Fit one law to K data sets at once: one compiled, vmapped program, sharded across devices.
@@ -349,6 +351,8 @@ def fit_many(
         number of leapfrog steps, where vmapped NUTS waits each iteration for the longest
         trajectory of the batch.
     seed : one seed per data set, or an int ``s`` meaning seeds ``s, s+1, ..., s+K-1``.
+    group, pooling : as for :func:`fit`: runs in groups. Every data set must hold the same groups
+        (one compiled program serves the batch), and no configuration may repeat.
     devices : devices to split the batch across (None: every local device). To use
         several CPU cores as devices, set
         ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before importing JAX.
@@ -363,15 +367,29 @@ def fit_many(
     settings = Settings.of(settings, **options)
     if not datasets:
         raise ValueError("fit_many needs at least one data set")
-    sets = _load_together(datasets, needs=law.inputs, min_rows=law.min_runs) or _load_each(datasets, law)
+    together = _load_together(datasets, needs=law.inputs, min_rows=law.min_runs, group=group)
+    sets = together or _load_each(datasets, law, group)
     seeds = [seed + i for i in range(len(sets))] if isinstance(seed, int) else [int(s) for s in seed]
     if len(seeds) != len(sets):
         raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
-    spec = resolve(law, priors)
-    batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets))
+    spec = resolve(law, priors, pooling)
+    plans = [design(d, law, spec) for d in sets]
+    plan = plans[0]
+    for i, other in enumerate(plans):
+        if other.labels != plan.labels:
+            raise ValueError(
+                f"data set {i} of {len(sets)} has groups {', '.join(other.labels) or '(none)'}, data set 0 has "
+                f"{', '.join(plan.labels) or '(none)'}: fit_many fits data sets of the same groups in one program"
+            )
+        if other.replicates:
+            raise ValueError(f"data set {i} of {len(sets)} repeats configurations (replicates): fit it with fit()")
+        _identifiable(sets[i], law, other)
+    batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets), design=plan)
     keys = jax.vmap(jax.random.key)(np.asarray(seeds))
-    out = sample_many(target(law, spec), settings, keys, batch, devices)
-    results = from_sampler(out, sets, law, spec, seeds, settings, prior_draws)
+    model = target(law, spec, plan)
+    out = sample_many(model, settings, keys, batch, devices)
+    centre = {x: np.asarray(v) for x, v in batch.centre.items()}
+    results = from_sampler(out, sets, law, spec, seeds, settings, prior_draws, plan, model.checked, centre)
     levels = [r.health().level for r in results]
     for level, category in (("fail", ConvergenceWarning), ("warn", MixingWarning)):
         bad = [i for i, found in enumerate(levels) if found == level]
@@ -389,12 +407,12 @@ def fit_many(
     return results
 
 
-def _load_each(datasets: Sequence[DataLike], law: Law) -> list[Dataset]:
+def _load_each(datasets: Sequence[DataLike], law: Law, group: str | Sequence[str] | None = None) -> list[Dataset]:
     """:func:`_as_dataset` of each item, an error naming the item."""
     sets = []
     for i, data in enumerate(datasets):
         try:
-            sets.append(_as_dataset(data, law))
+            sets.append(_as_dataset(data, law, group if not isinstance(data, Dataset) else None))
         except ValueError as err:
             raise ValueError(f"data set {i} of {len(datasets)}: {err}") from None
     return sets

@@ -402,7 +402,7 @@ def from_sampler(
     prior_draws: int,
     design: Design = PLAIN,
     checked: Sequence[str] | None = None,
-    centre: Mapping[str, float] | None = None,
+    centre: Mapping[str, float | np.ndarray] | None = None,
 ) -> list[Result]:
     """Results from a batch of sampler outputs.
 
@@ -420,7 +420,8 @@ def from_sampler(
     design : the runs' groups and replicates (the same for every fit of the batch).
     checked : the sampler's checked sites, in the order of its statistics (default: the law's
         parameters and ``sigma``).
-    centre : the data's centre of each centred input (kept for draws of a new group).
+    centre : the data's centre of each centred input, a number or one per fit (kept for draws of a new
+        group).
     """
     checked = tuple(checked or (*law.params, "sigma"))
     labels = list(design.labels)
@@ -449,7 +450,8 @@ def from_sampler(
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
             for x, value in (centre or {}).items() if labels else ():
-                group[f"centre_{x}"] = value
+                value = np.asarray(value, np.float64)
+                group[f"centre_{x}"] = float(value[i] if value.ndim else value)
             return group
 
         def prior_group() -> xr.Dataset:
