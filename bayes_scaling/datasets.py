@@ -1,13 +1,14 @@
-"""Runs to fit: the data set shipped inside the package, and simulated sweep layouts."""
+"""Runs to fit: the data sets shipped inside the package, and simulated sweep layouts."""
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
-from .data import FLOPS_PER_PARAM_TOKEN, Dataset, load_data
+from .data import FLOPS_PER_PARAM_TOKEN, Dataset, DataWarning, load_data
 
 
 def chinchilla(drop_highest: int = 0) -> Dataset:
@@ -27,6 +28,68 @@ def chinchilla(drop_highest: int = 0) -> Dataset:
         data = load_data(p)
     data = Dataset(data.frame, "chinchilla_hoffmann2022_fig4.csv (embedded)", data.columns)
     return data.drop_highest(drop_highest)
+
+
+def _path(name: str) -> object:
+    return resources.files("bayes_scaling") / "_data" / name
+
+
+#: Porian et al.'s set-up columns, combined into a run's group.
+PORIAN_SETUP = ("dataset", "hparams", "warmup", "decay", "param_count")
+
+
+def porian(datasets: tuple[str, ...] = ("rw", "owt2")) -> Dataset:
+    """The 1,160 IsoFLOP runs of Porian et al. (2024), grouped by training set-up.
+
+    Each group is a data set (``rw`` RefinedWeb, ``owt2`` OpenWebText2) under one of five set-ups
+    (hyperparameters, warm-up, learning-rate decay, parameter counting); compute is their FLOP
+    budget. See ``bayes_scaling/_data/README.md`` for the source and licence (MIT).
+
+    Parameters
+    ----------
+    datasets : which pretraining data sets to keep.
+    """
+    with resources.as_file(_path("porian2024_isoflop_points.csv")) as p:
+        frame = pd.read_csv(p)
+    frame = frame[frame["dataset"].isin(datasets)].reset_index(drop=True)
+    with warnings.catch_warnings():  # non-embedding parameter counts leave C far from 6·N·D: as published
+        warnings.simplefilter("ignore", DataWarning)
+        data = load_data(frame, n="N", d="D", c="flops_budget", group=list(PORIAN_SETUP))
+    return Dataset(data.frame, "porian2024_isoflop_points.csv (embedded)", data.columns)
+
+
+def obsscaling(benchmark: str = "HellaSwag", min_models: int = 2) -> Dataset:
+    """A benchmark's accuracy against training compute for public base models (Ruan et al. 2024), by family.
+
+    The score is read as a metric (the law fits ``-log(score)``); compute is in FLOP, parameters and
+    tokens where the table gives them. Families with fewer than ``min_models`` models are left out (a
+    family's pooled offset needs two). Source and licence (Apache-2.0): ``bayes_scaling/_data/README.md``.
+
+    Parameters
+    ----------
+    benchmark : one of MMLU, ARC-C, HellaSwag, Winograd, TruthfulQA, GSM8K, XWinograd, HumanEval.
+    """
+    with resources.as_file(_path("obsscaling_base_llm_benchmark_eval.csv")) as p:
+        frame = pd.read_csv(p)
+    if benchmark not in frame.columns[5:]:
+        raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(frame.columns[5:])}")
+    frame = frame.dropna(subset=["FLOPs (1E21)", benchmark])
+    counts = frame["Model Family"].value_counts()
+    frame = frame[frame["Model Family"].isin(counts[counts >= min_models].index)].reset_index(drop=True)
+    with warnings.catch_warnings():  # reported compute and 6·N·D differ for some families: as published
+        warnings.simplefilter("ignore", DataWarning)
+        data = load_data(
+            frame,
+            n="Model Size (B)",
+            d="Pretraining Data Size (T)",
+            c="FLOPs (1E21)",
+            loss=benchmark,
+            needs=("C",),
+            metric=True,
+            units={"C": 1e21, "N": 1e9, "D": 1e12},
+            group="Model Family",
+        )
+    return Dataset(data.frame, f"obsscaling_base_llm_benchmark_eval.csv (embedded), {benchmark}", data.columns)
 
 
 def sweep(

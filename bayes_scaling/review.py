@@ -346,7 +346,10 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
             warnings.simplefilter("ignore", MixingWarning)
             fits.append(fit(ctx.data, law, settings=ctx.settings, seed=ctx.seed, calibrate=ctx.mode == "calibrated"))
     if len(fits) < 2:
-        return Finding({}, "No other law family applies to these runs.")
+        if not result.labels:
+            return Finding({}, "No other law family applies to these runs.")
+        pooling, said, points = _pooling(ctx)
+        return Finding({"pooling": pooling}, "No other law family compared. " + said, points)
     health = [r.health() for r in fits]
     voters = [r for r, h in zip(fits, health, strict=True) if h.level != "fail" or r is result]
     weights = compare(voters)["weight"] if len(voters) > 1 else pd.Series({result.law.name: 1.0})

@@ -11,8 +11,9 @@ beta, ESS per second and max R-hat, and the machine.
 
 With ``--against DIR`` it instead times this tree and the version in DIR in one run,
 alternating between them (so both see the same machine load): a fresh calibrated and a
-fresh plain ``bayes-scaling fit`` with a warm cache (each version its own), and a warm
-in-process ``fit(calibrate=False)``; medians of the rounds and the ratio this / other.
+fresh plain ``bayes-scaling fit`` with a warm cache (each version its own), a warm in-process
+``fit(calibrate=False)`` and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
+devices); medians of the rounds and the ratio this / other.
 To compare with an earlier commit: ``git archive COMMIT | tar -x -C /tmp/before``.
 """
 
@@ -85,6 +86,29 @@ print(np.median(times))
 """
 
 
+# Warm fit_many: 64 simulated sweeps (8 x 8 runs) on both cores as devices, HMC, 4 x (300 + 500); compile
+# with a first call, then time the second. Prints seconds.
+MANY = """
+import os
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import time, warnings, bayes_scaling as bs
+warnings.simplefilter("ignore")
+sweep = bs.datasets.sweep if hasattr(bs, "datasets") and hasattr(bs.datasets, "sweep") else bs.sweep
+runs = sweep(n_range=(1e7, 3e9), sizes=8, ratios=8)
+truth = {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
+sets = [bs.simulate(truth, runs, sigma=0.01, seed=i) for i in range(64)]
+kw = dict(algorithm="hmc", chains=4, warmup=300, draws=500)
+bs.fit_many(sets, **kw)
+t = time.perf_counter(); bs.fit_many(sets, **kw); print(time.perf_counter() - t)
+"""
+
+
+def warm_many(source: Path) -> float:
+    env = dict(os.environ, PYTHONPATH=str(source))
+    run = subprocess.run([sys.executable, "-c", MANY], check=True, capture_output=True, text=True, env=env)
+    return float(run.stdout.strip().splitlines()[-1])
+
+
 def warm_fit(source: Path) -> float:
     run = subprocess.run(
         [sys.executable, "-c", WARM],
@@ -99,7 +123,8 @@ def warm_fit(source: Path) -> float:
 def against(other: Path, rounds: int = 5) -> None:
     """This tree and ``other`` timed alternately in one run; medians and ratios."""
     versions = {"this": ROOT, "other": other}
-    times = {(v, what): [] for v in versions for what in ("calibrated", "plain", "warm fit")}
+    kinds = ("calibrated", "plain", "warm fit", "fit_many")
+    times = {(v, what): [] for v in versions for what in kinds}
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         caches = {"this": a, "other": b}
         for name, source in versions.items():  # fill each version's cache
@@ -110,11 +135,16 @@ def against(other: Path, rounds: int = 5) -> None:
                 times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
                 times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
                 times[name, "warm fit"].append(warm_fit(source))
+                times[name, "fit_many"].append(warm_many(source))
     print(f"this: {ROOT}\nother: {other}\n{rounds} rounds, alternating; medians (range)")
-    for what in ("calibrated", "plain", "warm fit"):
-        label = {"calibrated": "fresh `bayes-scaling fit`", "plain": "fresh `bayes-scaling fit --plain`"}.get(
-            what, "fit(calibrate=False), warm, median of 5"
-        )
+    labels = {
+        "calibrated": "fresh `bayes-scaling fit`",
+        "plain": "fresh `bayes-scaling fit --plain`",
+        "warm fit": "fit(calibrate=False), warm, median of 5",
+        "fit_many": "fit_many, 64 sweeps, hmc, warm",
+    }
+    for what in kinds:
+        label = labels[what]
         this, other_ = (np.median(times[v, what]) for v in versions)
         spans = [f"{min(times[v, what]):.2f}-{max(times[v, what]):.2f}" for v in versions]
         ratio = this / other_

@@ -1,0 +1,138 @@
+"""Runs in groups (shared, pooled, separate parameters) and replicate runs (noise apart from misfit)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST
+
+import bayes_scaling as bs
+from bayes_scaling.cli import main
+
+FLOORS = {"a": 1.6, "b": 1.8, "c": 2.0}  # three data sets: the same law but for the irreducible loss
+LAW = {"A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}
+RUN = {k: v for k, v in FAST.items() if k != "calibrate"}
+
+
+def grouped(sizes: int = 6, drop: int = 0) -> pd.DataFrame:
+    frames = []
+    for i, (label, floor) in enumerate(FLOORS.items()):
+        runs = bs.datasets.sweep(n_range=(1e7, 1e9), sizes=sizes, ratios=6)
+        frames.append(bs.simulate({"E": floor, **LAW}, runs, sigma=0.01, seed=i).assign(dataset=label))
+    return pd.concat(frames, ignore_index=True).iloc[drop:]
+
+
+@pytest.fixture(scope="module")
+def three() -> bs.Result:
+    return bs.fit(grouped(), group="dataset", seed=0, calibrate=False, **RUN)
+
+
+def test_groups_pool_the_floor_and_share_the_exponents(three, tmp_path):
+    post = three.group("posterior")
+    assert three.labels == ["a", "b", "c"] and list(post["E"]["group"].values) == ["a", "b", "c"]
+    assert "group" not in post["alpha"].dims and "group" not in post["beta"].dims  # shared, by the law's TOML
+    assert {"E_pop", "E_tau", "A_pop", "B_pop"} <= set(three.params)
+    summary = three.summary()
+    for label, floor in FLOORS.items():  # each group's E: its 90% interval holds the truth
+        assert summary.loc[f"E[{label}]", "q0.05"] <= floor <= summary.loc[f"E[{label}]", "q0.95"], label
+    assert summary.loc["alpha", "q0.05"] <= LAW["alpha"] <= summary.loc["alpha", "q0.95"]
+    # Forecasts per group follow their floors; a new group, drawn from the population, is far less certain.
+    table = pd.concat([bs.forecast(three, preset="gpt4", group=g) for g in (*FLOORS, "new")], ignore_index=True)
+    assert table["group"].tolist() == ["a", "b", "c", "new"]
+    medians = table["loss_median"].to_numpy()
+    assert medians[0] < medians[1] < medians[2]
+    widths = (table["loss_hi95"] - table["loss_lo95"]).to_numpy()
+    assert widths[3] > 3 * widths[:3].max()
+    # Saved and loaded: the same groups, the same forecasts.
+    back = bs.load(three.save(tmp_path / "grouped.nc"))
+    assert back.labels == three.labels and back.design == three.design
+    again = bs.forecast(back, preset="gpt4", group="b")
+    assert again["loss_median"].iloc[0] == pytest.approx(medians[1], rel=1e-12)
+
+
+def test_group_mistakes_are_named(three, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown group 'bb'; the groups are: a, b, c \(or 'new'\)"):
+        bs.forecast(three, preset="gpt4", group="bb")
+    with pytest.raises(ValueError, match=r"this fit has groups \(a, b, c\): name one \(group=\.\.\.\)"):
+        bs.forecast(three, preset="gpt4")
+    runs = grouped()
+    with pytest.raises(ValueError, match=r"your DataFrame: missing group column 'datset'"):
+        bs.fit(runs, group="datset")
+    holes = runs.copy()
+    holes.loc[holes.index[3], "dataset"] = np.nan
+    with pytest.raises(ValueError, match=r"group column 'dataset', row 3: no group label"):
+        bs.fit(holes, group="dataset")
+    path = tmp_path / "holes.csv"
+    holes.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"holes\.csv: group column 'dataset', row 4 \(line 5\): no group label"):
+        bs.load_data(path, group="dataset")
+    few = pd.concat([runs[runs["dataset"] != "c"], runs[runs["dataset"] == "c"].iloc[:3]])
+    separate = {"E": "separate", "A": "separate", "B": "separate"}
+    with pytest.raises(ValueError, match=r"group 'c' has 3 run\(s\), too few for its own E, A, B \(at least 4\)"):
+        bs.fit(few, group="dataset", pooling=separate)
+    with pytest.raises(ValueError, match=r"pooling: alpha = 'pool'; pooling is one of shared, pooled, separate"):
+        bs.fit(runs, group="dataset", pooling={"alpha": "pool"})
+    own = bs.fit(runs, group="dataset", pooling={"B": "separate"}, seed=0, calibrate=False, **RUN)
+    with pytest.raises(ValueError, match=r"B is separate per group: a new group has no value for it"):
+        bs.forecast(own, preset="gpt4", group="new")
+
+
+def test_replicates_tell_run_noise_from_the_law_s_misfit():
+    """Five seeds per configuration, a smooth misfit of the law (about 1.5% of the loss), seed noise of 0.5%."""
+    grid = bs.datasets.sweep(n_range=(1e7, 1e9), sizes=6, ratios=5)
+    law = bs.simulate({"E": 1.7, **LAW}, grid, sigma=0.0)["loss"].to_numpy()
+    misfit = 0.03 * np.sin(2.0 * np.log10(grid["params"])) * np.cos(1.5 * np.log10(grid["tokens"]))
+    rng = np.random.default_rng(0)
+    seeds = [grid.assign(loss=law * np.exp(misfit + 0.005 * rng.standard_normal(len(grid)))) for _ in range(5)]
+    result = bs.fit(pd.concat(seeds, ignore_index=True), seed=0, calibrate=False, **RUN)
+    assert result.design.replicates and not result.labels
+    summary = result.summary()
+    assert summary.loc["sigma", "q0.05"] <= 0.005 <= summary.loc["sigma", "q0.95"]  # the seeds' spread
+    assert summary.loc["sigma_misfit", "q0.05"] > summary.loc["sigma", "q0.95"]  # the misfit, apart from it
+    assert result.group("log_likelihood")["log_loss"].dims[-1] == "config"  # 30 configurations
+    assert result.group("log_likelihood")["log_loss"].shape[-1] == 30
+    # The expected loss of a configuration carries the misfit; a new run adds only the seed noise to it.
+    row = bs.forecast(result, N=3e8, D=6e9, levels=(0.5,), mode="plain").iloc[0]
+    loss, run = row["loss_hi50"] - row["loss_lo50"], row["run_hi50"] - row["run_lo50"]
+    assert loss < run < 1.2 * loss
+
+
+def test_a_plain_sweep_keeps_the_plain_model(epoch_fit):
+    assert epoch_fit.design.plain and epoch_fit.labels == []
+    assert "sigma_misfit" not in epoch_fit.group("posterior")
+
+
+def test_the_command_line_fits_groups_and_forecasts_each(tmp_path, capsys):
+    path = tmp_path / "runs.csv"
+    grouped().to_csv(path, index=False)
+    sampling = [f"--{k}={RUN[k]}" for k in ("chains", "warmup", "draws")]
+    args = ["fit", str(path), "--plain", "--group-col", "dataset", "--preset", "gpt4", *sampling]
+    assert main([*args, "--pool", "E=pooled,A=pooled,B=shared", "--out", str(tmp_path / "out")]) in (0,)
+    table = pd.read_csv(tmp_path / "out" / "forecast.csv")
+    assert table["group"].tolist() == ["a", "b", "c", "new"] and set(table["target"]) == {"GPT-4 scale"}
+    assert (tmp_path / "out" / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    back = bs.load(tmp_path / "out" / "posterior.nc")
+    assert "group" not in back.group("posterior")["B"].dims  # --pool B=shared
+    assert "E[a]" in capsys.readouterr().out
+
+
+def test_fit_many_takes_grouped_data_sets():
+    studies = [grouped(sizes=5), grouped(sizes=5).assign(loss=lambda f: f["loss"] * 1.01)]
+    with warnings.catch_warnings():  # 4 x 500 draws of a hierarchical model: tau may mix marginally
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        results = bs.fit_many(studies, group="dataset", seed=0, **RUN)
+    assert [r.labels for r in results] == [["a", "b", "c"]] * 2
+    floors = [float(np.median(r.draws("c")["E"])) for r in results]
+    assert all(1.8 < f < 2.2 for f in floors)
+    with pytest.raises(ValueError, match=r"data set 1 of 2 has groups a, b, data set 0 has a, b, c"):
+        bs.fit_many([studies[0], studies[0][studies[0]["dataset"] != "c"]], group="dataset", **RUN)
+
+
+def test_a_review_of_one_group_compares_pooling_choices(three):
+    review = bs.review(three, preset="gpt3", group="b", cutoffs=(), laws=(), prior_scales=(), **RUN)
+    pooling = review.tables["pooling"].set_index("pooling")
+    assert list(pooling.index) == ["as fitted", "all shared", "E, A, B separate"]
+    # The floors differ by 0.2 nats between groups: one shared E explains the runs far worse.
+    assert pooling.loc["all shared", "elpd_loo"] < pooling.loc["as fitted", "elpd_loo"] - 20
+    assert review.target["target"] == "GPT-3" and review.tables["forecast"]["group"].iloc[0] == "b"
