@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,11 +11,12 @@ import scipy.special
 
 from . import _calibration, laws
 from ._geometry import axis, beyond
+from ._model import design
 from ._sampler import Settings
-from .fit import DataLike, _as_dataset, fit
+from .fit import DataLike, _as_dataset, _needed, fit
 from .forecast import predictive
 from .laws import Law
-from .priors import PriorsLike
+from .priors import PriorsLike, resolve
 
 
 def coverage_interval(covered: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -71,6 +72,8 @@ def backtest(
     levels: Sequence[float] = (0.5, 0.8, 0.9),
     seed: int = 0,
     calibrate: bool = True,
+    group: str | Sequence[str] | None = None,
+    pooling: Mapping[str, str] | None = None,
     **options: object,
 ) -> Backtest:
     """Fit below each cutoff, forecast the runs above it, and score plain and calibrated forecasts.
@@ -84,6 +87,8 @@ def backtest(
     levels : band levels whose coverage is reported; 0.9 is always scored.
     calibrate : score the calibrated mode beside the plain one (False: plain only, one
         fit per cutoff instead of five).
+    group, pooling : runs in groups, as for :func:`bayes_scaling.fit`; a group with too few runs
+        below a cutoff sits that cutoff out.
 
     Returns
     -------
@@ -91,16 +96,22 @@ def backtest(
     """
     law = laws.get(law)
     settings = Settings.of(settings, **options)
-    data = _as_dataset(data, law)
+    data = _as_dataset(data, law, group)
+    spec = resolve(law, priors, pooling)
     name = axis(data.frame, law.inputs)
     values = data.frame[name].to_numpy()
     levels = sorted(set(levels) | {0.9})
     rows, details = [], []
     for cutoff in cutoffs:
         train, test = values < cutoff, values >= cutoff
+        if "group" in data.frame.columns:  # groups with too few runs below the cutoff sit this cutoff out
+            plan = design(data.subset(train), law, spec)
+            counts = data.frame.loc[train, "group"].value_counts()
+            kept = data.frame["group"].isin(counts[counts >= _needed(law, plan)].index).to_numpy()
+            train, test = train & kept, test & kept
         if train.sum() < law.min_runs or test.sum() < 1:
             raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
-        result = fit(data.subset(train), law, priors=priors, settings=settings, calibrate=calibrate, seed=seed)
+        result = fit(data.subset(train), law, priors=spec, settings=settings, calibrate=calibrate, seed=seed)
         points = data.frame[test].reset_index(drop=True)
         y = points["loss"].to_numpy()
         reach = float(beyond(data.frame[train], points, [name]).max())

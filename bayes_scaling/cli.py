@@ -501,7 +501,9 @@ def _backtest(args: argparse.Namespace, out: Path) -> int:
         f"backtesting the {law.name} law on {len(data)} runs from {data.source} at cutoffs "
         + ", ".join(f"{c:g}" for c in cutoffs)
     )
-    result = bs.backtest(data, law, cutoffs, priors=args.priors, settings=_settings(args), seed=args.seed)
+    result = bs.backtest(
+        data, law, cutoffs, priors=args.priors, settings=_settings(args), seed=args.seed, pooling=_pooling(args.pool)
+    )
     with pd.option_context(*_DISPLAY):
         print("\nheld-out runs inside the bands of a new run, median |relative error|, mean 90% interval score")
         print(result.table.to_string(index=False))
@@ -530,6 +532,7 @@ def _review(args: argparse.Namespace, out: Path) -> int:
     if given:
         row = given[0]
         target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else {"flops": row["C"]}
+        target["group"] = row.get("group")
     else:
         target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
     result, _ = _fit_one(args, data, law)

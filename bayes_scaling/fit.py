@@ -192,13 +192,20 @@ def _fit_plain(
     return result
 
 
+def _needed(law: Law, plan: Design) -> int:
+    """Runs each group needs for the parameters it has of its own (separate ones, or pooled offsets)."""
+    own = [name for name in law.params if plan.mode(name) == "separate"]
+    pooled = [name for name in law.params if plan.mode(name) == "pooled"]
+    return len(own) + 1 if own else (2 if pooled else 1)
+
+
 def _identifiable(data: Dataset, law: Law, plan: Design) -> None:
     """Every group must hold runs enough for the parameters it has of its own; else an error naming it."""
     if not plan.labels:
         return
     own = [name for name in law.params if plan.mode(name) == "separate"]
     pooled = [name for name in law.params if plan.mode(name) == "pooled"]
-    needed = len(own) + 1 if own else (2 if pooled else 1)
+    needed = _needed(law, plan)
     counts = data.frame["group"].value_counts()
     short = counts[counts < needed]
     if len(short):

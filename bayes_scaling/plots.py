@@ -42,6 +42,18 @@ def _scalar(axis: Axis) -> None:
     axis.set_minor_formatter(ScalarFormatter())
 
 
+def _readable(axis: Axis, lo: float, hi: float, count: int = 7) -> None:
+    """About ``count`` labelled ticks, evenly spaced on a log scale, at round values between ``lo`` and ``hi``
+    (a log axis spanning less than a decade otherwise shows one label or two)."""
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
+
+    digits = 2 if hi / lo > 1.5 else 3
+    ticks = [float(f"{v:.{digits}g}") for v in np.geomspace(lo, hi, count)]
+    axis.set_major_locator(FixedLocator(sorted(set(t for t in ticks if lo <= t <= hi))))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_locator(NullLocator())
+
+
 def save(fig: Figure, path: str | Path | None) -> Figure:
     """Save ``fig`` as PNG or SVG (by the path's suffix) when a path is given; a stopped save leaves no half file."""
     if path is not None:
@@ -142,31 +154,29 @@ def fit_from_tables(
         ax.scatter(runs[x], runs["loss"], s=10, color="0.25", alpha=0.7, label=f"{len(runs)} training runs", zorder=3)
     if forecast is not None and "group" not in band.columns:
         wide = max(levels)
-        lo, hi = forecast.get(column("run", "lo", wide)), forecast.get(column("run", "hi", wide))
-        yerr = None if lo is None else [forecast["run_median"] - lo, hi - forecast["run_median"]]
-        ax.errorbar(
-            forecast[x],
-            forecast["run_median"],
-            yerr=yerr,
-            fmt="D",
-            color="C3",
-            capsize=4,
-            zorder=4,
-            label=f"forecast, {100 * wide:g}% band of a new run",
-        )
+        lo, hi = column("run", "lo", wide), column("run", "hi", wide)
+        # One marker and legend entry per target (no labels beside the markers: close targets overlapped).
         for i, (_, row) in enumerate(forecast.iterrows()):
-            ax.annotate(
-                f"{row['target']}\n{row['run_median']:.3f}",
-                (row[x], row["run_median"]),
-                textcoords="offset points",
-                xytext=(6, 6 + 18 * (i % 2)),
-                fontsize=8,
-                color="C3",
+            band_text = f", {100 * wide:g}% {row[lo]:.3f}-{row[hi]:.3f}" if lo in forecast.columns else ""
+            yerr = [[row["run_median"] - row[lo]], [row[hi] - row["run_median"]]] if lo in forecast.columns else None
+            ax.errorbar(
+                [row[x]],
+                [row["run_median"]],
+                yerr=yerr,
+                fmt="DosP^v<>"[i % 8],
+                color=f"C{3 + i % 7}",
+                capsize=4,
+                zorder=4,
+                label=f"{row['target']}: {row['run_median']:.3f}{band_text}",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
     _decades(ax.xaxis)
-    _scalar(ax.yaxis)
+    lo, hi = ax.get_ylim()
+    if hi / lo < 10:
+        _readable(ax.yaxis, lo, hi)
+    else:
+        _scalar(ax.yaxis)
     ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)
@@ -214,18 +224,19 @@ def frontier(result: Result, table: pd.DataFrame, *, path: str | Path | None = N
         ax.plot(table["C"], table[name], color=color, label=f"{name} (median, credible band)")
     ax.scatter(runs["C"], runs["N"], s=6, color="C0", alpha=0.4, label="runs: N")
     ax.scatter(runs["C"], runs["D"], s=6, color="C1", alpha=0.4, label="runs: D")
-    for target in PRESETS.values():
-        if target.N is not None:
-            c = FLOPS_PER_PARAM_TOKEN * target.N * target.D
-            ax.scatter([c, c], [target.N, target.D], marker="*", s=80, color="C3", zorder=4)
-            ax.annotate(target.name, (c, target.N), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    named = [t for t in PRESETS.values() if t.N is not None]
+    cs = [FLOPS_PER_PARAM_TOKEN * t.N * t.D for t in named]
+    ax.scatter(cs, [t.N for t in named], marker="*", s=90, color="C0", edgecolor="k", zorder=4, label="named models: N")
+    ax.scatter(cs, [t.D for t in named], marker="^", s=60, color="C1", edgecolor="k", zorder=4, label="named models: D")
+    for t, c in zip(named, cs, strict=True):
+        ax.annotate(t.name, (c, t.N), textcoords="offset points", xytext=(5, -12), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     _decades(ax.xaxis)
     _decades(ax.yaxis)
     ax.set_xlabel("training compute C (FLOP)")
     ax.set_ylabel("parameters N, tokens D")
-    ax.set_title("compute-optimal allocation (stars: named models)")
+    ax.set_title("compute-optimal allocation: parameters N and tokens D")
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()

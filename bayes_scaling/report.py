@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import plots
 from ._outputs import atomic_file
+from .forecast import column
 from .review import SECTIONS, Review
 
 if TYPE_CHECKING:
@@ -93,16 +94,55 @@ def save(review: Review, out: str | Path) -> Path:
     return out
 
 
+def _anchor(section: str) -> str:
+    return section.lower().replace(" ", "-")
+
+
+def _summary(review: Review, markdown: bool) -> list[str]:
+    """What a reader takes in at one glance: the verdict, the forecast with its 50% and 90% bands, the
+    reasons with their numbers, and a link to each section."""
+    parts = []
+    verdict = f"Verdict: {review.verdict.upper()} extrapolation risk"
+    forecast = review.tables.get("forecast")
+    line = ""
+    if forecast is not None and len(forecast):
+        row = forecast.iloc[0]
+        bands = [
+            f"{100 * lv:g}% {row[column('loss', 'lo', lv)]:.4g}-{row[column('loss', 'hi', lv)]:.4g}"
+            for lv in (0.5, 0.9)
+            if column("loss", "lo", lv) in forecast.columns
+        ]
+        group = f" (group {row['group']})" if "group" in forecast.columns else ""
+        line = f"Expected loss at {review.target['target']}{group}: {row['loss_median']:.4g} ({'; '.join(bands)})"
+    reasons = review.reasons or ("no finding scored a point",)
+    if markdown:
+        parts.append(f"**{verdict}**")
+        if line:
+            parts.append(line)
+        parts.append("\n".join(f"- {r}" for r in reasons))
+        parts.append(" · ".join(f"[{section}](#{_anchor(section)})" for section in SECTIONS))
+        return parts
+    colour = {"low": "#2e7d32", "medium": "#b26a00", "high": "#c62828", "unusable": "#6a1b9a"}.get(
+        review.verdict, "#333"
+    )
+    items = "".join(f"<li>{_html.escape(r)}</li>" for r in reasons)
+    links = " · ".join(f'<a href="#{_anchor(section)}">{section}</a>' for section in SECTIONS)
+    parts.append(
+        f'<div class="summary"><p class="verdict" style="color:{colour}"><b>{_html.escape(verdict)}</b></p>'
+        + (f"<p>{_html.escape(line)}</p>" if line else "")
+        + f"<ul>{items}</ul><p>{links}</p></div>"
+    )
+    return parts
+
+
 def _render(review: Review, images: dict[str, bytes] | None, figure_dir: str = "figures") -> str:
     """Markdown when ``images`` is None (figures linked), else HTML (figures embedded)."""
     markdown = images is None
     t = review.target
     title = f"Extrapolation risk review: {t['target']} (N={t['N']:.3g}, D={t['D']:.3g}, C={t['C']:.3g} FLOP)"
-    parts = [f"# {title}" if markdown else f"<h1>{_html.escape(title)}</h1>"]
-    verdict = f"Verdict: {review.verdict.upper()} extrapolation risk"
-    parts.append(f"**{verdict}**" if markdown else f"<p><b>{verdict}</b></p>")
+    parts = [f"# {title}" if markdown else f"<h1>{_html.escape(title)}</h1>", *_summary(review, markdown)]
     for section in SECTIONS:
-        parts.append(f"## {section}" if markdown else f"<h2>{section}</h2>")
+        parts.append(f"## {section}" if markdown else f'<h2 id="{_anchor(section)}">{section}</h2>')
         if section == "Verdict":
             note = f"{review.verdict.upper()}. Rule: {review.rule}"
             reasons = review.reasons or ("no finding scored a point",)
@@ -117,7 +157,10 @@ def _render(review: Review, images: dict[str, bytes] | None, figure_dir: str = "
         for key in keys:
             if key in review.tables:
                 table = review.tables[key]
-                parts.append(_markdown_table(table) if markdown else table.to_html(index=False, float_format="%.4g"))
+                if markdown:
+                    parts.append(_markdown_table(table))
+                else:  # a wide table scrolls inside its own box; the page never does
+                    parts.append(f'<div class="table">{table.to_html(index=False, float_format="%.4g")}</div>')
         for name in names:
             if markdown:
                 if name in _drawn(review):
@@ -127,11 +170,18 @@ def _render(review: Review, images: dict[str, bytes] | None, figure_dir: str = "
                 parts.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
     if markdown:
         return "\n\n".join(parts) + "\n"
-    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-    style += "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}img{max-width:100%}"
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:0 12px}"
+        ".summary{border:1px solid #bbb;border-radius:6px;padding:6px 14px;background:#fafafa}"
+        ".verdict{font-size:130%}.table{overflow-x:auto;max-width:100%}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%;white-space:nowrap}"
+        "img{max-width:100%;height:auto}p,li{overflow-wrap:anywhere}"
+    )
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_html.escape(title)}</title>'
-        f"<style>{style}</style></head><body>" + "\n".join(parts) + "</body></html>\n"
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f"<title>{_html.escape(title)}</title><style>{style}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
     )
 
 

@@ -206,7 +206,12 @@ class Result:
         flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731
         out: dict[str, np.ndarray] = {}
         varying = [name for name in self.law.params if "group" in post[name].dims]
-        separate = [name for name in varying if f"{name}_tau" not in post]
+        # Varying without a spread of its own: separate, unless a shared centred amplitude that varies only
+        # through its exponent (its value at the data's centre is shared).
+        shared_centre = {
+            name for name in amplitudes if f"log_{name}_c" in post and "group" not in post[f"log_{name}_c"].dims
+        }
+        separate = [name for name in varying if f"{name}_tau" not in post and name not in shared_centre]
         if separate:
             raise ValueError(
                 f"{', '.join(separate)} {'is' if len(separate) == 1 else 'are'} separate per group: a new group has "
@@ -224,11 +229,14 @@ class Result:
             if name not in amplitudes:
                 continue
             k, x = amplitudes[name]
+            centre = float(const[f"centre_{x}"]) if f"centre_{x}" in const else 0.0
+            k_new = (out[k] if k in out else shared[k]) if isinstance(k, str) else k
+            if name in shared_centre:  # A = exp(log_A_c + k * centre), with the new group's exponent
+                out[name] = np.exp(flat(post[f"log_{name}_c"]) + k_new * centre)
+                continue
             pop, tau = flat(post[f"{name}_pop"]), flat(post[f"{name}_tau"])
             log_new = np.log(pop) + tau * rng.standard_normal(pop.shape)
             if isinstance(k, str) and f"{k}_pop" in post:  # the exponent varies too: move along it at the centre
-                centre = float(const[f"centre_{x}"])
-                k_new = out[k] if k in out else shared[k]
                 log_new += (k_new - flat(post[f"{k}_pop"])) * centre
             out[name] = np.exp(log_new)
         return out

@@ -28,7 +28,7 @@ from .compare import compare
 from .data import Dataset
 from .diagnostics import ConvergenceWarning, Health, MixingWarning, Thresholds
 from .fit import fit
-from .forecast import FAR, LEVELS, axis_of, curve, expected, forecast, predictive, stacked, targets
+from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets
 from .result import Result
 
 SECTIONS = (
@@ -153,7 +153,7 @@ def review(
     if result.labels:
         points = points.assign(group=group)
     mode = "calibrated" if _calibration.calibrated(result) else "plain"
-    table = forecast(result, points, levels=LEVELS, seed=seed, mode=mode)
+    table = forecast(result, points, levels=(0.5, 0.8, 0.9, 0.95), seed=seed, mode=mode)
     columns = {"N": "N", "D": "D", "C": "C", "loss": "loss", "group": "group" if result.labels else None}
     ctx = Context(
         result,

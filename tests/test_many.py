@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -111,3 +112,51 @@ def test_sharding_over_four_cpu_devices_gives_the_same_fits(many):
             post = single.group("posterior")[name]
             se = np.hypot(mcse, _arviz.mcse(post.to_numpy()))
             assert abs(mean - float(post.mean())) / se < 4.5, name
+
+
+DISTRIBUTED = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import jax
+    port, process = sys.argv[1], int(sys.argv[2])
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process)
+    warnings.simplefilter("ignore")
+    import bayes_scaling as bs
+    from bayes_scaling import _arviz
+    from test_many import SHORT, make_sets
+    sets = make_sets()
+    mine = list(range(jax.process_index(), len(sets), jax.process_count()))  # this process's share
+    results = bs.fit_many([sets[i] for i in mine], seed=mine, **SHORT)  # on this process's own devices
+    fits = {i: {k: [float(r.group("posterior")[k].mean()), _arviz.mcse(r.group("posterior")[k].to_numpy())]
+                for k in r.params} for i, r in zip(mine, results)}
+    print(json.dumps({"processes": jax.process_count(), "devices": len(jax.devices()), "fits": fits}))
+    """
+)
+
+
+def test_fit_many_over_two_processes_with_jax_distributed(many):
+    """The cluster pattern (one process per host, each fitting its share), as two local CPU processes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DISTRIBUTED, port, str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for i in range(2)
+    ]
+    fits = {}
+    for proc in procs:
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        report = json.loads(out.decode().strip().splitlines()[-1])
+        assert report["processes"] == 2 and report["devices"] == 2  # one CPU device each, two in the cluster
+        fits |= {int(i): f for i, f in report["fits"].items()}
+    assert sorted(fits) == list(range(8))  # every data set fitted once, by one of the two
+    for i, single in enumerate(many):  # the same fits in one process, within Monte Carlo error
+        for name, (mean, mcse) in fits[i].items():
+            post = single.group("posterior")[name]
+            se = np.hypot(mcse, _arviz.mcse(post.to_numpy()))
+            assert abs(mean - float(post.mean())) / se < 4.5, (i, name)

@@ -1,8 +1,11 @@
 """Extrapolation risk review: sections, rendering, verdicts on good, bending and badly mixed fits."""
 
 import base64
+import html
 import json
 import re
+import shutil
+import subprocess
 import sys
 import warnings
 
@@ -50,7 +53,7 @@ def test_review_of_embedded_data_renders_every_section(embedded_review):
     page = (out / "report.html").read_text()
     markdown = (out / "report.md").read_text()
     for section in SECTIONS:
-        assert f"<h2>{section}</h2>" in page, section
+        assert f">{section}</h2>" in page, section
         assert f"## {section}" in markdown, section
     # Self-contained: no external references (no http(s), no src= other than inline data).
     assert "http://" not in page and "https://" not in page
@@ -137,7 +140,7 @@ def test_rendering_reads_the_review_and_never_refits(embedded_review, monkeypatc
     again = bs.report.markdown(report)
     assert again == (out / "report.md").read_text()
     page = bs.report.html(report)
-    assert page.count("<img ") == 4 and page.count("<h2>") == len(SECTIONS)
+    assert page.count("<img ") == 4 and page.count("</h2>") == len(SECTIONS)
     assert bs.report.json(report)["verdict"] == report.verdict
 
 
@@ -192,3 +195,36 @@ def test_laws_whose_fits_failed_do_not_vote():
     rows[1] |= {"votes": True, "why_not": ""}
     points, _ = model_points(pd.DataFrame(rows), "chinchilla")
     assert points[0][0] == 1 and "power-c's median 2.5" in points[0][1] and "1.87-1.92" in points[0][1]
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+# Measures the page after it loads: its scroll width against the window's, and every image decoded.
+PROBE = """<script>window.addEventListener("load", () => { const images = [...document.images];
+document.title = JSON.stringify({scroll: document.documentElement.scrollWidth,
+client: document.documentElement.clientWidth, images: images.length,
+loaded: images.filter((i) => i.complete && i.naturalWidth > 0).length}); });</script>"""
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no Chromium: .ci/run installs Debian's chromium package")
+def test_the_page_fits_1200_pixels_and_every_figure_loads_in_a_browser(embedded_review, tmp_path):
+    _, out = embedded_review
+    page = (out / "report.html").read_text()
+    assert page.index('class="summary"') < page.index("<h2")  # the summary comes first
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    flags += [
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    shown = subprocess.run(
+        [BROWSER, *flags, "--window-size=1200,900", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    measured = json.loads(html.unescape(re.search(r"<title>(\{.*?\})</title>", shown.stdout).group(1)))
+    assert measured["scroll"] <= measured["client"], measured  # no horizontal overflow at 1200 px
+    assert measured["images"] == 4 and measured["loaded"] == 4, measured
