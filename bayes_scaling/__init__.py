@@ -10,7 +10,8 @@ Public API::
 
 Names: data (``load_data``, ``datasets``, ``simulate``), laws and priors (``laws``, ``Law``,
 ``Prior``), fitting (``fit``, ``fit_many``, ``Settings``, ``Result``, ``load``), using a fit
-(``forecast``, ``backtest``, ``compare``, ``review``, ``optimal``, ``plots``, ``report``),
+(``forecast``, ``backtest``, ``compare``, ``review``, ``optimal``, ``design``, ``plots``,
+``report``),
 warnings (``ConvergenceWarning``, ``DataWarning``, ``ExtrapolationWarning``) and ``enable_cache``. Everything else
 is internal.
 """
@@ -21,6 +22,7 @@ from ._sampler import Settings
 from .backtest import backtest
 from .compare import compare
 from .data import DataWarning, load_data
+from .design import design
 from .diagnostics import ConvergenceWarning
 from .fit import fit, fit_many
 from .forecast import ExtrapolationWarning, forecast
@@ -43,6 +45,7 @@ __all__ = [
     "backtest",
     "compare",
     "datasets",
+    "design",
     "enable_cache",
     "fit",
     "fit_many",

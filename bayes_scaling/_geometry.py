@@ -37,6 +37,16 @@ def beyond(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> n
     return out
 
 
+def shortfalls(runs: pd.DataFrame, point: pd.Series | dict, inputs: Sequence[str]) -> np.ndarray:
+    """Each run's shortfall to one point, ``max(log10 x_i - log10 r_i, 0)`` in decades, shape (n, len(inputs)).
+
+    :func:`beyond` measures a point from the run with the smallest (Euclidean) shortfall; this gives
+    every run's, for asking how far the point would lie if a run were added.
+    """
+    x = np.log10(np.asarray([point[k] for k in inputs], np.float64))
+    return np.maximum(x[None, :] - np.log10(runs[list(inputs)].to_numpy(np.float64)), 0.0)
+
+
 def axis(runs: pd.DataFrame, inputs: Sequence[str]) -> str:
     """The extrapolation axis of runs fitted by a law of ``inputs``: compute ``C`` when known for every run,
     else the law's first input."""

@@ -141,6 +141,26 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
     _target_flags(target, many=False)
     p.add_argument("--cutoffs", default=None, help="backtest compute cutoffs (default: 50/70/85%% quantiles of C)")
+    p = sub.add_parser("design", parents=[common], help="which runs to train next for the most certainty per FLOP")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
+    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    target.add_argument(
+        "--target", type=_target, metavar="N=..,D=..", help="a planned run: N=8.7e9,D=1.78e11 (or C=1e24); group=..."
+    )
+    p.add_argument("--budget", type=float, help="FLOP to spend on the next runs together (default: no limit but --k)")
+    p.add_argument("--k", type=_count, default=5, help="the most runs to pick (default: 5)")
+    p.add_argument(
+        "--candidates", metavar="FILE", help="CSV of runs that could be trained: columns N and D (or params, tokens)"
+    )
+    p.add_argument(
+        "--objective",
+        choices=("variance", "width90", "regret"),
+        default="variance",
+        help="what to shrink at the target: the variance of its expected loss (default), the width of its 90%% "
+        "band, or the expected regret of the compute-optimal allocation at its compute",
+    )
+    p.add_argument("--group", default=None, help="with --group-col: the group the target and new runs belong to")
     return parser
 
 
@@ -547,7 +567,57 @@ def _review(args: argparse.Namespace, out: Path) -> int:
     return EXIT_NOT_CONVERGED if found.verdict == "unusable" else 0
 
 
-COMMANDS = {"fit": _fit, "optimal": _optimal, "backtest": _backtest, "review": _review}
+def _design(args: argparse.Namespace, out: Path) -> int:
+    if args.law and len(args.law) > 1:
+        raise ValueError("`design` takes one --law")
+    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
+    data = _load(args, [law])
+    pool = None
+    if args.candidates:
+        try:
+            pool = pd.read_csv(args.candidates)
+        except FileNotFoundError:
+            raise ValueError(f"{args.candidates}: no such file") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"{args.candidates}: not a readable CSV file ({err})") from None
+    group = args.group
+    if args.target:
+        row = args.target
+        target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else row["C"]
+        group = row.get("group", group)
+    else:
+        target = args.target_flops if args.target_flops else args.preset or "gpt4"
+    result, _ = _fit_one(args, data, law, calibrate=False)  # the design weighs the law's own uncertainty
+    status = _health(result)
+    print(f"\ndesigning: {args.k} runs" + (f" within {args.budget:.3g} FLOP" if args.budget else ""))
+    table = bs.design(
+        result,
+        target,
+        args.budget,
+        pool,
+        k=args.k,
+        objective=args.objective,
+        group=group,
+        seed=args.seed,
+        source=args.candidates or "candidates",
+    )
+    point = table.attrs["target"].iloc[0]
+    with pd.option_context(*_DISPLAY):
+        print(
+            f"target {point['target']} (N={point['N']:.3g}, D={point['D']:.3g}, C={point['C']:.3g}): 90% band of the "
+            f"expected loss {table.attrs['width90_before']:.4g} nats wide today; {args.objective} "
+            f"{table.attrs['before']:.4g}"
+        )
+        print(table.to_string(index=False))
+    written = [out / "design.csv", out / "candidates.csv", out / f"design.{args.format}"]
+    table.to_csv(written[0], index=False)
+    table.attrs["candidates"].to_csv(written[1], index=False)
+    bs.plots.design(table, result.data(), path=written[2])
+    _wrote(args, written)
+    return status
+
+
+COMMANDS = {"fit": _fit, "optimal": _optimal, "backtest": _backtest, "review": _review, "design": _design}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

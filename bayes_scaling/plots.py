@@ -383,3 +383,46 @@ def residuals(table: pd.DataFrame, pit: np.ndarray, *, path: str | Path | None =
     axes[3].hist(pit, bins=10, range=(0, 1), color="C1")
     axes[3].set(xlabel="LOO-PIT", ylabel="runs", title="uniform if calibrated")
     return save(fig, path)
+
+
+def design(table: pd.DataFrame, runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+    """The candidate map of a sweep design over N and D, coloured by expected gain per FLOP, with the runs and picks.
+
+    Parameters
+    ----------
+    table : the picks from :func:`bayes_scaling.design.design` (its ``attrs["candidates"]`` hold
+        every candidate's first-round ``gain_per_flop``).
+    runs : the fitted runs, columns ``N``, ``D`` (and ``C``).
+    """
+    from matplotlib.colors import LogNorm
+
+    pool = table.attrs["candidates"]
+    by_compute = not np.isfinite(pool["N"].to_numpy(np.float64)).all()
+    x, y = ("C", "gain_per_flop") if by_compute else ("N", "D")
+    fig = _figure(figsize=(6.4, 4.6), layout="constrained")
+    ax = fig.subplots()
+    gain = pool["gain_per_flop"].to_numpy(np.float64)
+    useful = gain > 0
+    if useful.any():
+        norm = LogNorm(vmin=gain[useful].min(), vmax=gain[useful].max())
+        points = ax.scatter(
+            pool[x][useful], pool[y][useful], c=gain[useful], norm=norm, s=18, cmap="viridis", marker="s", lw=0
+        )
+        fig.colorbar(points, ax=ax, label=f"expected drop of the {table.attrs['objective']} per FLOP (first pick)")
+    ax.scatter(pool[x][~useful], pool[y][~useful], s=10, color="0.85", marker="s", lw=0, label="no gain / too dear")
+    if not by_compute:
+        ax.scatter(runs["N"], runs["D"], s=8, color="k", alpha=0.6, label="runs so far")
+        ax.scatter(table["N"], table["D"], marker="*", s=200, color="C3", edgecolor="k", zorder=4, label="picks")
+        for _, row in table.iterrows():
+            ax.annotate(str(int(row["pick"])), (row["N"], row["D"]), textcoords="offset points", xytext=(6, 4))
+        ax.set(xlabel="parameters N", ylabel="training tokens D")
+    else:
+        ax.scatter(table["C"], table["gain_per_flop"], marker="*", s=200, color="C3", edgecolor="k", label="picks")
+        ax.set(xlabel="training compute C (FLOP)", ylabel="expected gain per FLOP")
+    ax.set(xscale="log", yscale="log")
+    target = table.attrs["target"].iloc[0]
+    before, after = table.attrs["width90_before"], table["width90_after"]
+    last = f" -> {after.iloc[-1]:.3g} after {len(table)} runs ({table['C'].sum():.3g} FLOP)" if len(table) else ""
+    ax.set_title(f"next runs for {target['target']}: 90% band width {before:.3g}{last} nats", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    return save(fig, path)

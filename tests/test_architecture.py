@@ -22,6 +22,7 @@ LAYERS = [
     ["forecast"],
     ["fit"],
     ["backtest", "compare", "optimal", "sbc"],
+    ["design"],
     ["review"],
     ["plots"],
     ["report"],
@@ -127,7 +128,7 @@ def test_the_flop_constant_is_stated_once():
 
 
 def test_the_public_api_is_short_and_listed_in_the_readme():
-    assert 15 <= len(bs.__all__) <= 22, bs.__all__
+    assert 15 <= len(bs.__all__) <= 24, bs.__all__
     section = README.split("## Public API", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"`bs\.(\w+)", section))
     assert set(bs.__all__) <= listed, set(bs.__all__) - listed
@@ -143,6 +144,7 @@ def test_internal_modules_are_private_and_not_exported():
         "compare",
         "data",
         "datasets",
+        "design",
         "diagnostics",
         "fit",
         "forecast",
