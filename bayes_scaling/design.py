@@ -131,44 +131,55 @@ def _checked(frame: pd.DataFrame, source: str, k: float) -> pd.DataFrame:
 
 
 def _target(result: Result, target: object, group: str | None, k: float) -> pd.DataFrame:
-    """The target as one row of N, D, C: a preset name, a compute budget, or a mapping with N and D (or flops)."""
-    if isinstance(target, str):
-        given = {"preset": target}
-    elif isinstance(target, int | float):
-        given = {"flops": float(target)}
-    elif isinstance(target, Mapping):
-        given = {key: target[key] for key in ("N", "D", "flops") if key in target}
-        if "C" in target:
-            given["flops"] = target["C"]
+    """The targets as rows of N, D, C: a preset name, a compute budget, a mapping with N and D (or flops), or a
+    DataFrame of planned runs (columns N and D, or C)."""
+    if isinstance(target, pd.DataFrame):
+        frame = _checked(target, "target", k)
+        point = frame[["N", "D", "C"]].assign(target=[f"run {i + 1}" for i in range(len(frame))])
+        if "target" in target.columns:
+            point["target"] = target["target"].astype(str).to_numpy()
     else:
-        raise ValueError(f"target: a preset name, a compute budget in FLOP, or {{'N': .., 'D': ..}}; got {target!r}")
-    point = targets(result, k=k, group=group, **given)
-    if len(point) != 1:
-        raise ValueError(f"design aims at one target, got {len(point)}")
+        if isinstance(target, str):
+            given = {"preset": target}
+        elif isinstance(target, int | float):
+            given = {"flops": float(target)}
+        elif isinstance(target, Mapping):
+            given = {key: target[key] for key in ("N", "D", "flops") if key in target}
+            if "C" in target:
+                given["flops"] = target["C"]
+        else:
+            raise ValueError(
+                f"target: a preset name, a compute budget in FLOP, {{'N': .., 'D': ..}} or a DataFrame; got {target!r}"
+            )
+        point = targets(result, k=k, group=group, **given)
     runs = result.data(group)
     name = axis(runs, result.law.inputs)
-    if np.isfinite(point[name].to_numpy(np.float64)).all() and beyond(runs, point, [name])[0, 0] <= 0:
-        raise ValueError(
-            f"the target ({point['target'].iloc[0]}, {name}={point[name].iloc[0]:.3g}) lies inside the data (largest "
-            f"run {name}={runs[name].max():.3g}): there is nothing to extrapolate; aim the design beyond the sweep"
-        )
-    return point
+    if np.isfinite(point[name].to_numpy(np.float64)).all():
+        inside = np.flatnonzero(beyond(runs, point, [name])[:, 0] <= 0)
+        if inside.size:
+            i = int(inside[0])
+            raise ValueError(
+                f"the target ({point['target'].iloc[i]}, {name}={point[name].iloc[i]:.3g}) lies inside the data "
+                f"(largest run {name}={runs[name].max():.3g}): there is nothing to extrapolate; aim the design beyond "
+                "the sweep"
+            )
+    return point.reset_index(drop=True)
 
 
 def _arrays(objective: str, values: np.ndarray, table: np.ndarray | None) -> dict:
     """An objective's per-draw arrays (float32), from ``values`` (the sorted target) or ``table`` (S x allocations)."""
     if objective == "regret":
         return {"L": jnp.asarray(table, jnp.float32), "best": jnp.asarray(table.min(axis=1), jnp.float32)}
-    centred = values - values.mean()  # float32 keeps the variance's digits once centred
+    centred = values - values.mean(axis=0)  # float32 keeps the variance's digits once centred
     return {"g": jnp.asarray(centred, jnp.float32)}
 
 
 def _objective(name: str, w: jax.Array, arrays: dict) -> jax.Array:
     """An objective under weights ``w`` (..., S) that sum to one over the draws, shape (...)."""
-    if name == "variance":
+    if name == "variance":  # of each target (S, t), averaged over the targets
         g = arrays["g"]
         mean = w @ g
-        return jnp.maximum(w @ (g * g) - mean * mean, 0.0)
+        return jnp.maximum(w @ (g * g) - mean * mean, 0.0).mean(axis=-1)
     if name == "width90":
         g = arrays["g"]  # the draws are sorted by the target's value: a weighted quantile is a cumulative sum
         return g[_quantile_index(w, 0.95)] - g[_quantile_index(w, 0.05)]
@@ -232,8 +243,10 @@ class _Posterior:
         law = result.law
         draws = result.draws(group)
         self.result = result
-        target = np.exp(law_at(law, draws, {name: point[name].to_numpy() for name in law.inputs})[:, 0])
-        order = np.argsort(target, kind="stable")
+        target = np.exp(law_at(law, draws, {name: point[name].to_numpy() for name in law.inputs}))  # (S, t)
+        if target.shape[1] > 1 and objective != "variance":
+            raise ValueError(f"the {objective} objective takes one target; several targets take 'variance'")
+        order = np.argsort(target[:, 0], kind="stable")
         draws = {name: np.asarray(v)[order] for name, v in draws.items()}
         self.target = target[order]
         inputs = {name: pool[name].to_numpy() for name in law.inputs}
@@ -248,8 +261,8 @@ class _Posterior:
             centre = np.median(log_n)
             n = np.exp(np.linspace(centre - 1.5 * np.log(10), centre + 1.5 * np.log(10), ALLOCATIONS))
             table = losses(law, draws, n, flops / (k * n), k)
-        self.arrays = _arrays(objective, self.target, table)
-        self.width = _arrays("width90", self.target, None)
+        self.arrays = _arrays(objective, self.target[:, 0] if objective == "width90" else self.target, table)
+        self.width = _arrays("width90", self.target[:, 0], None) if self.target.shape[1] == 1 else None
         self.error = _Error(result, point, group, self.target, draws) if _calibration.calibrated(result) else None
 
     @property
@@ -271,22 +284,27 @@ class _Error:
         extrapolation = result.group("extrapolation")
         self.inputs = [str(k) for k in extrapolation["input"].to_numpy()]
         kappa = extrapolation["kappa"].to_numpy().reshape(-1, len(self.inputs))
-        kappa = kappa[np.resize(np.arange(len(kappa)), len(target))]
-        share = _calibration.reducible(result.law, draws, np.log(target)[:, None])[:, 0]
-        self.a = np.mean((target * share)[:, None] ** 2 * kappa**2, axis=0)  # (i,)
+        kappa = kappa[np.resize(np.arange(len(kappa)), len(target))]  # (S, i)
+        share = _calibration.reducible(result.law, draws, np.log(target))  # (S, t)
+        self.a = np.mean((target * share)[:, :, None] ** 2 * kappa[:, None, :] ** 2, axis=0)  # (t, i)
         runs = result.data(None if group is None or group == NEW else group)
-        self.point = point.iloc[0]
-        self.nearest = beyond(runs, point, self.inputs)[0]  # (i,)
+        self.points = point
+        self.nearest = beyond(runs, point, self.inputs)  # (t, i)
 
     def now(self) -> float:
-        """Today's error variance at the target (loss scale, nats²)."""
-        return float(self.a @ self.nearest)
+        """Today's error variance at the targets (loss scale, nats², averaged over the targets)."""
+        return float(np.mean(np.sum(self.a * self.nearest, axis=1)))
+
+    def _gaps(self, pool: pd.DataFrame) -> np.ndarray:
+        """Each candidate's shortfall to each target, (n, t, i)."""
+        return np.stack([shortfalls(pool, row, self.inputs) for _, row in self.points.iterrows()], axis=1)
 
     def after(self, pool: pd.DataFrame) -> np.ndarray:
-        """The error variance at the target with each candidate added, shape (n,)."""
-        gap = shortfalls(pool, self.point, self.inputs)  # (n, i)
-        closer = np.sum(gap**2, axis=1) < np.sum(self.nearest**2)
-        return np.where(closer, gap @ self.a, self.now())
+        """The error variance at the targets with each candidate added, shape (n,)."""
+        gap = self._gaps(pool)
+        closer = np.sum(gap**2, axis=2) < np.sum(self.nearest**2, axis=1)[None, :]  # (n, t)
+        nearest = np.where(closer[..., None], gap, self.nearest[None])
+        return np.mean(np.sum(self.a[None] * nearest, axis=2), axis=1)
 
     def copy(self) -> _Error:
         other = copy.copy(self)
@@ -294,9 +312,9 @@ class _Error:
         return other
 
     def add(self, row: pd.Series) -> None:
-        gap = shortfalls(pd.DataFrame([row]), self.point, self.inputs)[0]
-        if np.sum(gap**2) < np.sum(self.nearest**2):
-            self.nearest = gap
+        gap = self._gaps(pd.DataFrame([row]))[0]  # (t, i)
+        closer = np.sum(gap**2, axis=1) < np.sum(self.nearest**2, axis=1)
+        self.nearest = np.where(closer[:, None], gap, self.nearest)
 
 
 def _total(objective: str, value: np.ndarray, error: np.ndarray | float) -> np.ndarray:
@@ -360,8 +378,9 @@ def design(
     Parameters
     ----------
     result : a fit (any law family; with groups, ``group`` names the group, or ``"new"``).
-    target : a preset name (``"gpt4"``), a compute budget in FLOP (split compute-optimally), or
-        ``{"N": .., "D": ..}`` for a planned run. Must lie beyond the data.
+    target : a preset name (``"gpt4"``), a compute budget in FLOP (split compute-optimally),
+        ``{"N": .., "D": ..}`` for a planned run, or a DataFrame of planned runs (columns ``N`` and
+        ``D``, or ``C``; the objective is then the variance averaged over them). Beyond the data.
     budget : FLOP to spend on the picks together (None: no limit but ``k``). Candidates dearer
         than what is left are not scored.
     candidates : runs that could be trained, columns ``N`` and ``D`` (or ``params``, ``tokens``),
@@ -535,8 +554,18 @@ def _now_program(name: str) -> object:
 
 def _width(logw0: np.ndarray, post: _Posterior, error: _Error | None) -> float:
     """The expected 90% band width of the target's expected loss under the worlds' weights (with the
-    extrapolation error where the fit is calibrated), nats."""
-    value = np.asarray(_now_program("width90")(logw0, post.width)[0])
+    extrapolation error where the fit is calibrated), nats; averaged over the targets when there are several."""
+    if post.width is not None:
+        value = np.asarray(_now_program("width90")(logw0, post.width)[0])
+    else:  # several targets: weighted quantiles target by target
+        w = np.exp(logw0 - logw0.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        value = np.zeros(len(w))
+        for g in post.target.T:
+            order = np.argsort(g)
+            cdf = np.cumsum(w[:, order], axis=1)
+            lo, hi = (np.minimum((cdf < q).sum(axis=1), len(g) - 1) for q in (0.05, 0.95))
+            value += (g[order][hi] - g[order][lo]) / post.target.shape[1]
     return float(np.mean(_total("width90", value, error.now() if error else 0.0)))
 
 

@@ -121,6 +121,14 @@ def test_objectives_today_match_numpy_over_the_draws(sweep_fit):
     n = np.exp(np.linspace(centre - 1.5 * np.log(10), centre + 1.5 * np.log(10), design_module.ALLOCATIONS))
     table_l = bs.optimal.losses(law, draws, n, c / (6 * n), 6.0)
     regret = table_l.mean(axis=0).min() - table_l.min(axis=1).mean()
+    # Several planned runs: the variance averaged over them.
+    planned = pd.DataFrame({"N": [7e10, 2e10], "D": [1.4e12, 1e12]})
+    loss = np.exp(law_at(law, draws, {"N": planned["N"].to_numpy(), "D": planned["D"].to_numpy()}))
+    several = bs.design(sweep_fit, planned, k=1)
+    assert several.attrs["before"] == pytest.approx(np.var(loss, axis=0).mean(), rel=1e-4)
+    assert len(several.attrs["target"]) == 2
+    with pytest.raises(ValueError, match="the width90 objective takes one target"):
+        bs.design(sweep_fit, planned, objective="width90")
     regret_table = bs.design(sweep_fit, TARGET, k=1, objective="regret")
     assert regret_table.attrs["before"] == pytest.approx(regret, rel=0.02, abs=1e-7)
     assert regret_table["gain"].iloc[0] > 0
