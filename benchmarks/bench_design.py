@@ -114,7 +114,9 @@ def simulated(seed: int, rounds: int = 12, k: int = 4, objective: str = "varianc
             break
         new = picks.rename(columns={"N": "params", "D": "tokens", "C": "flops"})[["params", "tokens", "flops"]]
         runs = pd.concat([runs, observe(truth, new, rng)], ignore_index=True)
+    level = np.argmin(np.abs(np.log(runs["flops"].to_numpy()[:, None] / BUDGETS[None, :])), axis=1)
     out |= {
+        "per_level": np.bincount(level, minlength=len(BUDGETS)),
         "design_flops": runs["flops"].sum(),
         "design_runs": len(runs),
         "design_width": hi - lo,
@@ -136,18 +138,26 @@ def part_simulated(studies: int, k: int = 4, objective: str = "variance") -> Non
         print(
             f"study {seed:3d}: grid {row['grid_flops']:.3g} FLOP, width {row['grid_width']:.4f}; design "
             f"{row['design_flops']:.3g} FLOP ({row['design_flops'] / row['grid_flops']:.2f}x, {row['design_runs']} "
-            f"runs, {row['rounds']} rounds), width {row['design_width']:.4f}{'' if row['reached'] else ' NOT REACHED'}",
+            f"runs, {row['rounds']} rounds), width {row['design_width']:.4f}"
+            f"{'' if row['reached'] else ' NOT REACHED'}; runs per budget {'/'.join(map(str, row['per_level']))}",
             flush=True,
         )
     t = pd.DataFrame(rows)
     ratio = t["design_flops"] / t["grid_flops"]
-    to_reach = ratio.where(t["reached"], np.inf)  # a study that never reached the width needs more than it spent
+    to_reach = ratio.where(t["reached"], 99.0)  # a study that never reached the width needs more than it spent
     print(f"\n{studies} studies in {time.perf_counter() - start:.0f} s")
     print(f"width reached in {t['reached'].sum()} of {studies} studies ({48 // k} rounds of {k} runs at most)")
     print(
         f"sweep compute to reach the grid's width, design / grid: median {to_reach.median():.2f} over all {studies} "
-        f"studies (those that never reached it count as infinite), {ratio[t['reached']].median():.2f} over the "
+        f"studies (those that never reached it count as 99), {ratio[t['reached']].median():.2f} over the "
         f"{t['reached'].sum()} that did; quartiles {to_reach.quantile(0.25):.2f}-{to_reach.quantile(0.75):.2f}"
+    )
+    levels = np.stack(t["per_level"].to_numpy())
+    share = (levels * BUDGETS).T / t["design_flops"].to_numpy()
+    print(
+        "design runs per budget level (" + ", ".join(f"{b:.2g}" for b in BUDGETS) + " FLOP; the grid has 8 each): "
+        f"median {'/'.join(f'{m:g}' for m in np.median(levels, axis=0))}; share of the design's compute at the "
+        f"top level: median {np.median(share[-1]):.0%} (the grid: {8 * BUDGETS[-1] / (8 * BUDGETS.sum()):.0%})"
     )
     print(
         f"median |error| of the target's forecast: grid {100 * t['grid_error'].median():.2f}%, design "
