@@ -205,14 +205,27 @@ def _target(text: str) -> dict:
     return found
 
 
-def _targets_file(path: str) -> list[dict]:
-    """The runs of a targets CSV, as dicts like :func:`_target`'s; errors name the file, column and row."""
+def _read_csv(path: str) -> pd.DataFrame:
+    """A small CSV (targets, candidates) as a DataFrame; a missing or unreadable file is one clear error."""
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a readable CSV file ({err})") from None
+
+
+def _one_law(args: argparse.Namespace, command: str) -> tuple:
+    """The one law a command takes (default chinchilla) and the runs, checked for it: (law, data)."""
+    if args.law and len(args.law) > 1:
+        raise ValueError(f"`{command}` takes one --law")
+    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
+    return law, _load(args, [law])
+
+
+def _targets_file(path: str) -> list[dict]:
+    """The runs of a targets CSV, as dicts like :func:`_target`'s; errors name the file, column and row."""
+    frame = _read_csv(path)
     if not ({"N", "D"} <= set(frame.columns) or "C" in frame.columns):
         raise ValueError(f"{path}: needs columns N and D, or C (found: {', '.join(map(str, frame.columns))})")
     rows = []
@@ -338,10 +351,7 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
 
 def _fit_from_args(args: argparse.Namespace) -> tuple:
     """Load the runs, fit the (first) law and print its posterior table; return (data, result, table)."""
-    if args.law and len(args.law) > 1:
-        raise ValueError("`optimal` takes one --law")
-    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
-    data = _load(args, [law])
+    law, data = _one_law(args, "optimal")
     return (data, *_fit_one(args, data, law, calibrate=False))  # allocations need no extrapolation error
 
 
@@ -509,10 +519,7 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
 
 
 def _backtest(args: argparse.Namespace, out: Path) -> int:
-    if args.law and len(args.law) > 1:
-        raise ValueError("`backtest` takes one --law")
-    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
-    data = _load(args, [law])
+    law, data = _one_law(args, "backtest")
     try:
         cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
     except ValueError:
@@ -536,10 +543,7 @@ def _backtest(args: argparse.Namespace, out: Path) -> int:
 
 
 def _review(args: argparse.Namespace, out: Path) -> int:
-    if args.law and len(args.law) > 1:
-        raise ValueError("`review` takes one --law")
-    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
-    data = _load(args, [law])
+    law, data = _one_law(args, "review")
     cutoffs = None
     if args.cutoffs:
         try:
@@ -568,18 +572,8 @@ def _review(args: argparse.Namespace, out: Path) -> int:
 
 
 def _design(args: argparse.Namespace, out: Path) -> int:
-    if args.law and len(args.law) > 1:
-        raise ValueError("`design` takes one --law")
-    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
-    data = _load(args, [law])
-    pool = None
-    if args.candidates:
-        try:
-            pool = pd.read_csv(args.candidates)
-        except FileNotFoundError:
-            raise ValueError(f"{args.candidates}: no such file") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(f"{args.candidates}: not a readable CSV file ({err})") from None
+    law, data = _one_law(args, "design")
+    pool = _read_csv(args.candidates) if args.candidates else None
     group = args.group
     if args.target:
         row = args.target
