@@ -127,6 +127,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="C",
         help="compute budget in FLOP (repeatable; default: 5.76e23 and 2.1e25)",
     )
+    p.add_argument(
+        "--tokens-per-param",
+        type=float,
+        action="append",
+        metavar="M",
+        help="also price training at this ratio M = D/N (over-training; repeatable): its loss and the compute it "
+        "needs to match the compute-optimal run",
+    )
     p.add_argument("--budget", type=float, help="a budget in money (or FLOP) to spend at the prices below")
     p.add_argument("--price-n", type=float, default=0.0, help="price per parameter (default 0)")
     p.add_argument("--price-d", type=float, default=0.0, help="price per training token (default 0)")
@@ -488,6 +496,17 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
         print(exps.to_string())
         print("\ndecisions under uncertainty: expected loss and regret (extra loss vs each draw's optimum)")
         print(decisions.to_string())
+        if args.tokens_per_param:
+            over = bs.optimal.overtrained(result, flops, args.tokens_per_param)
+            print("\nover-training: fixed tokens per parameter M (medians, 90% intervals)")
+            columns = ["C", "tokens_per_param", "N", "D", "loss", "extra_loss", "extra_loss_lo", "extra_loss_hi"]
+            print(over[[*columns, "compute_multiplier", "compute_multiplier_lo", "compute_multiplier_hi"]].to_string())
+            over.to_csv(out / "overtrained.csv", index=False)
+            grid = np.geomspace(result.data()["C"].min(), max(max(flops), 1e26), 30)
+            bs.plots.overtrained(
+                bs.optimal.overtrained(result, grid, args.tokens_per_param), path=out / f"overtrained.{args.format}"
+            )
+            written += [out / "overtrained.csv", out / f"overtrained.{args.format}"]
         if args.budget is not None:
             spend = bs.optimal.budget(
                 result, args.budget, price_n=args.price_n, price_d=args.price_d, price_c=args.price_c

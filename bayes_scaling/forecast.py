@@ -98,24 +98,35 @@ def targets(
     preset: Sequence[str] | str | None = None,
     k: float = FLOPS_PER_PARAM_TOKEN,
     group: str | None = None,
+    tokens_per_param: Sequence[float] | float | None = None,
 ) -> pd.DataFrame:
     """Resolve forecast targets to concrete (N, D, C) rows.
 
     (N, D) pairs give C = k·N·D; a compute budget alone is split compute-optimally
     at the posterior median of the per-draw optimum ``log N_opt`` (for a law of N and D;
-    with groups, ``group``'s optimum).
+    with groups, ``group``'s optimum), or, with ``tokens_per_param`` M, at that ratio:
+    N = sqrt(C / (k·M)), D = M·N (over-training, when M is above the compute-optimal ratio;
+    budgets and ratios broadcast against each other).
 
     Returns
     -------
     DataFrame with columns ``target``, ``N``, ``D``, ``C``, one row per target.
     """
     rows: list[Target] = _named(preset)
+    if tokens_per_param is not None and flops is None:
+        raise ValueError("tokens_per_param splits a compute budget: give flops with it")
     if N is not None or D is not None:
         if N is None or D is None:
             raise ValueError("give both N and D (or flops alone)")
         n, d = np.broadcast_arrays(np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64)))
         c = np.broadcast_to(np.atleast_1d(flops), n.shape) if flops is not None else [None] * n.size
         rows += [Target(f"N={a:.3g}, D={b:.3g}", N=a, D=b, C=cc) for a, b, cc in zip(n, d, c, strict=True)]
+    elif flops is not None and tokens_per_param is not None:
+        c, m = np.broadcast_arrays(np.atleast_1d(np.asarray(flops, np.float64)), np.atleast_1d(tokens_per_param))
+        if not (np.all(c > 0) and np.all(m > 0)):
+            raise ValueError("compute budgets and tokens per parameter must be positive")
+        n = np.sqrt(c / (k * m))
+        rows += [Target(f"C={a:.3g}, M={b:.3g}", N=nn, D=b * nn, C=a) for a, b, nn in zip(c, m, n, strict=True)]
     elif flops is not None:
         rows += [Target(f"C={c:.3g}", C=float(c)) for c in np.atleast_1d(flops)]
     if not rows:
@@ -265,6 +276,7 @@ def forecast(
     k: float = FLOPS_PER_PARAM_TOKEN,
     seed: int = 0,
     mode: str = "calibrated",
+    tokens_per_param: Sequence[float] | float | None = None,
 ) -> pd.DataFrame:
     """Forecast the loss at given points, (N, D) pairs, compute budgets or named presets.
 
@@ -273,6 +285,7 @@ def forecast(
     >>> forecast(result, preset=["gpt3", "chinchilla", "gpt4"])   # doctest: +SKIP
     >>> forecast(result, N=[1e9, 7e9], D=[2e10, 1.4e11])          # doctest: +SKIP
     >>> forecast(result, flops=1e24, levels=(0.9,))               # doctest: +SKIP
+    >>> forecast(result, flops=1e24, tokens_per_param=[20, 200])  # doctest: +SKIP
     >>> forecast(result, runs_frame)                              # doctest: +SKIP
     >>> forecast([fit1, fit2], weights=compare([fit1, fit2])["weight"], preset="gpt4")  # doctest: +SKIP
 
@@ -290,6 +303,8 @@ def forecast(
     k : FLOP per parameter per token, C = k·N·D.
     seed : seeds the observation noise of the ``run_*`` columns.
     mode : ``"calibrated"`` (the default; used when the fit learned ``kappa``) or ``"plain"``.
+    tokens_per_param : with ``flops``, split each budget at this ratio M = D/N instead of
+        compute-optimally (over-training: M far above the optimal ~20).
 
     Returns
     -------
@@ -306,7 +321,9 @@ def forecast(
         raise ValueError("a forecast from several fits needs their weights (the 'weight' column of compare)")
     if points is None:
         splitter = next((r for r in fits if {"N", "D"} <= set(r.law.inputs)), fits[0])
-        points = targets(splitter, N=N, D=D, flops=flops, preset=preset, k=k, group=group)
+        points = targets(
+            splitter, N=N, D=D, flops=flops, preset=preset, k=k, group=group, tokens_per_param=tokens_per_param
+        )
         points["tokens_per_param"] = points["D"] / points["N"]
     points = points.copy()
     if fits[0].labels and group is not None and "group" not in points.columns:

@@ -22,7 +22,17 @@ from .isoflop import isoflop
 from .laws import Law
 from .result import Result
 
-__all__ = ["budget", "cheapest", "decide", "exponents", "frontier", "isoflop", "isoflop_groups", "losses"]
+__all__ = [
+    "budget",
+    "cheapest",
+    "decide",
+    "exponents",
+    "frontier",
+    "isoflop",
+    "isoflop_groups",
+    "losses",
+    "overtrained",
+]
 
 
 def losses(law: Law, params: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndarray, k: float) -> np.ndarray:
@@ -91,6 +101,68 @@ def frontier(
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, ci)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def overtrained(
+    result: Result,
+    flops: np.ndarray | list[float] | float,
+    tokens_per_param: np.ndarray | list[float] | float,
+    *,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    ci: float = 0.9,
+    group: str | None = None,
+    most: float = 1000.0,
+) -> pd.DataFrame:
+    """The price of training past the compute-optimal ratio: loss and compute along a fixed M = D/N.
+
+    For each budget C and ratio M (every pair), the run N = sqrt(C / (k·M)), D = M·N; its
+    expected loss; the extra loss over each draw's compute-optimal run at the same C; and the
+    compute multiplier: how much more compute a run at ratio M needs to reach the loss of the
+    compute-optimal run at C (per draw, by bisection on log C over up to ``most`` times C;
+    draws that need more report ``most``). Gadre et al. (2024) study such over-trained runs.
+
+    Returns
+    -------
+    DataFrame, one row per (C, M): ``C``, ``tokens_per_param``, ``N``, ``D``, then median, lower and
+    upper bound of ``loss``, ``loss_opt`` (the compute-optimal loss at C), ``extra_loss`` and
+    ``compute_multiplier``, each over the posterior draws (``ci`` central intervals).
+    """
+    c, m = (a.ravel() for a in np.meshgrid(np.atleast_1d(flops), np.atleast_1d(tokens_per_param), indexing="ij"))
+    c, m = c.astype(np.float64), m.astype(np.float64)
+    if not (np.all(c > 0) and np.all(m > 0)):
+        raise ValueError("compute budgets and tokens per parameter must be positive")
+    n = np.sqrt(c / (k * m))
+    loss, best, multiplier = _overtrained(result.law, result.draws(group), c, m, k, most)
+    rows = []
+    for j in range(len(c)):
+        row = {"C": c[j], "tokens_per_param": m[j], "N": n[j], "D": m[j] * n[j]}
+        for name, values in (
+            ("loss", loss[:, j]),
+            ("loss_opt", best[:, j]),
+            ("extra_loss", loss[:, j] - best[:, j]),
+            ("compute_multiplier", multiplier[:, j]),
+        ):
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, ci)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _overtrained(
+    law: Law, draws: Mapping[str, np.ndarray], c: np.ndarray, m: np.ndarray, k: float, most: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per draw (s, t): the loss at ratio m and compute c, the compute-optimal loss at c, the compute multiplier."""
+    n = np.sqrt(c / (k * m))
+    loss = losses(law, draws, n, m * n, k)
+    log_n, log_d = optimum(law, draws, c, k)
+    best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)
+    # Bisection on u = log(C'/C) in [0, log most]: the loss along ratio M falls as compute grows.
+    lo, hi = np.zeros_like(loss), np.full_like(loss, np.log(most))
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        n_mid = np.sqrt(c * np.exp(mid) / (k * m))
+        reached = losses(law, draws, n_mid, m * n_mid, k) <= best
+        lo, hi = np.where(reached, lo, mid), np.where(reached, mid, hi)
+    return loss, best, np.exp(hi)
 
 
 def exponents(

@@ -426,3 +426,35 @@ def design(table: pd.DataFrame, runs: pd.DataFrame, *, path: str | Path | None =
     ax.set_title(f"next runs for {target['target']}: 90% band width {before:.3g}{last} nats", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     return save(fig, path)
+
+
+def overtrained(table: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+    """Loss against compute along fixed tokens-per-parameter ratios M, beside the compute-optimal frontier.
+
+    Parameters
+    ----------
+    table : from :func:`bayes_scaling.optimal.overtrained` over a range of budgets and a few ratios.
+    """
+    fig = _figure(figsize=(10, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    first = table[table["tokens_per_param"] == table["tokens_per_param"].iloc[0]]
+    left.fill_between(first["C"], first["loss_opt_lo"], first["loss_opt_hi"], color="k", alpha=0.15, lw=0)
+    left.plot(first["C"], first["loss_opt"], color="k", lw=2, label="compute-optimal")
+    for i, (m, rows) in enumerate(table.groupby("tokens_per_param")):
+        color = f"C{i}"
+        left.fill_between(rows["C"], rows["loss_lo"], rows["loss_hi"], color=color, alpha=0.2, lw=0)
+        left.plot(rows["C"], rows["loss"], color=color, label=f"M = {m:g} tokens/param")
+        right.fill_between(
+            rows["C"], rows["compute_multiplier_lo"], rows["compute_multiplier_hi"], color=color, alpha=0.2, lw=0
+        )
+        right.plot(rows["C"], rows["compute_multiplier"], color=color, label=f"M = {m:g}")
+    left.set(xscale="log", xlabel="training compute C (FLOP)", ylabel="expected loss (nats/token)")
+    left.set_title("loss along fixed tokens-per-parameter ratios", fontsize=10)
+    right.set(xscale="log", yscale="log", xlabel="training compute C (FLOP)", ylabel="compute multiplier")
+    _readable(right.yaxis, table["compute_multiplier_lo"].min(), table["compute_multiplier_hi"].max(), count=6)
+    right.set_title("compute needed at ratio M to match the compute-optimal loss", fontsize=10)
+    for ax in (left, right):
+        _decades(ax.xaxis)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=8)
+    return save(fig, path)

@@ -101,6 +101,8 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
         "1e24",
         "--budget",
         "1e24",
+        "--tokens-per-param",
+        "200",
         "--drop-highest",
         "5",
         "--chains",
@@ -119,7 +121,10 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
         assert col in table
     budget = pd.read_csv(tmp_path / "budget.csv", index_col=0)
     assert budget.loc["bayes", "C"] <= 1e24 * (1 + 1e-9)
-    for name in ("frontier.png", "isoflop.png"):
+    over = pd.read_csv(tmp_path / "overtrained.csv")
+    assert list(over["tokens_per_param"]) == [200] and over.loc[0, "D"] / over.loc[0, "N"] == pytest.approx(200)
+    assert over.loc[0, "compute_multiplier"] > 1 and "over-training" in out
+    for name in ("frontier.png", "isoflop.png", "overtrained.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 

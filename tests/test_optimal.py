@@ -3,6 +3,7 @@ import pytest
 
 import bayes_scaling as bs
 from bayes_scaling._evaluate import numeric_optimum, optimum
+from bayes_scaling.optimal import _overtrained
 
 # Hoffmann et al. (2022), eq. 10, as a point mass.
 HOFFMANN = {k: np.array([v]) for k, v in {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}.items()}
@@ -78,3 +79,37 @@ def test_cheapest_allocation_reaches_the_target_with_the_asked_probability(epoch
     assert bs.optimal.budget(epoch_fit, spend["C"] / 10).loc["bayes", "loss_hi"] > 2.0
     with pytest.raises(ValueError, match="below the irreducible loss E"):
         bs.optimal.cheapest(epoch_fit, 1.5)
+
+
+def test_overtrained_runs_cost_loss_and_compute(epoch_fit):
+    """Along a fixed tokens-per-parameter ratio M: C = 6·N·D and D/N = M exactly; no ratio beats the
+    compute-optimal run (extra loss >= 0, multiplier >= 1); near the optimal ratio both vanish."""
+    c = 5.76e23
+    ratio = bs.optimal.frontier(epoch_fit, c).loc[0, "tokens_per_param"]
+    table = bs.optimal.overtrained(epoch_fit, c, [ratio, 100.0, 500.0])
+    np.testing.assert_allclose(6 * table["N"] * table["D"], c, rtol=1e-12)
+    np.testing.assert_allclose(table["D"] / table["N"], [ratio, 100.0, 500.0], rtol=1e-12)
+    assert (table["extra_loss_lo"] >= -1e-9).all() and (table["compute_multiplier_lo"] >= 1.0).all()
+    at_optimum, m100, m500 = (table.iloc[i] for i in range(3))
+    assert at_optimum["extra_loss"] < 1e-3 and at_optimum["compute_multiplier"] < 1.02
+    assert m500["extra_loss"] > m100["extra_loss"] > 0.001 and m500["compute_multiplier"] > m100["compute_multiplier"]
+
+
+def test_the_compute_multiplier_reaches_the_optimal_loss():
+    """Hoffmann et al.'s point estimate: at M = 500 with the multiplier's extra compute, the loss equals
+    L*(C) of the compute-optimal run (1e-9 relative)."""
+    law, c, m = bs.laws.get("chinchilla"), np.array([5.76e23]), np.array([500.0])
+    loss, best, multiplier = _overtrained(law, HOFFMANN, c, m, 6.0, 1000.0)
+    assert loss[0, 0] > best[0, 0] and 1.1 < multiplier[0, 0] < 10  # 1.24 here
+    n = np.sqrt(c * multiplier[0] / (6 * m))
+    reached = bs.optimal.losses(law, HOFFMANN, n, m * n, 6.0)[0, 0]
+    assert reached == pytest.approx(best[0, 0], rel=1e-9)
+
+
+def test_forecasts_along_a_ratio(epoch_fit):
+    table = bs.forecast(epoch_fit, flops=[1e22, 1e24], tokens_per_param=[20, 200], mode="plain")
+    np.testing.assert_allclose(table["tokens_per_param"], [20, 200])
+    np.testing.assert_allclose(6 * table["N"] * table["D"], [1e22, 1e24], rtol=1e-12)
+    assert list(table["target"]) == ["C=1e+22, M=20", "C=1e+24, M=200"]
+    with pytest.raises(ValueError, match="tokens_per_param splits a compute budget: give flops with it"):
+        bs.forecast(epoch_fit, N=1e9, D=2e10, tokens_per_param=20)
