@@ -1,11 +1,11 @@
 """Sweep design: reweighted posteriors against exact refits, greedy picks, objectives, errors, CLI."""
 
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 
 import bayes_scaling as bs
 import bayes_scaling.design  # the module (``bs.design`` is the function)
@@ -138,24 +138,11 @@ def test_objectives_today_match_numpy_over_the_draws(sweep_fit):
     assert regret_table["gain"].iloc[0] > 0
 
 
-def test_design_for_a_compute_law_and_for_groups():
-    data = _sweep()
-    power = bs.fit(data, "power-c", seed=0, calibrate=False)
+def test_design_for_a_law_of_compute():
+    """A law of compute alone: picks from the (N, D) grid by the compute the law reads."""
+    power = bs.fit(_sweep(), "power-c", seed=0, target_accept=0.95, **FAST)  # test_families' settings: one program
     table = bs.design(power, 1e21, k=2)
     assert len(table) == 2 and (table["gain"] > 0).all() and table.attrs["before"] > table["objective_after"].iloc[-1]
-    # Two groups: "rich" has the 30 runs, "sparse" 8 of its own, with a lower E; the exponents are shared.
-    sparse = bs.simulate({**TRUTH, "E": 1.6}, bs.datasets.sweep((1e7, 1e8), (5, 100), sizes=4, ratios=2), seed=2)
-    runs = pd.concat([data.assign(set="rich"), sparse.assign(set="sparse")], ignore_index=True)
-    shared = {"A": "shared", "B": "shared", "alpha": "shared", "beta": "shared", "E": "separate"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # short chains of a grouped fit may warn of mixing
-        grouped = bs.fit(runs, group="set", pooling=shared, seed=0, calibrate=False, chains=2, warmup=300, draws=500)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # short chains of a grouped fit may warn of mixing
-        rich = bs.design(grouped, TARGET, k=1, group="rich")
-        thin = bs.design(grouped, TARGET, k=1, group="sparse")
-    assert thin.attrs["before"] > rich.attrs["before"]  # the sparse group knows its target less
-    assert thin["gain"].iloc[0] > rich["gain"].iloc[0]  # and learns more from its next run
 
 
 def test_bad_input_gets_clear_errors(sweep_fit):

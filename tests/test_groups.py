@@ -144,3 +144,13 @@ def test_a_review_of_one_group_compares_pooling_choices(three):
     # The floors differ by 0.2 nats between groups: one shared E explains the runs far worse.
     assert pooling.loc["all shared", "elpd_loo"] < pooling.loc["as fitted", "elpd_loo"] - 20
     assert review.target["target"] == "GPT-3" and review.tables["forecast"]["group"].iloc[0] == "b"
+
+
+def test_design_for_a_group_and_for_a_new_one(three):
+    """The next run for group "a" (36 runs of its own) teaches less than for a new group, whose floor E
+    is known only through the population: its target is less certain and gains more from one run."""
+    target = {"N": 3e10, "D": 6e11}
+    own = bs.design(three, target, k=1, group="a")
+    new = bs.design(three, target, k=1, group="new")
+    assert new.attrs["before"] > own.attrs["before"]
+    assert new["gain"].iloc[0] > own["gain"].iloc[0] > 0
