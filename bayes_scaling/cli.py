@@ -22,6 +22,7 @@ from . import report
 from ._outputs import Folder
 from ._programs import enable_cache
 from ._sampler import Settings
+from .design import checked
 from .diagnostics import Health
 from .forecast import targets
 
@@ -592,7 +593,7 @@ def _review(args: argparse.Namespace, out: Path) -> int:
 
 def _design(args: argparse.Namespace, out: Path) -> int:
     law, data = _one_law(args, "design")
-    pool = _read_csv(args.candidates) if args.candidates else None
+    pool = checked(_read_csv(args.candidates), args.candidates) if args.candidates else None  # before any work
     group = args.group
     if args.target:
         row = args.target

@@ -58,7 +58,7 @@ ALLOCATIONS = 64
 #: Width of a central 90% normal band in standard deviations (2 x 1.645).
 Z90 = 3.2897
 
-__all__ = ["OBJECTIVES", "default_candidates", "design", "weights"]
+__all__ = ["OBJECTIVES", "checked", "default_candidates", "design", "weights"]
 
 
 def default_candidates(
@@ -98,8 +98,11 @@ def default_candidates(
     return pd.DataFrame({"N": np.nan, "D": np.nan, "C": c, "tokens_per_param": np.nan})
 
 
-def _checked(frame: pd.DataFrame, source: str, k: float) -> pd.DataFrame:
-    """A user's candidates as columns N, D, C, tokens_per_param; errors name the column and row."""
+def checked(frame: pd.DataFrame, source: str = "candidates", k: float = FLOPS_PER_PARAM_TOKEN) -> pd.DataFrame:
+    """A user's candidate runs as columns N, D, C, tokens_per_param; errors name the source, column and row.
+
+    ``frame`` has columns ``N`` and ``D`` (or ``params`` and ``tokens``), or ``C`` (``flops``).
+    """
     frame = frame.rename(columns={"params": "N", "tokens": "D", "flops": "C"})
     if not ({"N", "D"} <= set(frame.columns) or "C" in frame.columns):
         found = ", ".join(map(str, frame.columns))
@@ -134,7 +137,7 @@ def _target(result: Result, target: object, group: str | None, k: float) -> pd.D
     """The targets as rows of N, D, C: a preset name, a compute budget, a mapping with N and D (or flops), or a
     DataFrame of planned runs (columns N and D, or C)."""
     if isinstance(target, pd.DataFrame):
-        frame = _checked(target, "target", k)
+        frame = checked(target, "target", k)
         point = frame[["N", "D", "C"]].assign(target=[f"run {i + 1}" for i in range(len(frame))])
         if "target" in target.columns:
             point["target"] = target["target"].astype(str).to_numpy()
@@ -419,7 +422,7 @@ def design(
     if candidates is None:
         pool = default_candidates(result, group=group, k=c)
     else:
-        pool = _checked(candidates, source, c)
+        pool = checked(candidates, source, c)
     missing = [name for name in result.law.inputs if not np.isfinite(pool[name].to_numpy(np.float64)).all()]
     if missing:
         raise ValueError(f"{source}: the {result.law.name} law needs {', '.join(missing)} at every candidate")
