@@ -229,6 +229,15 @@ def kappa_medians(result: Result) -> dict[str, float]:
     return {f"kappa_{k}": float(kappa.sel(input=k)) for k in kappa["input"].to_numpy()}
 
 
+def kappa_draws(result: Result, size: int) -> tuple[list[str], np.ndarray]:
+    """The inputs of a calibrated fit's extrapolation error and its ``kappa`` draws, recycled to ``size`` draws:
+    float64 of shape (size, inputs)."""
+    group = result.group("extrapolation")
+    inputs = [str(k) for k in group["input"].to_numpy()]
+    kappa = group["kappa"].to_numpy().reshape(-1, len(inputs))
+    return inputs, kappa[np.resize(np.arange(len(kappa)), size)].astype(np.float64)
+
+
 def error_scale(
     result: Result, points: pd.DataFrame, share: np.ndarray, runs: pd.DataFrame | None = None
 ) -> np.ndarray:
@@ -240,10 +249,7 @@ def error_scale(
     share of the expected loss (:func:`reducible`); the draws of ``kappa`` are recycled to the
     posterior's number of draws.
     """
-    group = result.group("extrapolation")
     size = result.group("posterior").sizes["chain"] * result.group("posterior").sizes["draw"]
-    inputs = [str(k) for k in group["input"].to_numpy()]
-    kappa = group["kappa"].to_numpy().reshape(-1, len(inputs))
-    k = kappa[np.resize(np.arange(len(kappa)), size)].astype(np.float64)  # (s, i)
+    inputs, k = kappa_draws(result, size)
     reach = beyond(result.data() if runs is None else runs, points, inputs)  # (t, i)
     return share * np.sqrt(np.sum(k[:, None, :] ** 2 * reach[None, :, :], axis=-1))

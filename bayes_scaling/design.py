@@ -92,8 +92,7 @@ def default_candidates(
         cc = k * nn * nn * mm
         keep = (nn * mm >= runs["D"].min() * (1 - 1e-9)) & (nn * mm <= runs["D"].max() * reach)
         keep &= (cc >= runs["C"].min() * (1 - 1e-9)) & (cc <= runs["C"].max() * reach)
-        nn, mm = nn[keep], mm[keep]
-        return pd.DataFrame({"N": nn, "D": nn * mm, "C": k * nn * nn * mm, "tokens_per_param": mm})
+        return pd.DataFrame({"N": nn[keep], "D": (nn * mm)[keep], "C": cc[keep], "tokens_per_param": mm[keep]})
     c = np.geomspace(runs["C"].min(), runs["C"].max() * reach, size)
     return pd.DataFrame({"N": np.nan, "D": np.nan, "C": c, "tokens_per_param": np.nan})
 
@@ -207,10 +206,11 @@ def _quantile_index(w: jax.Array, q: float, block: int = 64) -> jax.Array:
     return jnp.minimum(which * block + count, size - 1)
 
 
-def _loglik(df: float, mu: jax.Array, scale: jax.Array, y: jax.Array) -> jax.Array:
-    """Log density (up to a constant) of outcomes y (..., 1) under every draw's mean mu (..., S) and scale (S,)."""
+def _loglik(df: float, mu: jax.Array, scale: jax.Array, y: jax.Array, xp: object = jnp) -> jax.Array:
+    """Student-t log density (up to a constant) of outcomes ``y`` under every draw's mean ``mu`` and scale
+    ``scale`` (broadcast against each other), in JAX or, with ``xp=np``, in NumPy."""
     z = (y - mu) / scale
-    return -0.5 * (df + 1.0) * jnp.log1p(z * z / df) - jnp.log(scale)
+    return -0.5 * (df + 1.0) * xp.log1p(z * z / df) - xp.log(scale)
 
 
 def _score(
@@ -264,8 +264,8 @@ class _Posterior:
             centre = np.median(log_n)
             n = np.exp(np.linspace(centre - 1.5 * np.log(10), centre + 1.5 * np.log(10), ALLOCATIONS))
             table = losses(law, draws, n, flops / (k * n), k)
-        self.arrays = _arrays(objective, self.target[:, 0] if objective == "width90" else self.target, table)
         self.width = _arrays("width90", self.target[:, 0], None) if self.target.shape[1] == 1 else None
+        self.arrays = self.width if objective == "width90" else _arrays(objective, self.target, table)
         self.error = _Error(result, point, group, self.target, draws) if _calibration.calibrated(result) else None
 
     @property
@@ -284,10 +284,7 @@ class _Error:
     """
 
     def __init__(self, result: Result, point: pd.DataFrame, group: str | None, target: np.ndarray, draws: dict) -> None:
-        extrapolation = result.group("extrapolation")
-        self.inputs = [str(k) for k in extrapolation["input"].to_numpy()]
-        kappa = extrapolation["kappa"].to_numpy().reshape(-1, len(self.inputs))
-        kappa = kappa[np.resize(np.arange(len(kappa)), len(target))]  # (S, i)
+        self.inputs, kappa = _calibration.kappa_draws(result, len(target))  # (S, i)
         share = _calibration.reducible(result.law, draws, np.log(target))  # (S, t)
         self.a = np.mean((target * share)[:, :, None] ** 2 * kappa[:, None, :] ** 2, axis=0)  # (t, i)
         runs = result.data(None if group is None or group == NEW else group)
@@ -339,7 +336,7 @@ def weights(result: Result, runs: pd.DataFrame, *, group: str | None = None) -> 
     """Importance weights of the posterior draws given new runs with known losses, shape (S,), summing to one.
 
     The posterior with ``runs`` added is the posterior reweighted by their likelihood (Student-t on
-    log loss, scale :func:`_run_scale`); accurate while the weights' effective sample size
+    log loss, scale :func:`_run_scale`; :func:`_loglik`); accurate while the weights' effective sample size
     ``1 / sum(w**2)`` stays a fair share of the draws (otherwise refit).
 
     Parameters
@@ -350,15 +347,9 @@ def weights(result: Result, runs: pd.DataFrame, *, group: str | None = None) -> 
     law, draws = result.law, result.draws(group)
     mu = law_at(law, draws, {name: runs[name].to_numpy() for name in law.inputs})  # (S, r)
     y = np.log(runs["loss"].to_numpy(np.float64))
-    scale = _run_scale(draws)[:, None]
-    logw = _logpdf(float(result.spec.df), (y[None, :] - mu) / scale, scale).sum(axis=1)
+    logw = _loglik(float(result.spec.df), mu, _run_scale(draws)[:, None], y[None, :], np).sum(axis=1)
     w = np.exp(logw - logw.max())
     return w / w.sum()
-
-
-def _logpdf(df: float, z: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Student-t log density up to a constant of standardized residuals z with scales ``scale``."""
-    return -0.5 * (df + 1.0) * np.log1p(z * z / df) - np.log(scale)
 
 
 def design(
@@ -486,7 +477,7 @@ class _Greedy(NamedTuple):
         error = post.error.copy() if post.error else None
         cost = pool["C"].to_numpy()
         truth, eps, logw0 = _worlds(rng, post.size, self.worlds, len(pool), df)
-        today = before = _today(objective, logw0, post, error)
+        today = before = _today(objective, logw0, post, error)[0]
         width_before = _width(logw0, post, error)
         taken: list[dict] = []
         pending: list[int] = []  # picks since the last refit
@@ -510,8 +501,7 @@ class _Greedy(NamedTuple):
             logw0 = logw0 + _update(df, post, truth, eps, best)
             if error:
                 error.add(pool.iloc[best])
-            today = _today(objective, logw0, post, error)
-            ess = float(np.median(np.asarray(_now_program(objective)(logw0, post.arrays)[1])))
+            today, ess = _today(objective, logw0, post, error)
             open_[best] = False
             pending.append(best)
             left -= cost[best]
@@ -533,15 +523,16 @@ class _Greedy(NamedTuple):
                 post = _Posterior(refitted, pool, self.point, objective, group, self.flops_per_param_token)
                 error = post.error
                 truth, eps, logw0 = _worlds(rng, post.size, self.worlds, len(pool), df)
-                today = _today(objective, logw0, post, error)
+                today = _today(objective, logw0, post, error)[0]
                 pending, taken[-1]["refit"] = [], True
         return _Done(rule, taken, first, before, width_before, today)
 
 
-def _today(objective: str, logw0: np.ndarray, post: _Posterior, error: _Error | None) -> float:
-    """The objective expected under the worlds' weights so far (with the extrapolation error where calibrated)."""
-    value = np.asarray(_now_program(objective)(logw0, post.arrays)[0])
-    return float(np.mean(_total(objective, value, error.now() if error else 0.0)))
+def _today(objective: str, logw0: np.ndarray, post: _Posterior, error: _Error | None) -> tuple[float, float]:
+    """The objective expected under the worlds' weights so far (with the extrapolation error where calibrated),
+    and the median effective sample size of those weights."""
+    value, ess = (np.asarray(a) for a in _now_program(objective)(logw0, post.arrays))
+    return float(np.mean(_total(objective, value, error.now() if error else 0.0))), float(np.median(ess))
 
 
 def _worlds(rng: np.random.Generator, draws: int, worlds: int, n: int, df: float) -> tuple:
@@ -560,14 +551,12 @@ def _width(logw0: np.ndarray, post: _Posterior, error: _Error | None) -> float:
     extrapolation error where the fit is calibrated), nats; averaged over the targets when there are several."""
     if post.width is not None:
         value = np.asarray(_now_program("width90")(logw0, post.width)[0])
-    else:  # several targets: weighted quantiles target by target
-        w = np.exp(logw0 - logw0.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        value = np.zeros(len(w))
+    else:  # several targets: the draws sorted by each target in turn
+        w = jax.nn.softmax(jnp.asarray(logw0), axis=-1)
+        value = np.zeros(len(logw0))
         for g in post.target.T:
             order = np.argsort(g)
-            cdf = np.cumsum(w[:, order], axis=1)
-            lo, hi = (np.minimum((cdf < q).sum(axis=1), len(g) - 1) for q in (0.05, 0.95))
+            lo, hi = (np.asarray(_quantile_index(w[:, order], q)) for q in (0.05, 0.95))
             value += (g[order][hi] - g[order][lo]) / post.target.shape[1]
     return float(np.mean(_total("width90", value, error.now() if error else 0.0)))
 
@@ -594,7 +583,7 @@ def _update(df: float, post: _Posterior, truth: np.ndarray, eps: np.ndarray, bes
     """Each world's log likelihood of its outcome at candidate ``best`` under every draw, shape (J, S)."""
     mu, scale = post.mu[best].astype(np.float64), post.scale.astype(np.float64)
     y = mu[truth] + scale[truth] * eps[:, best]
-    return _logpdf(df, (y[:, None] - mu[None, :]) / scale, scale).astype(np.float32)
+    return _loglik(df, mu[None, :], scale, y[:, None], np).astype(np.float32)
 
 
 def _refit(post: _Posterior, picks: pd.DataFrame, group: str | None, seed: int) -> tuple[Result, str | None]:
