@@ -37,6 +37,19 @@ def beyond(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> n
     return out
 
 
+def beyond_own(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
+    """:func:`beyond`, each point measured from the runs of its own group when both carry a ``group`` column
+    (from every run for a group the runs do not hold: a new group), shape (t, len(inputs))."""
+    if "group" not in points.columns or "group" not in runs.columns:
+        return beyond(runs, points, inputs)
+    out = np.empty((len(points), len(inputs)))
+    for label in points["group"].unique():
+        rows = (points["group"] == label).to_numpy()
+        own = runs[runs["group"] == label]
+        out[rows] = beyond(own if len(own) else runs, points[rows], inputs)
+    return out
+
+
 def shortfalls(runs: pd.DataFrame, point: pd.Series | dict, inputs: Sequence[str]) -> np.ndarray:
     """Each run's shortfall to one point, ``max(log10 x_i - log10 r_i, 0)`` in decades, shape (n, len(inputs)).
 

@@ -154,9 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
     target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
-    target.add_argument(
-        "--target", type=_target, metavar="N=..,D=..", help="a planned run: N=8.7e9,D=1.78e11 (or C=1e24); group=..."
-    )
+    _target_flags(target, many=False)
     p.add_argument("--budget", type=float, help="FLOP to spend on the next runs together (default: no limit but --k)")
     p.add_argument("--k", type=_count, default=5, help="the most runs to pick (default: 5)")
     p.add_argument(
@@ -389,6 +387,19 @@ def _given(args: argparse.Namespace) -> list[dict]:
     return given + (_targets_file(args.targets) if args.targets else [])
 
 
+def _one_target(args: argparse.Namespace, command: str) -> dict:
+    """The one target of ``review`` or ``design``: ``N`` and ``D``, ``flops`` or ``preset`` (default gpt4), and
+    ``group`` when ``--target``/``--targets`` name one."""
+    given = _given(args)
+    if len(given) > 1:
+        raise ValueError(f"`{command}` takes one target; --targets {args.targets} holds {len(given)}")
+    if not given:
+        return {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
+    row = given[0]
+    target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else {"flops": row["C"]}
+    return target | {"group": row.get("group")}
+
+
 def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
     """Forecast targets as (N, D, C) rows, split compute-optimally by the first law that can."""
     splitter = next((r for r in laws if {"N", "D"} <= set(r.law.inputs)), laws[0])
@@ -570,15 +581,7 @@ def _review(args: argparse.Namespace, out: Path) -> int:
             cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
         except ValueError:
             raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
-    given = _given(args)
-    if len(given) > 1:
-        raise ValueError(f"`review` reviews one target; --targets {args.targets} holds {len(given)}")
-    if given:
-        row = given[0]
-        target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else {"flops": row["C"]}
-        target["group"] = row.get("group")
-    else:
-        target = {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
+    target = _one_target(args, "review")
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")
     found = bs.review(result, cutoffs=cutoffs, seed=args.seed, settings=_settings(args), **target)
@@ -594,13 +597,8 @@ def _review(args: argparse.Namespace, out: Path) -> int:
 def _design(args: argparse.Namespace, out: Path) -> int:
     law, data = _one_law(args, "design")
     pool = checked(_read_csv(args.candidates), args.candidates) if args.candidates else None  # before any work
-    group = args.group
-    if args.target:
-        row = args.target
-        target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else row["C"]
-        group = row.get("group", group)
-    else:
-        target = args.target_flops if args.target_flops else args.preset or "gpt4"
+    target = _one_target(args, "design")
+    group = target.pop("group", None) or args.group
     result, _ = _fit_one(args, data, law, calibrate=False)  # the design weighs the law's own uncertainty
     status = _health(result)
     print(f"\ndesigning: {args.k} runs" + (f" within {args.budget:.3g} FLOP" if args.budget else ""))

@@ -20,6 +20,18 @@ import pandas as pd
 FLOPS_PER_PARAM_TOKEN = 6.0
 
 
+def at_ratio(
+    flops: np.ndarray | float, tokens_per_param: np.ndarray | float, k: float = FLOPS_PER_PARAM_TOKEN
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters N and tokens D of runs of compute C trained at M tokens per parameter: N = sqrt(C / (k·M)),
+    D = M·N (float64; C and M broadcast against each other)."""
+    c, m = np.broadcast_arrays(np.asarray(flops, np.float64), np.asarray(tokens_per_param, np.float64))
+    if not (np.all(c > 0) and np.all(m > 0)):
+        raise ValueError("compute budgets and tokens per parameter must be positive")
+    n = np.sqrt(c / (k * m))
+    return n, m * n
+
+
 #: Ranges that every real training run falls in: parameters N, training tokens D, training FLOP C.
 #: A value outside is an error (a wrong unit, a wrong column) unless ``allow_unusual`` says it is intended.
 PLAUSIBLE = {"N": (1e3, 1e15), "D": (1e3, 1e17), "C": (1e6, 1e33)}

@@ -146,7 +146,7 @@ def _target(result: Result, target: object, group: str | None, k: float) -> pd.D
         elif isinstance(target, int | float):
             given = {"flops": float(target)}
         elif isinstance(target, Mapping):
-            given = {key: target[key] for key in ("N", "D", "flops") if key in target}
+            given = {key: target[key] for key in ("N", "D", "flops", "preset") if key in target}
             if "C" in target:
                 given["flops"] = target["C"]
         else:
@@ -373,8 +373,9 @@ def design(
     ----------
     result : a fit (any law family; with groups, ``group`` names the group, or ``"new"``).
     target : a preset name (``"gpt4"``), a compute budget in FLOP (split compute-optimally),
-        ``{"N": .., "D": ..}`` for a planned run, or a DataFrame of planned runs (columns ``N`` and
-        ``D``, or ``C``; the objective is then the variance averaged over them). Beyond the data.
+        ``{"N": .., "D": ..}`` for a planned run (or ``{"flops": ..}``, ``{"preset": ..}``), or a
+        DataFrame of planned runs (columns ``N`` and ``D``, or ``C``; the objective is then the
+        variance averaged over them). Beyond the data.
     budget : FLOP to spend on the picks together (None: no limit but ``k``). Candidates dearer
         than what is left are not scored.
     candidates : runs that could be trained, columns ``N`` and ``D`` (or ``params``, ``tokens``),

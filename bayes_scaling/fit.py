@@ -16,7 +16,7 @@ import scipy.special
 
 from . import _calibration, laws
 from ._calibration import INTERNAL_SPLITS, Evidence
-from ._geometry import axis, beyond
+from ._geometry import axis, beyond_own
 from ._model import PLAIN, Design, design, model_data, padded_length, stack_data, target
 from ._sampler import Settings, sample, sample_many
 from .data import Dataset, DataWarning, _load_together, load_data
@@ -312,20 +312,9 @@ def _internal_backtest(
         residual=np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
         scale=(quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(spec.df, 0.75)),
         share=np.median(share, axis=0),
-        reach=_reach(data.frame[kept], points, law.inputs),
+        reach=beyond_own(data.frame[kept], points, law.inputs),
     )
     return evidence, refit.health()
-
-
-def _reach(runs: pd.DataFrame, points: pd.DataFrame, inputs: Sequence[str]) -> np.ndarray:
-    """Decades beyond the data along each input, of each point from the runs of its own group (if any)."""
-    if "group" not in points.columns:
-        return beyond(runs, points, inputs)
-    out = np.zeros((len(points), len(inputs)))
-    for label in points["group"].unique():
-        rows = (points["group"] == label).to_numpy()
-        out[rows] = beyond(runs[runs["group"] == label], points[rows], inputs)
-    return out
 
 
 def fit_many(

@@ -11,11 +11,11 @@ import pandas as pd
 
 from . import _calibration
 from ._evaluate import law_at, optimum
-from ._geometry import axis, beyond
-from .data import FLOPS_PER_PARAM_TOKEN
+from ._geometry import axis, beyond_own
+from .data import FLOPS_PER_PARAM_TOKEN, at_ratio
 from .laws import Law
 from .presets import Target, preset
-from .result import NEW, Result
+from .result import Result
 
 #: Default central credible levels of a forecast's bands.
 LEVELS = (0.5, 0.8, 0.95)
@@ -123,10 +123,8 @@ def targets(
         rows += [Target(f"N={a:.3g}, D={b:.3g}", N=a, D=b, C=cc) for a, b, cc in zip(n, d, c, strict=True)]
     elif flops is not None and tokens_per_param is not None:
         c, m = np.broadcast_arrays(np.atleast_1d(np.asarray(flops, np.float64)), np.atleast_1d(tokens_per_param))
-        if not (np.all(c > 0) and np.all(m > 0)):
-            raise ValueError("compute budgets and tokens per parameter must be positive")
-        n = np.sqrt(c / (k * m))
-        rows += [Target(f"C={a:.3g}, M={b:.3g}", N=nn, D=b * nn, C=a) for a, b, nn in zip(c, m, n, strict=True)]
+        n, d = at_ratio(c, m, k)
+        rows += [Target(f"C={a:.3g}, M={b:.3g}", N=nn, D=dd, C=a) for a, b, nn, dd in zip(c, m, n, d, strict=True)]
     elif flops is not None:
         rows += [Target(f"C={c:.3g}", C=float(c)) for c in np.atleast_1d(flops)]
     if not rows:
@@ -343,12 +341,7 @@ def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
     name = axis(runs, result.law.inputs)
     if name not in points.columns or not np.isfinite(points[name].to_numpy(np.float64)).all():
         return points.assign(decades_beyond=np.nan)
-    decades = beyond(runs, points, [name])[:, 0]
-    if "group" in points.columns and "group" in runs.columns:  # from the runs of each point's own group
-        for label in points["group"].unique():
-            rows = (points["group"] == label).to_numpy()
-            own = runs if label == NEW else runs[runs["group"] == label]
-            decades[rows] = beyond(own, points[rows], [name])[:, 0]
+    decades = beyond_own(runs, points, [name])[:, 0]  # from the runs of each point's own group
     far = decades > FAR
     if far.any():
         labels = points["target"] if "target" in points.columns else pd.Series(range(len(points)), dtype=str)

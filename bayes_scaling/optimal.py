@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._evaluate import law_at, optimum
-from .data import FLOPS_PER_PARAM_TOKEN
+from .data import FLOPS_PER_PARAM_TOKEN, at_ratio
 from .isoflop import groups as isoflop_groups
 from .isoflop import isoflop
 from .laws import Law
@@ -57,6 +57,18 @@ def _interval(values: np.ndarray, ci: float) -> tuple[float, float, float]:
     return float(med), float(lo), float(hi)
 
 
+def _table(given: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray], ci: float) -> pd.DataFrame:
+    """One row per point: the ``given`` columns (each (t,)), then for each of ``draws`` (each (s, t)) its
+    posterior median and ``ci`` interval as ``name``, ``name_lo``, ``name_hi``."""
+    rows = []
+    for j in range(len(next(iter(given.values())))):
+        row = {name: values[j] for name, values in given.items()}
+        for name, values in draws.items():
+            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values[:, j], ci)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The plug-in point estimate: each parameter's posterior median, as a single draw."""
     return {name: np.array([np.median(v)]) for name, v in params.items()}
@@ -89,18 +101,7 @@ def frontier(
     log_n, log_d = optimum(result.law, draws, flops, k)
     n, d = np.exp(log_n), np.exp(log_d)
     loss = losses(result.law, draws, n, d, k)
-    rows = []
-    for j, c in enumerate(flops):
-        row = {"C": c}
-        for name, values in (
-            ("N_opt", n[:, j]),
-            ("D_opt", d[:, j]),
-            ("tokens_per_param", d[:, j] / n[:, j]),
-            ("loss_opt", loss[:, j]),
-        ):
-            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, ci)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return _table({"C": flops}, {"N_opt": n, "D_opt": d, "tokens_per_param": d / n, "loss_opt": loss}, ci)
 
 
 def overtrained(
@@ -127,40 +128,29 @@ def overtrained(
     upper bound of ``loss``, ``loss_opt`` (the compute-optimal loss at C), ``extra_loss`` and
     ``compute_multiplier``, each over the posterior draws (``ci`` central intervals).
     """
-    c, m = (a.ravel() for a in np.meshgrid(np.atleast_1d(flops), np.atleast_1d(tokens_per_param), indexing="ij"))
-    c, m = c.astype(np.float64), m.astype(np.float64)
-    if not (np.all(c > 0) and np.all(m > 0)):
-        raise ValueError("compute budgets and tokens per parameter must be positive")
-    n = np.sqrt(c / (k * m))
-    loss, best, multiplier = _overtrained(result.law, result.draws(group), c, m, k, most)
-    rows = []
-    for j in range(len(c)):
-        row = {"C": c[j], "tokens_per_param": m[j], "N": n[j], "D": m[j] * n[j]}
-        for name, values in (
-            ("loss", loss[:, j]),
-            ("loss_opt", best[:, j]),
-            ("extra_loss", loss[:, j] - best[:, j]),
-            ("compute_multiplier", multiplier[:, j]),
-        ):
-            row[name], row[f"{name}_lo"], row[f"{name}_hi"] = _interval(values, ci)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    grids = np.meshgrid(np.atleast_1d(flops), np.atleast_1d(tokens_per_param), indexing="ij")
+    c, m = (np.asarray(a, np.float64).ravel() for a in grids)
+    n, d = at_ratio(c, m, k)
+    loss, best, multiplier = _overtrained(result.law, result.draws(group), n, d, c, k, most)
+    given = {"C": c, "tokens_per_param": m, "N": n, "D": d}
+    summaries = {"loss": loss, "loss_opt": best, "extra_loss": loss - best, "compute_multiplier": multiplier}
+    return _table(given, summaries, ci)
 
 
 def _overtrained(
-    law: Law, draws: Mapping[str, np.ndarray], c: np.ndarray, m: np.ndarray, k: float, most: float
+    law: Law, draws: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndarray, c: np.ndarray, k: float, most: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per draw (s, t): the loss at ratio m and compute c, the compute-optimal loss at c, the compute multiplier."""
-    n = np.sqrt(c / (k * m))
-    loss = losses(law, draws, n, m * n, k)
+    """Per draw (s, t): the loss of runs (n, d) of compute c (at a ratio d/n), the compute-optimal loss at c, and
+    the compute multiplier (along the same ratio, N and D each grow as the square root of compute)."""
+    loss = losses(law, draws, n, d, k)
     log_n, log_d = optimum(law, draws, c, k)
     best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)
     # Bisection on u = log(C'/C) in [0, log most]: the loss along ratio M falls as compute grows.
     lo, hi = np.zeros_like(loss), np.full_like(loss, np.log(most))
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        n_mid = np.sqrt(c * np.exp(mid) / (k * m))
-        reached = losses(law, draws, n_mid, m * n_mid, k) <= best
+        grow = np.exp(0.5 * mid)
+        reached = losses(law, draws, n * grow, d * grow, k) <= best
         lo, hi = np.where(reached, lo, mid), np.where(reached, mid, hi)
     return loss, best, np.exp(hi)
 

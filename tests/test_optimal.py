@@ -3,6 +3,7 @@ import pytest
 
 import bayes_scaling as bs
 from bayes_scaling._evaluate import numeric_optimum, optimum
+from bayes_scaling.data import at_ratio
 from bayes_scaling.optimal import _overtrained
 
 # Hoffmann et al. (2022), eq. 10, as a point mass.
@@ -99,7 +100,7 @@ def test_the_compute_multiplier_reaches_the_optimal_loss():
     """Hoffmann et al.'s point estimate: at M = 500 with the multiplier's extra compute, the loss equals
     L*(C) of the compute-optimal run (1e-9 relative)."""
     law, c, m = bs.laws.get("chinchilla"), np.array([5.76e23]), np.array([500.0])
-    loss, best, multiplier = _overtrained(law, HOFFMANN, c, m, 6.0, 1000.0)
+    loss, best, multiplier = _overtrained(law, HOFFMANN, *at_ratio(c, m), c, 6.0, 1000.0)
     assert loss[0, 0] > best[0, 0] and 1.1 < multiplier[0, 0] < 10  # 1.24 here
     n = np.sqrt(c * multiplier[0] / (6 * m))
     reached = bs.optimal.losses(law, HOFFMANN, n, m * n, 6.0)[0, 0]
