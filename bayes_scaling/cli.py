@@ -145,16 +145,10 @@ def _parser() -> argparse.ArgumentParser:
         "--cutoffs", default="1e20,3e20,1e21", help="comma-separated compute cutoffs (default: 1e20,3e20,1e21)"
     )
     p = sub.add_parser("review", parents=[common], help="extrapolation risk review: how far to trust a forecast")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
-    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
-    _target_flags(target, many=False)
+    _one_target_flags(p)
     p.add_argument("--cutoffs", default=None, help="backtest compute cutoffs (default: 50/70/85%% quantiles of C)")
     p = sub.add_parser("design", parents=[common], help="which runs to train next for the most certainty per FLOP")
-    target = p.add_mutually_exclusive_group()
-    target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
-    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
-    _target_flags(target, many=False)
+    _one_target_flags(p)
     p.add_argument("--budget", type=float, help="FLOP to spend on the next runs together (default: no limit but --k)")
     p.add_argument("--k", type=_count, default=5, help="the most runs to pick (default: 5)")
     p.add_argument(
@@ -169,6 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--group", default=None, help="with --group-col: the group the target and new runs belong to")
     return parser
+
+
+def _one_target_flags(parser: argparse.ArgumentParser) -> None:
+    """The one target of ``review`` and ``design``: ``--preset``, ``--target-flops``, ``--target`` or ``--targets``."""
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
+    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    _target_flags(target, many=False)
 
 
 def _target_flags(group: argparse._MutuallyExclusiveGroup, many: bool) -> None:
