@@ -23,7 +23,7 @@ from jax.typing import ArrayLike
 
 from ._programs import PROGRAMS
 from .data import FLOPS_PER_PARAM_TOKEN
-from .laws import Law
+from .laws import Law, complete
 
 #: Points are padded to a power of two, at least this many, so that forecasts at any number
 #: of points share a few compiled programs; more points are evaluated in chunks of at most
@@ -43,19 +43,20 @@ def law_at(law: Law, params: Mapping[str, ArrayLike], inputs: Mapping[str, Array
     ----------
     law : the law.
     params : the law's parameters on their natural scales, each of shape (s,) (s draws).
-    inputs : every input the law reads (``N``, ``D``, ``C``) on its natural scale, each of
-        shape (t,) (the same points for every draw) or (s, t) (points per draw).
+    inputs : every input the law reads (``N``, ``D``, ``C``; unique tokens ``U`` where given, else
+        ``D``: see :func:`~bayes_scaling.laws.complete`) on its natural scale, each of shape (t,) (the
+        same points for every draw) or (s, t) (points per draw).
 
     Returns
     -------
     ``log L`` of shape (s, t).
     """
-    missing = [k for k in law.inputs if k not in inputs]
+    missing = [k for k in law.axes if k not in inputs]
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} to be evaluated")
     p = {k: np.asarray(params[k], np.float64).reshape(-1) for k in law.params}
     s = len(next(iter(p.values())))
-    x = {k: np.log(np.asarray(inputs[k], np.float64)) for k in law.inputs}
+    x = {k: np.log(v) for k, v in complete(law, inputs).items()}
     t = max(v.shape[-1] for v in x.values()) if x else 0
     x = {k: np.broadcast_to(v, (s, t) if v.ndim == 2 else (t,)) for k, v in x.items()}
     program = PROGRAMS.get(("law at", law), lambda: jax.jit(partial(_outer, law.mean)), law.tag and f"law at {law.tag}")
@@ -110,22 +111,30 @@ def log_likelihood(
 
 
 def optimum(
-    law: Law, params: Mapping[str, ArrayLike], flops: ArrayLike, k: float = FLOPS_PER_PARAM_TOKEN
+    law: Law,
+    params: Mapping[str, ArrayLike],
+    flops: ArrayLike,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    unique: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compute-optimal log N and log D per draw and budget, float64 of shape (s, t).
 
-    The law's closed form (:attr:`~bayes_scaling.laws.Law.optimum`) when it declares one, else
-    :func:`numeric_optimum`.
+    The law's closed form (:attr:`~bayes_scaling.laws.Law.optimum`) when it declares one and data
+    are unlimited, else :func:`numeric_optimum`.
 
     Parameters
     ----------
     params : each shape (s,) for s draws.
     flops : compute budgets C in FLOP, shape (t,), split as C = k·N·D.
+    unique : unique training tokens available at each budget, shape (t,) (or one number): tokens
+        beyond them repeat the data (for a law that reads ``U``); None: unlimited.
     """
     if not {"N", "D"} <= set(law.inputs):
         raise ValueError(f"law {law.name!r} is not a function of N and D, so it has no compute-optimal split")
     log_nd = np.log(np.asarray(flops, np.float64).reshape(-1) / k)
-    if law.optimum is None:
+    if unique is not None and "U" in law.inputs:
+        log_n = numeric_optimum(law, params, flops, k, unique)
+    elif law.optimum is None:
         log_n = numeric_optimum(law, params, flops, k)
     else:
         p = {name: np.asarray(params[name], np.float64).reshape(-1) for name in law.params}
@@ -145,26 +154,31 @@ def _closed_form(optimum: Callable, p: dict, log_nd: jax.Array) -> jax.Array:
 
 
 def numeric_optimum(
-    law: Law, params: Mapping[str, ArrayLike], flops: ArrayLike, k: float = FLOPS_PER_PARAM_TOKEN
+    law: Law,
+    params: Mapping[str, ArrayLike],
+    flops: ArrayLike,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    unique: ArrayLike | None = None,
 ) -> np.ndarray:
     """Compute-optimal log N of any law of N and D, per draw, by a vectorized 1-D search, shape (s, t).
 
     For each draw and budget, minimizes ``law.mean`` over ``u = log N`` with
-    ``log D = log(C/k) - u``: a 256-point grid over N in [10, C/(10k)], then 40 bisection
-    steps on the sign of the slope inside the best grid cells; vectorized over draws and
-    budgets with ``jax.vmap``.
+    ``log D = log(C/k) - u`` (and unique tokens ``unique``, shape (t,) or one number; None:
+    unlimited): a 256-point grid over N in [10, C/(10k)], then 40 bisection steps on the sign of
+    the slope inside the best grid cells; vectorized over draws and budgets with ``jax.vmap``.
     """
     log_ck = np.log(np.asarray(flops, np.float64).reshape(-1) / k)
+    log_u = np.broadcast_to(np.log(np.asarray(np.inf if unique is None else unique, np.float64)), log_ck.shape)
     p = {n: np.asarray(params[n], np.float64).reshape(-1) for n in law.params}
-    program = PROGRAMS.get(("numeric optimum", law, k), lambda: jax.jit(lambda p, c: _search(law, k, p, c)))
+    program = PROGRAMS.get(("numeric optimum", law, k), lambda: jax.jit(lambda p, c, u: _search(law, k, p, c, u)))
     with _x64():
-        return np.asarray(program(p, log_ck), np.float64)
+        return np.asarray(program(p, log_ck, np.ascontiguousarray(log_u)), np.float64)
 
 
-def _search(law: Law, k: float, p: dict, log_ck: jax.Array) -> jax.Array:
-    def one(draw: Mapping[str, jax.Array], lck: jax.Array) -> jax.Array:
+def _search(law: Law, k: float, p: dict, log_ck: jax.Array, log_u: jax.Array) -> jax.Array:
+    def one(draw: Mapping[str, jax.Array], lck: jax.Array, lu: jax.Array) -> jax.Array:
         def f(u: jax.Array) -> jax.Array:
-            x = {"N": u, "D": lck - u, "C": lck + jnp.log(k)}
+            x = {"N": u, "D": lck - u, "C": lck + jnp.log(k), "U": lu}  # U above D reads as D: every token fresh
             return law.mean(draw, {n: x[n] for n in law.inputs})
 
         grid = jnp.linspace(jnp.log(10.0), lck - jnp.log(10.0), 256)
@@ -183,4 +197,4 @@ def _search(law: Law, k: float, p: dict, log_ck: jax.Array) -> jax.Array:
         lo, hi = jax.lax.fori_loop(0, 40, bisect, bracket)
         return 0.5 * (lo + hi)
 
-    return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(p, log_ck)
+    return jax.vmap(jax.vmap(one, in_axes=(None, 0, 0)), in_axes=(0, None, None))(p, log_ck, log_u)

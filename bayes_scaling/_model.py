@@ -41,7 +41,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from .data import Dataset
-from .laws import Law
+from .laws import MODIFIERS, Law, complete
 from .priors import Spec
 
 #: Rows are padded (and masked) up to the next power of two, at least this, so that
@@ -85,7 +85,7 @@ def design(dataset: Dataset, law: Law, spec: Spec) -> Design:
     """The :class:`Design` of ``dataset`` for a fit of ``law`` with ``spec``'s pooling."""
     labels = tuple(dataset.labels)
     pooling = tuple((name, spec.pooling.get(name, "shared")) for name in law.params) if labels else ()
-    keys = [dataset.frame[k].to_numpy() for k in law.inputs]
+    keys = list(complete(law, dataset.frame).values())
     if labels:
         keys.append(np.unique(dataset.frame["group"].to_numpy(), return_inverse=True)[1])
     _, counts = np.unique(np.column_stack(keys), axis=0, return_counts=True)
@@ -167,7 +167,7 @@ def _configurations(dataset: Dataset, law: Law, pad: int, design: Design) -> Mod
     frame = dataset.frame
     runs = model_data(dataset, law, pad=len(frame), design=design._replace(replicates=False))
     n = len(frame)
-    keys = np.column_stack([*(frame[k].to_numpy() for k in law.inputs), np.asarray(runs.group)[:n]])
+    keys = np.column_stack([*complete(law, frame).values(), np.asarray(runs.group)[:n]])
     _, first, which = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     which = which.reshape(-1)
     k = len(first)
@@ -202,9 +202,9 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD, design: De
     starts = np.cumsum(lengths) - lengths
     which = np.repeat(np.arange(len(datasets)), lengths)  # data set of each run
     row = np.arange(lengths.sum()) - starts[which]  # its row within the data set
-    columns = (*law.inputs, "loss")
-    values = np.concatenate([d.frame[list(columns)].to_numpy(np.float64) for d in datasets])
-    logs = {k: np.log(values[:, j]) for j, k in enumerate(columns)}
+    filled = [complete(law, d.frame) for d in datasets]
+    logs = {k: np.log(np.concatenate([f[k] for f in filled])) for k in law.inputs}
+    logs["loss"] = np.log(np.concatenate([d.frame["loss"].to_numpy(np.float64) for d in datasets]))
 
     def mean(values: np.ndarray) -> np.ndarray:
         return np.add.reduceat(values, starts) / lengths
@@ -219,6 +219,9 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD, design: De
     centred = {x for _, _, x in law.centred}
     zero = np.zeros(len(datasets))
     centre = {k: mean(logs[k]) if k in centred else zero for k in law.inputs}
+    for k, axis in MODIFIERS.items():  # unique tokens are tokens: centred with D
+        if k in centre:
+            centre[k] = centre[axis]
     if design.labels:
         index = {label: i for i, label in enumerate(design.labels)}
         labels = np.concatenate([d.frame["group"].to_numpy() for d in datasets])

@@ -98,7 +98,7 @@ def backtest(
     settings = Settings.of(settings, **options)
     data = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
-    name = axis(data.frame, law.inputs)
+    name = axis(data.frame, law.axes)
     values = data.frame[name].to_numpy()
     levels = sorted(set(levels) | {0.9})
     rows, details = [], []

@@ -46,6 +46,12 @@ def _common() -> argparse.ArgumentParser:
     p.add_argument("--n-col", default="params", help="column of parameter counts N (default: params)")
     p.add_argument("--d-col", default="tokens", help="column of training tokens D (default: tokens)")
     p.add_argument("--c-col", default="flops", help="column of training FLOP C; if absent C = 6·N·D (default: flops)")
+    p.add_argument(
+        "--u-col",
+        default="unique_tokens",
+        help="column of unique training tokens U, for runs that repeat their data over D/U epochs; an empty cell "
+        "or no column is a single epoch (default: unique_tokens; read by --law data-constrained)",
+    )
     p.add_argument("--loss-col", default="loss", help="column of final loss, or of a metric (default: loss)")
     p.add_argument("--metric", action="store_true", help="the loss column is a score in (0, 1]; fit -log(score)")
     p.add_argument(
@@ -136,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
         help="also price training at this ratio M = D/N (over-training; repeatable): its loss and the compute it "
         "needs to match the compute-optimal run",
     )
+    p.add_argument(
+        "--unique-tokens",
+        type=float,
+        action="append",
+        metavar="U",
+        help="also allocate each budget when only U unique tokens exist (repeatable): the best N and number of "
+        "epochs, and the regret of training one epoch or of ignoring the limit (meant for --law data-constrained)",
+    )
     p.add_argument("--budget", type=float, help="a budget in money (or FLOP) to spend at the prices below")
     p.add_argument("--price-n", type=float, default=0.0, help="price per parameter (default 0)")
     p.add_argument("--price-d", type=float, default=0.0, help="price per training token (default 0)")
@@ -181,8 +195,8 @@ def _target_flags(group: argparse._MutuallyExclusiveGroup, many: bool) -> None:
         type=_target,
         metavar="N=..,D=..",
         help="a run to forecast: N=8.7e9,D=1.78e11 (C=6·N·D), or C=1e24 alone (split compute-optimally); "
-        "name=... labels it, group=... picks a group of grouped runs ('new': drawn from the population)"
-        + (" (repeatable)" if many else ""),
+        "U=... its unique tokens (data repeated over D/U epochs); name=... labels it, group=... picks a group "
+        "of grouped runs ('new': drawn from the population)" + (" (repeatable)" if many else ""),
     )
     group.add_argument(
         "--targets",
@@ -198,8 +212,10 @@ def _target(text: str) -> dict:
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or key not in ("N", "D", "C", "name", "group"):
-            raise argparse.ArgumentTypeError(f"expected N=..,D=.. or C=.. (and name=.., group=..), got {item!r}")
+        if not sep or key not in ("N", "D", "C", "U", "name", "group"):
+            raise argparse.ArgumentTypeError(
+                f"expected N=..,D=.. or C=.. (and U=.. unique tokens, name=.., group=..), got {item!r}"
+            )
         if key in ("name", "group"):
             found[key] = value.strip()
             continue
@@ -242,7 +258,7 @@ def _targets_file(path: str) -> list[dict]:
         found = {"name": str(row["target"])} if "target" in frame.columns else {}
         if "group" in frame.columns:
             found["group"] = str(row["group"])
-        for key in ("N", "D", "C"):
+        for key in ("N", "D", "C", "U"):
             if key in frame.columns and pd.notna(row[key]):
                 value = pd.to_numeric(row[key], errors="coerce")
                 if not value > 0:
@@ -314,6 +330,7 @@ def _load(args: argparse.Namespace, laws: list) -> object:
             d=args.d_col,
             c=args.c_col,
             loss=args.loss_col,
+            u=args.u_col,
             needs=needs,
             metric=args.metric,
             units=_units(args.units),
@@ -420,7 +437,7 @@ def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:
             if "preset" in row:
                 one = targets(splitter, preset=row["preset"], group=group)
             elif {"N", "D"} <= set(row):
-                one = targets(splitter, N=row["N"], D=row["D"], flops=row.get("C"), group=group)
+                one = targets(splitter, N=row["N"], D=row["D"], flops=row.get("C"), group=group, U=row.get("U"))
             else:
                 one = targets(splitter, flops=row["C"], group=group)
             one = one.assign(target=row["name"]) if "name" in row else one
@@ -521,6 +538,24 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
                 bs.optimal.overtrained(result, grid, args.tokens_per_param), path=out / f"overtrained.{args.format}"
             )
             written += [out / "overtrained.csv", out / f"overtrained.{args.format}"]
+        if args.unique_tokens:
+            limited = bs.optimal.constrained(result, flops, args.unique_tokens)
+            print("\ndata-constrained allocation: U unique tokens, D/U epochs (medians, 90% intervals)")
+            if "U" not in result.law.inputs:
+                print(f"(law {result.law.name!r} reads repeated tokens as fresh ones: fit --law data-constrained)")
+            columns = ["C", "unique_tokens", "N_opt", "D_opt", "epochs", "epochs_lo", "epochs_hi", "loss_opt"]
+            print(limited[[*columns, "loss_opt_lo", "loss_opt_hi", "loss_unlimited"]].to_string(index=False))
+            limited.to_csv(out / "constrained.csv", index=False)
+            choices = {
+                (f"{c:.3g}", f"{u:.3g}"): bs.optimal.decide(result, c, unique_tokens=u)
+                for c in flops
+                for u in args.unique_tokens
+            }
+            limited_decisions = pd.concat(choices, names=["C", "unique_tokens", "choice"])
+            print("\ndecisions with the data limit: expected loss and regret")
+            print(limited_decisions.to_string())
+            limited_decisions.to_csv(out / "constrained_decisions.csv")
+            written += [out / "constrained.csv", out / "constrained_decisions.csv"]
         if args.budget is not None:
             spend = bs.optimal.budget(
                 result, args.budget, price_n=args.price_n, price_d=args.price_d, price_c=args.price_c

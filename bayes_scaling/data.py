@@ -54,7 +54,8 @@ class Dataset:
     ----------
     frame : DataFrame with float64 columns ``N`` (parameters), ``D`` (training
         tokens), ``C`` (training FLOP) and ``loss`` (nats/token, or the metric),
-        one row per run, shape (n, 4); runs in groups add a text column ``group``.
+        one row per run; runs that repeat their data add ``U`` (unique tokens), runs in groups
+        a text column ``group``.
     source : where the runs came from (a file path or ``"your DataFrame"``).
     columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``.
     """
@@ -109,8 +110,9 @@ def _where(source: str, row: int) -> str:
     return f"row {row + 1} (line {row + 2})"
 
 
-def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = False) -> np.ndarray:
-    """One validated column as float64: numeric, finite and positive (a metric: in (0, 1])."""
+def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = False, blank: bool = False) -> np.ndarray:
+    """One validated column as float64: numeric, finite and positive (a metric: in (0, 1]); with ``blank``,
+    empty cells are allowed and stay NaN."""
     raw = frame[column]
     if pd.api.types.is_bool_dtype(raw.dtype):
         raise ValueError(f"{source}: column {column!r} holds true/false values, not numbers")
@@ -126,6 +128,8 @@ def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = Fal
             row = int(np.argmax(bad))
             raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: non-numeric value {raw.iloc[row]!r}")
     bad = ~np.isfinite(values)
+    if blank:
+        bad &= raw.notna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value is {values[row]} (NaN or inf)")
@@ -208,6 +212,7 @@ def load_data(
     d: str = "tokens",
     c: str | None = "flops",
     loss: str = "loss",
+    u: str | None = "unique_tokens",
     needs: tuple[str, ...] = ("N", "D"),
     metric: bool = False,
     units: dict[str, float] | None = None,
@@ -231,8 +236,13 @@ def load_data(
         when absent.
     metric : the ``loss`` column is a score in (0, 1] (a pass rate, an accuracy); the
         loss fitted is ``-log(score)``.
+    u : column of unique training tokens, for runs that repeat their data over ``D / U`` epochs
+        (read when present or when ``needs`` holds ``"U"``); an empty cell, or no such column, is a
+        run that saw each token once (``U = D``). Unique tokens above tokens seen, zero, negative
+        or text are errors.
     units : multipliers of input columns, e.g. ``{"C": 1e21, "N": 1e9}`` when FLOP are
-        given in units of 1e21 and parameters in billions.
+        given in units of 1e21 and parameters in billions (unique tokens ``U`` take ``D``'s
+        unless given).
     min_rows : reject data with fewer rows (a fit needs its parameter count plus one).
     flops_per_param_token : k in C = k·N·D, used to fill and to check compute.
     group : a column (or several, combined as ``a/b``) that names each run's group: the data set,
@@ -261,7 +271,7 @@ def load_data(
 
     names = {"N": n, "D": d, "C": c}
     has_c = c is not None and c in frame.columns
-    required = {k for k in needs if k != "C"}
+    required = {k for k in needs if k in ("N", "D")}
     if "C" in needs and not has_c:
         required |= {"N", "D"}  # compute comes from 6·N·D
     elif has_c:
@@ -289,6 +299,8 @@ def load_data(
             raise ValueError(f"{source}: column {loss!r}, {_where(source, row)}: metric 1 leaves no loss -log(score)")
     if not has_c:
         out["C"] = flops_per_param_token * out["N"] * out["D"]
+    if "U" in needs or (u is not None and u in frame.columns):
+        out["U"] = _unique(frame, u, out["D"], scale.get("U", scale["D"]), source, d)
     for key in ("N", "D", "C"):
         if key in required:
             _plausible(out[key], key, names[key] or "(6·N·D)", source, allow_unusual)
@@ -306,10 +318,10 @@ def load_data(
     if len(frame) < min_rows:
         raise ValueError(f"{source}: {len(frame)} rows, but the model needs at least {min_rows}")
 
-    clean = pd.DataFrame({k: out[k] for k in ("N", "D", "C", "loss")})
+    clean = pd.DataFrame({k: out[k] for k in ("N", "D", "C", "U", "loss") if k in out})
     if group is not None:
         clean["group"] = _labels(frame, [group] if isinstance(group, str) else list(group), source)
-    numbers = clean[["N", "D", "C", "loss"]].to_numpy()
+    numbers = clean.drop(columns="group", errors="ignore").to_numpy(np.float64)
     keys = [] if _batch is None else [_batch]
     if group is not None:
         keys.append(np.unique(clean["group"].to_numpy(), return_inverse=True)[1])
@@ -335,7 +347,27 @@ def load_data(
                 stacklevel=2,
             )
     columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss, "metric": metric, "group": group}
+    if "U" in out:
+        columns["U"] = u if u is not None and u in frame.columns else None
     return Dataset(clean, source, columns)
+
+
+def _unique(
+    frame: pd.DataFrame, column: str | None, tokens: np.ndarray, scale: float, source: str, d: str
+) -> np.ndarray:
+    """Unique training tokens per run, float64 (n,): the column's values, ``tokens`` (every token fresh) where a
+    cell is empty or there is no column; errors name the row of text, a value not positive or above ``tokens``."""
+    if column is None or column not in frame.columns:
+        return tokens.copy()
+    values = _column(frame, column, source, blank=True) * scale
+    above = values > tokens * (1 + 1e-9)  # NaN compares false: an empty cell is a single epoch
+    if above.any():
+        row = int(np.argmax(above))
+        raise ValueError(
+            f"{source}: column {column!r}, {_where(source, row)}: {values[row]:g} unique tokens, more than the "
+            f"{tokens[row]:g} tokens seen (column {d!r}); unique tokens count each distinct token once"
+        )
+    return np.where(np.isnan(values), tokens, values)
 
 
 def _labels(frame: pd.DataFrame, names: list[str], source: str) -> np.ndarray:

@@ -111,3 +111,25 @@ def sweep(
     r = np.geomspace(*tokens_per_param, ratios)
     nn, rr = (a.ravel() for a in np.meshgrid(n, r, indexing="ij"))
     return pd.DataFrame({"params": nn, "tokens": nn * rr, "flops": k * nn * nn * rr})
+
+
+def repeated(
+    n_range: tuple[float, float] = (1e7, 1e9),
+    unique: tuple[float, ...] = (1e8, 1e9),
+    epochs: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64),
+    sizes: int = 5,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+) -> pd.DataFrame:
+    """A grid of runs that repeat their data (no losses): ``sizes`` model sizes x unique-token budgets x epochs.
+
+    Muennighoff et al. (2023) laid out their data-constrained runs this way. Give it a loss with
+    :func:`bayes_scaling.simulate` (``law="data-constrained"``).
+
+    Returns
+    -------
+    DataFrame with columns ``params``, ``tokens`` (= epochs · unique tokens), ``unique_tokens``, ``flops``,
+    one row per combination.
+    """
+    grids = np.meshgrid(np.geomspace(*n_range, sizes), np.asarray(unique, float), np.asarray(epochs, float))
+    n, u, e = (a.ravel() for a in grids)
+    return pd.DataFrame({"params": n, "tokens": u * e, "unique_tokens": u, "flops": k * n * u * e})

@@ -155,7 +155,7 @@ def _target(result: Result, target: object, group: str | None, k: float) -> pd.D
             )
         point = targets(result, k=k, group=group, **given)
     runs = result.data(group)
-    name = axis(runs, result.law.inputs)
+    name = axis(runs, result.law.axes)
     if np.isfinite(point[name].to_numpy(np.float64)).all():
         inside = np.flatnonzero(beyond(runs, point, [name])[:, 0] <= 0)
         if inside.size:
@@ -246,14 +246,13 @@ class _Posterior:
         law = result.law
         draws = result.draws(group)
         self.result = result
-        target = np.exp(law_at(law, draws, {name: point[name].to_numpy() for name in law.inputs}))  # (S, t)
+        target = np.exp(law_at(law, draws, point))  # (S, t)
         if target.shape[1] > 1 and objective != "variance":
             raise ValueError(f"the {objective} objective takes one target; several targets take 'variance'")
         order = np.argsort(target[:, 0], kind="stable")
         draws = {name: np.asarray(v)[order] for name, v in draws.items()}
         self.target = target[order]
-        inputs = {name: pool[name].to_numpy() for name in law.inputs}
-        self.mu = law_at(law, draws, inputs).T.astype(np.float32)  # (n candidates, S)
+        self.mu = law_at(law, draws, pool).T.astype(np.float32)  # (n candidates, S)
         self.scale = _run_scale(draws).astype(np.float32)
         table = None
         if objective == "regret":
@@ -345,7 +344,7 @@ def weights(result: Result, runs: pd.DataFrame, *, group: str | None = None) -> 
     group : with groups, the group of the runs (and of the draws).
     """
     law, draws = result.law, result.draws(group)
-    mu = law_at(law, draws, {name: runs[name].to_numpy() for name in law.inputs})  # (S, r)
+    mu = law_at(law, draws, runs)  # (S, r)
     y = np.log(runs["loss"].to_numpy(np.float64))
     logw = _loglik(float(result.spec.df), mu, _run_scale(draws)[:, None], y[None, :], np).sum(axis=1)
     w = np.exp(logw - logw.max())
@@ -415,7 +414,7 @@ def design(
         pool = default_candidates(result, group=group, k=c)
     else:
         pool = checked(candidates, source, c)
-    missing = [name for name in result.law.inputs if not np.isfinite(pool[name].to_numpy(np.float64)).all()]
+    missing = [name for name in result.law.axes if not np.isfinite(pool[name].to_numpy(np.float64)).all()]
     if missing:
         raise ValueError(f"{source}: the {result.law.name} law needs {', '.join(missing)} at every candidate")
     if budget is not None:

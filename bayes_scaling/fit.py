@@ -23,7 +23,7 @@ from .data import Dataset, DataWarning, _load_together, load_data
 from .datasets import chinchilla
 from .diagnostics import ConvergenceWarning, Health, MixingWarning, warn
 from .forecast import predictive
-from .laws import Law
+from .laws import Law, complete
 from .priors import PriorsLike, Spec, resolve
 from .result import Result, from_sampler
 
@@ -52,9 +52,19 @@ def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = No
         data = load_data(data, needs=law.inputs, min_rows=min_rows, group=group)
     elif group is not None:
         raise ValueError(f"{data.source}: a Dataset's groups are set when it is loaded (load_data(..., group=...))")
-    missing = [k for k in law.inputs if not np.isfinite(data.frame[k].to_numpy()).all()]
+    missing = [k for k, v in complete(law, data.frame).items() if not np.isfinite(v).all()]
     if missing:
         raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
+    if "U" in data.frame.columns and "U" not in law.inputs:
+        repeated = int((data.frame["U"] < data.frame["D"] * (1 - 1e-9)).sum())
+        if repeated:
+            warnings.warn(
+                f"{data.source}: {repeated} run(s) repeat their data (unique tokens below tokens seen), but law "
+                f"{law.name!r} reads every token as fresh; the data-constrained law reads repeats "
+                "(--law data-constrained, law='data-constrained')",
+                DataWarning,
+                stacklevel=3,
+            )
     if len(data) < min_rows:
         raise ValueError(f"{data.source}: {len(data)} rows, but the model needs at least {min_rows}")
     if len(data) > MAX_RUNS:
@@ -68,7 +78,7 @@ def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = No
 
 def _rising(data: Dataset, law: Law) -> None:
     """Warn, in one sentence, when loss clearly rises with scale: no law of falling loss describes such runs."""
-    x = data.frame[axis(data.frame, law.inputs)].to_numpy()
+    x = data.frame[axis(data.frame, law.axes)].to_numpy()
     y = data.frame["loss"].to_numpy()
     n = len(y)
     if n < 5 or np.ptp(x) == 0:
@@ -78,7 +88,7 @@ def _rising(data: Dataset, law: Law) -> None:
     if rho * np.sqrt(n - 1) > 3.0:  # clearly positive: about 3 standard errors under no relation
         warnings.warn(
             f"{data.source}: loss rises with scale in these runs (rank correlation {rho:+.2f} between "
-            f"{axis(data.frame, law.inputs)} and loss over {n} runs): a scaling law of falling loss cannot describe "
+            f"{axis(data.frame, law.axes)} and loss over {n} runs): a scaling law of falling loss cannot describe "
             "them. Is the loss column a score or an accuracy (read it with --metric, metric=True), or are runs "
             "mislabelled?",
             DataWarning,
@@ -155,7 +165,7 @@ def fit(
         warn(result.health(), f"fit of {law.name} to {dataset.source}")
         return result
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
-    pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.inputs), os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
@@ -231,7 +241,7 @@ def _internal_backtests(
     converge, and returns the evidence (:class:`~bayes_scaling._calibration.Evidence`).
     """
     splits = []
-    for name in law.inputs:
+    for name in law.axes:
         values = data.frame[name].to_numpy()
         for q in INTERNAL_SPLITS:
             train = values <= np.quantile(values, q)
@@ -245,7 +255,7 @@ def _internal_backtests(
     # then overlaps with their sampling instead of delaying the reading of those programs.
     held_out = sum(int((~train).sum()) for _, _, train in splits)
     kappa_settings = _calibration.kappa_settings(settings.chains, settings.draws)
-    ready = pool.submit(_calibration.prepare_kappa, held_out, law.inputs, spec.df, kappa_settings)
+    ready = pool.submit(_calibration.prepare_kappa, held_out, law.axes, spec.df, kappa_settings)
     pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
 
     def collect() -> Evidence:
@@ -306,13 +316,13 @@ def _internal_backtest(
     share = draws.share
     held_out = len(points)
     evidence = Evidence(
-        inputs=law.inputs,
+        inputs=law.axes,
         split_on=np.full(held_out, name),
         split=np.full(held_out, q),
         residual=np.log(points["loss"].to_numpy()) - np.median(log_run, axis=0),
         scale=(quartiles[1] - quartiles[0]) / (2 * scipy.special.stdtrit(spec.df, 0.75)),
         share=np.median(share, axis=0),
-        reach=beyond_own(data.frame[kept], points, law.inputs),
+        reach=beyond_own(data.frame[kept], points, law.axes),
     )
     return evidence, refit.health()
 

@@ -99,6 +99,7 @@ def targets(
     k: float = FLOPS_PER_PARAM_TOKEN,
     group: str | None = None,
     tokens_per_param: Sequence[float] | float | None = None,
+    U: Sequence[float] | float | None = None,
 ) -> pd.DataFrame:
     """Resolve forecast targets to concrete (N, D, C) rows.
 
@@ -108,17 +109,22 @@ def targets(
     N = sqrt(C / (k·M)), D = M·N (over-training, when M is above the compute-optimal ratio;
     budgets and ratios broadcast against each other).
 
+    ``U``: unique tokens of (N, D) runs that repeat their data over D/U epochs (with ``N`` and ``D``).
+
     Returns
     -------
-    DataFrame with columns ``target``, ``N``, ``D``, ``C``, one row per target.
+    DataFrame with columns ``target``, ``N``, ``D``, ``C`` (and ``U`` when given), one row per target.
     """
     rows: list[Target] = _named(preset)
+    if U is not None and (N is None or D is None):
+        raise ValueError("U (unique tokens) belongs to runs given by N and D: give N, D and U")
     if tokens_per_param is not None and flops is None:
         raise ValueError("tokens_per_param splits a compute budget: give flops with it")
     if N is not None or D is not None:
         if N is None or D is None:
             raise ValueError("give both N and D (or flops alone)")
-        n, d = np.broadcast_arrays(np.atleast_1d(np.asarray(N, np.float64)), np.atleast_1d(np.asarray(D, np.float64)))
+        given = [np.atleast_1d(np.asarray(v, np.float64)) for v in (N, D, np.nan if U is None else U)]
+        n, d, unique = np.broadcast_arrays(*given)
         c = np.broadcast_to(np.atleast_1d(flops), n.shape) if flops is not None else [None] * n.size
         rows += [Target(f"N={a:.3g}, D={b:.3g}", N=a, D=b, C=cc) for a, b, cc in zip(n, d, c, strict=True)]
     elif flops is not None and tokens_per_param is not None:
@@ -138,7 +144,15 @@ def targets(
         log_n, _ = optimum(result.law, result.draws(group), c[split], k)
         n[split] = np.exp(np.median(log_n, axis=0))
         d[split] = c[split] / (k * n[split])
-    return pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
+    out = pd.DataFrame({"target": [t.name for t in rows], "N": n, "D": d, "C": c})
+    if U is not None:
+        u = np.full(len(out), np.nan)
+        u[len(out) - len(unique) :] = unique  # the (N, D) rows come after any presets
+        if not (np.nan_to_num(u, nan=1.0) > 0).all() or (u > d * (1 + 1e-9)).any():
+            raise ValueError("unique tokens U must be positive and at most the tokens D of their run")
+        out["U"] = u
+        out["target"] = [f"{t}, U={v:.3g}" if np.isfinite(v) else t for t, v in zip(out["target"], u, strict=True)]
+    return out
 
 
 def _named(names: Sequence[str] | str | None) -> list[Target]:
@@ -166,7 +180,7 @@ def predictive(
     law = result.law
     if mode not in MODES:
         raise ValueError(f"mode must be 'plain' or 'calibrated', got {mode!r}")
-    missing = [k for k in law.inputs if k not in points.columns or not np.isfinite(points[k]).all()]
+    missing = [k for k in law.axes if k not in points.columns or not np.isfinite(points[k]).all()]
     if missing:
         raise ValueError(f"law {law.name!r} needs {', '.join(missing)} at every point to forecast")
     blocks = _blocks(result, points, group)
@@ -198,7 +212,7 @@ def expected(result: Result, points: pd.DataFrame, *, group: str | None = None, 
 def _law(result: Result, points: pd.DataFrame, blocks: list, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """(log expected loss, reducible share, the noise scales' draws), each point with its group's draws."""
     law = result.law
-    inputs = {k: points[k].to_numpy() for k in law.inputs}
+    inputs = {k: points[k].to_numpy() for k in law.inputs if k in points.columns}
     draws = {label: result.draws(label, seed=seed) for _, label in blocks}
     s = len(next(iter(draws.values()))["sigma"])
     log_mean, share = np.empty((s, len(points))), np.empty((s, len(points)))
@@ -275,6 +289,7 @@ def forecast(
     seed: int = 0,
     mode: str = "calibrated",
     tokens_per_param: Sequence[float] | float | None = None,
+    U: Sequence[float] | float | None = None,
 ) -> pd.DataFrame:
     """Forecast the loss at given points, (N, D) pairs, compute budgets or named presets.
 
@@ -284,13 +299,14 @@ def forecast(
     >>> forecast(result, N=[1e9, 7e9], D=[2e10, 1.4e11])          # doctest: +SKIP
     >>> forecast(result, flops=1e24, levels=(0.9,))               # doctest: +SKIP
     >>> forecast(result, flops=1e24, tokens_per_param=[20, 200])  # doctest: +SKIP
+    >>> forecast(result, N=7e9, D=1e12, U=1e11)                   # doctest: +SKIP
     >>> forecast(result, runs_frame)                              # doctest: +SKIP
     >>> forecast([fit1, fit2], weights=compare([fit1, fit2])["weight"], preset="gpt4")  # doctest: +SKIP
 
     Parameters
     ----------
     result : a fit, or several fits of different laws with ``weights`` (a stacked forecast).
-    points : a DataFrame with the law's inputs among columns ``N``, ``D``, ``C``; or None
+    points : a DataFrame with the law's inputs among columns ``N``, ``D``, ``C`` (and ``U``); or None
         and targets named by ``N`` and ``D``, ``flops`` or ``preset`` (a budget alone is
         split compute-optimally, see :func:`targets`).
     weights : mixture weights by law name, for several fits.
@@ -303,6 +319,8 @@ def forecast(
     mode : ``"calibrated"`` (the default; used when the fit learned ``kappa``) or ``"plain"``.
     tokens_per_param : with ``flops``, split each budget at this ratio M = D/N instead of
         compute-optimally (over-training: M far above the optimal ~20).
+    U : with ``N`` and ``D``, the unique tokens of each run (its data repeated over D/U epochs; read by
+        laws of unique tokens such as ``data-constrained``; without it every token is fresh).
 
     Returns
     -------
@@ -320,7 +338,7 @@ def forecast(
     if points is None:
         splitter = next((r for r in fits if {"N", "D"} <= set(r.law.inputs)), fits[0])
         points = targets(
-            splitter, N=N, D=D, flops=flops, preset=preset, k=k, group=group, tokens_per_param=tokens_per_param
+            splitter, N=N, D=D, flops=flops, preset=preset, k=k, group=group, tokens_per_param=tokens_per_param, U=U
         )
         points["tokens_per_param"] = points["D"] / points["N"]
     points = points.copy()
@@ -338,7 +356,7 @@ def forecast(
 def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
     """``points`` with ``decades_beyond`` (along the runs' extrapolation axis); warns of points beyond :data:`FAR`."""
     runs = result.data()
-    name = axis(runs, result.law.inputs)
+    name = axis(runs, result.law.axes)
     if name not in points.columns or not np.isfinite(points[name].to_numpy(np.float64)).all():
         return points.assign(decades_beyond=np.nan)
     decades = beyond_own(runs, points, [name])[:, 0]  # from the runs of each point's own group
@@ -357,7 +375,7 @@ def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
 
 def axis_of(law: Law) -> str:
     """The input a law's curve is drawn against: compute for a law of N and D or of C, else its input."""
-    return "C" if {"N", "D"} <= set(law.inputs) or "C" in law.inputs else law.inputs[0]
+    return "C" if {"N", "D"} <= set(law.inputs) or "C" in law.inputs else law.axes[0]
 
 
 def curve(

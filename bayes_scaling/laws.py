@@ -1,9 +1,9 @@
 """Scaling-law families: pure JAX functions of parameters and log inputs, and their records.
 
 A law maps natural parameters (``E``, ``A``, ``alpha`` ...) and natural logs of its
-inputs (``N`` parameters, ``D`` training tokens, ``C`` training FLOP) to the natural
-log of the expected loss. Working on log scales keeps token counts above 2**31 and
-FLOP counts near 1e25 well inside float32 range.
+inputs (``N`` parameters, ``D`` training tokens, ``C`` training FLOP, and for data repeated
+over epochs ``U`` unique tokens) to the natural log of the expected loss. Working on log
+scales keeps token counts above 2**31 and FLOP counts near 1e25 well inside float32 range.
 
 Adding a family is one function plus a :class:`Law` record (and, to ship default
 priors, one TOML file in ``models/``)::
@@ -26,11 +26,19 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.special import logsumexp
 
 Params = Mapping[str, Array]
 Inputs = Mapping[str, Array]
+
+#: Sizes a sweep grows along: the axes of extrapolation (distances beyond the data, backtest cutoffs).
+AXES = ("N", "D", "C")
+#: Inputs that modify a law without being an axis: ``U``, unique training tokens (data repeated over
+#: D / U epochs). Each is measured in the units of an axis (centred with it) and reads as that axis
+#: where a run or a point does not give it: a run without unique tokens saw every token once.
+MODIFIERS = {"U": "D"}
 
 
 def chinchilla(p: Params, x: Inputs) -> Array:
@@ -76,6 +84,41 @@ def chinchilla_optimum(p: Params, log_nd: Array) -> Array:
     return log_g + b / (a + b) * log_nd
 
 
+def data_constrained(p: Params, x: Inputs) -> Array:
+    """Chinchilla law on effective data and parameters when data repeat (Muennighoff et al. 2023, eq. 5).
+
+    With ``U`` unique tokens seen over ``D / U`` epochs, ``R_D = D / U - 1`` repetitions are worth
+    ``D' = U + U·R*_D·(1 - exp(-R_D / R*_D))`` fresh tokens: repeated tokens lose value with a
+    half-life set by ``Rstar_D``. Parameters beyond ``U_N``, the compute-optimal size for ``U`` tokens
+    (``alpha·A / N**alpha = beta·B / U**beta``), lose value the same way (``Rstar_N``):
+    ``N'' = U_N + U_N·R*_N·(1 - exp(-R_N / R*_N))`` with ``R_N = N / U_N - 1``. That discount is
+    phased in with the repeated share of the tokens, ``s = 1 - U / D``: ``N' = (1 - s)·N + s·N''``.
+    The paper applies it in full to every run, which would also discount single-epoch runs
+    larger than compute-optimal, that the Chinchilla law already describes; phased in, a run that
+    sees each token once (``U = D``) is read exactly as the Chinchilla law reads it.
+
+    Parameters
+    ----------
+    p : ``E``, ``A``, ``B``, ``alpha``, ``beta`` as for :func:`chinchilla`, and ``Rstar_D``, ``Rstar_N``
+        (repetitions at which repeated tokens, excess parameters keep ``1 - 1/e`` of their value).
+    x : log ``N``, log ``D`` and log ``U`` (unique tokens; above ``D`` it reads as ``D``), shape (n,).
+
+    Returns
+    -------
+    Log expected loss, shape (n,).
+    """
+    log_u = jnp.minimum(x["U"], x["D"])
+    repeats = jnp.expm1(x["D"] - log_u)  # R_D >= 0
+    log_d = log_u + jnp.log1p(-p["Rstar_D"] * jnp.expm1(-repeats / p["Rstar_D"]))
+    log_base = (jnp.log(p["alpha"] * p["A"]) - jnp.log(p["beta"] * p["B"]) + p["beta"] * log_u) / p["alpha"]
+    log_base = jnp.minimum(log_base, x["N"])  # U_N
+    excess = jnp.expm1(x["N"] - log_base)  # R_N >= 0
+    log_discounted = log_base + jnp.log1p(-p["Rstar_N"] * jnp.expm1(-excess / p["Rstar_N"]))
+    repeated = -jnp.expm1(log_u - x["D"])  # s in [0, 1)
+    log_n = x["N"] + jnp.log1p(repeated * jnp.expm1(log_discounted - x["N"]))  # log((1 - s) N + s N'')
+    return chinchilla(p, {"N": log_n, "D": log_d})
+
+
 @dataclass(frozen=True)
 class Law:
     """A scaling-law family.
@@ -85,7 +128,7 @@ class Law:
     name : registry name, e.g. ``"chinchilla"``.
     mean : ``mean(params, log_inputs) -> log expected loss``, a pure JAX function.
     params : names of the law's parameters, on their natural scales.
-    inputs : which log inputs the law reads, from ``("N", "D", "C")``.
+    inputs : which log inputs the law reads, from :data:`AXES` and :data:`MODIFIERS`.
     centred : ``(amplitude, k, input)`` triples, ``k`` a parameter name or a number.
         A term ``A * X**-k`` is sampled as its value at the data's centre,
         ``log A - k * mean(log X)``, which removes most of the correlation between
@@ -113,9 +156,9 @@ class Law:
     optimum: Callable[[Params, Array], Array] | None = None
 
     def __post_init__(self) -> None:
-        unknown = [x for x in self.inputs if x not in ("N", "D", "C")]
-        if unknown or not self.inputs:
-            raise ValueError(f"law {self.name!r}: inputs must be among N, D, C, got {self.inputs}")
+        unknown = [x for x in self.inputs if x not in AXES and x not in MODIFIERS]
+        if unknown or not self.axes:
+            raise ValueError(f"law {self.name!r}: inputs must be among N, D, C (and U), got {self.inputs}")
         for field in ("data_exponent", "irreducible"):
             value = getattr(self, field)
             if value is not None and value not in self.params:
@@ -125,6 +168,11 @@ class Law:
                 raise ValueError(
                     f"law {self.name!r}: centred term {(amplitude, k, x)} names an unknown parameter/input"
                 )
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The inputs that are axes of extrapolation (:data:`AXES`), in the law's order."""
+        return tuple(x for x in self.inputs if x in AXES)
 
     @property
     def min_runs(self) -> int:
@@ -144,6 +192,23 @@ class Law:
         if not getattr(mean, "__module__", "").startswith(__name__.rsplit(".", 1)[0] + "."):
             return None
         return f"{mean.__module__}.{mean.__qualname__} {self.name} {self.params} {self.inputs} {self.centred}"
+
+
+def complete(law: Law, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """The law's inputs as float64 arrays, each modifier it reads filled where absent or NaN by its axis.
+
+    Parameters
+    ----------
+    inputs : natural-scale values by name (arrays, Series or columns of a DataFrame); the law's axes
+        must be present. A run or point without unique tokens ``U`` saw each token once: ``U = D``.
+    """
+    out = {k: np.asarray(inputs[k], np.float64) for k in law.axes}
+    for k in law.inputs:
+        if k in MODIFIERS:
+            axis = np.asarray(inputs[MODIFIERS[k]], np.float64)
+            given = np.asarray(inputs[k], np.float64) if k in inputs else np.full(axis.shape, np.nan)
+            out[k] = np.where(np.isnan(given), axis, given)
+    return out
 
 
 _REGISTRY: dict[str, Law] = {}
@@ -186,6 +251,21 @@ register(
 )
 
 
+register(
+    Law(
+        "data-constrained",
+        data_constrained,
+        params=("E", "A", "B", "alpha", "beta", "Rstar_D", "Rstar_N"),
+        inputs=("N", "D", "U"),
+        centred=(("A", "alpha", "N"), ("B", "beta", "D")),
+        formula="L = E + A / N'^alpha + B / D'^beta, D' = U + U R*_D (1 - exp(-(D/U - 1) / R*_D)), N' likewise",
+        data_exponent="beta",
+        irreducible="E",
+        optimum=chinchilla_optimum,  # with unlimited unique data (U = D) the law is the Chinchilla law
+    )
+)
+
+
 def power(x: str) -> Callable[[Params, Inputs], Array]:
     """Single-variable power law with an irreducible term, ``L(X) = E + A * X**-alpha`` (Kaplan et al. 2020 style).
 
@@ -200,7 +280,7 @@ def power(x: str) -> Callable[[Params, Inputs], Array]:
     return mean
 
 
-for _x in ("N", "D", "C"):
+for _x in AXES:
     register(
         Law(
             f"power-{_x.lower()}",

@@ -25,6 +25,7 @@ from .result import Result
 __all__ = [
     "budget",
     "cheapest",
+    "constrained",
     "decide",
     "exponents",
     "frontier",
@@ -35,7 +36,14 @@ __all__ = [
 ]
 
 
-def losses(law: Law, params: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndarray, k: float) -> np.ndarray:
+def losses(
+    law: Law,
+    params: Mapping[str, np.ndarray],
+    n: np.ndarray,
+    d: np.ndarray,
+    k: float,
+    unique: np.ndarray | float | None = None,
+) -> np.ndarray:
     """Expected loss per draw at allocations (n, d), float64.
 
     Parameters
@@ -43,13 +51,18 @@ def losses(law: Law, params: Mapping[str, np.ndarray], n: np.ndarray, d: np.ndar
     params : each shape (s,) for s draws.
     n, d : shape (m,) (the same m allocations for every draw) or (s, m) (per draw).
     k : FLOP per parameter per token, C = k·N·D.
+    unique : unique tokens available, broadcastable against ``n`` (for a law that reads them: tokens
+        beyond them repeat the data); None: every token fresh.
 
     Returns
     -------
     Array of shape (s, m).
     """
     n, d = np.asarray(n, np.float64), np.asarray(d, np.float64)
-    return np.exp(law_at(law, params, {"N": n, "D": d, "C": k * n * d}))
+    inputs = {"N": n, "D": d, "C": k * n * d}
+    if unique is not None:
+        inputs["U"] = np.broadcast_to(np.asarray(unique, np.float64), np.broadcast_shapes(n.shape, d.shape))
+    return np.exp(law_at(law, params, inputs))
 
 
 def _interval(values: np.ndarray, ci: float) -> tuple[float, float, float]:
@@ -155,6 +168,42 @@ def _overtrained(
     return loss, best, np.exp(hi)
 
 
+def constrained(
+    result: Result,
+    flops: np.ndarray | list[float] | float,
+    unique_tokens: np.ndarray | list[float] | float,
+    *,
+    k: float = FLOPS_PER_PARAM_TOKEN,
+    ci: float = 0.9,
+    group: str | None = None,
+) -> pd.DataFrame:
+    """Allocation of compute C when only U unique tokens exist: the best model size and number of epochs.
+
+    For every pair of budget C and unique tokens U, per posterior draw, the N that minimizes the
+    expected loss with D = C / (k·N) tokens seen over D / U epochs (a fit of a law that reads
+    unique tokens, such as ``data-constrained``: repeated tokens are worth less; a law that does
+    not read them gives the unlimited answer). Muennighoff et al. (2023) ask this question.
+
+    Returns
+    -------
+    DataFrame, one row per (C, U): ``C``, ``unique_tokens``, then median, lower and upper bound of
+    ``N_opt``, ``D_opt``, ``epochs`` (D_opt / U), ``tokens_per_param``, ``loss_opt`` (the best loss with
+    U unique tokens) and ``loss_unlimited`` (the compute-optimal loss with unlimited fresh data).
+    """
+    grids = np.meshgrid(np.atleast_1d(flops), np.atleast_1d(unique_tokens), indexing="ij")
+    c, u = (np.asarray(a, np.float64).ravel() for a in grids)
+    if not (np.all(c > 0) and np.all(u > 0)):
+        raise ValueError("compute budgets and unique tokens must be positive")
+    draws = result.draws(group)
+    log_n, log_d = optimum(result.law, draws, c, k, unique=u)
+    n, d = np.exp(log_n), np.exp(log_d)
+    loss = losses(result.law, draws, n, d, k, unique=u)
+    free_n, free_d = (np.exp(a) for a in optimum(result.law, draws, c, k))
+    unlimited = losses(result.law, draws, free_n, free_d, k)
+    summaries = {"N_opt": n, "D_opt": d, "epochs": d / u, "tokens_per_param": d / n, "loss_opt": loss}
+    return _table({"C": c, "unique_tokens": u}, {**summaries, "loss_unlimited": unlimited}, ci)
+
+
 def exponents(
     result: Result, *, ci: float = 0.9, k: float = FLOPS_PER_PARAM_TOKEN, group: str | None = None
 ) -> pd.DataFrame:
@@ -180,6 +229,7 @@ def decide(
     ci: float = 0.9,
     grid: int = 801,
     group: str | None = None,
+    unique_tokens: float | None = None,
 ) -> pd.DataFrame:
     """Allocations of one budget under uncertainty, with their expected regret.
 
@@ -187,36 +237,46 @@ def decide(
     for the posterior-median parameters), ``20 tokens/param`` (Chinchilla's rule of
     thumb). The regret of a choice is, per draw, its loss minus the loss of that
     draw's own optimum: never negative; reported as mean and ``ci`` interval.
+    With ``unique_tokens`` U (data limited; see :func:`constrained`), every loss counts
+    tokens beyond U as repeats, and two more choices: ``one epoch`` (D = U) and
+    ``ignoring the limit`` (the compute-optimal split for unlimited data, trained on
+    repeats).
 
     Returns
     -------
     DataFrame indexed by choice: ``N``, ``D``, ``tokens_per_param``, ``expected_loss``,
-    ``regret_mean``, ``regret_lo``, ``regret_hi``.
+    ``regret_mean``, ``regret_lo``, ``regret_hi`` (and ``epochs`` with ``unique_tokens``).
     """
     law, draws = result.law, result.draws(group)
     c = np.array([float(flops)])
-    log_n, log_d = optimum(law, draws, c, k)
-    best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)[:, 0]  # each draw at its own optimum
-    plug_n, _ = optimum(law, _median_params(draws), c, k)
+    u = None if unique_tokens is None else np.array([float(unique_tokens)])
+    if u is not None and not u[0] > 0:
+        raise ValueError(f"unique tokens must be positive, got {unique_tokens}")
+    log_n, log_d = optimum(law, draws, c, k, unique=u)
+    best = losses(law, draws, np.exp(log_n), np.exp(log_d), k, u)[:, 0]  # each draw at its own optimum
+    plug_n, _ = optimum(law, _median_params(draws), c, k, unique=u)
     rule_n = np.sqrt(c / (k * 20.0))
     centre = np.median(log_n)
     candidates = np.concatenate([np.exp(np.linspace(centre - 1.2, centre + 1.2, grid)), np.exp(plug_n[0]), rule_n])
-    expected = losses(law, draws, candidates, c[0] / (k * candidates), k).mean(axis=0)
+    expected = losses(law, draws, candidates, c[0] / (k * candidates), k, u).mean(axis=0)
     choices = {
         "bayes": candidates[np.argmin(expected)],
         "plug-in": float(np.exp(plug_n[0, 0])),
         "20 tokens/param": float(rule_n[0]),
     }
+    if u is not None:
+        choices["one epoch"] = c[0] / (k * u[0])
+        choices["ignoring the limit"] = float(np.exp(np.median(optimum(law, draws, c, k)[0])))
     rows = {}
     for name, n in choices.items():
         d = c[0] / (k * n)
-        loss = losses(law, draws, np.array([n]), np.array([d]), k)[:, 0]
+        loss = losses(law, draws, np.array([n]), np.array([d]), k, u)[:, 0]
         regret = loss - best
         lo, hi = np.quantile(regret, [(1 - ci) / 2, (1 + ci) / 2])
-        rows[name] = {
-            "N": n,
-            "D": d,
-            "tokens_per_param": d / n,
+        rows[name] = {"N": n, "D": d, "tokens_per_param": d / n}
+        if u is not None:
+            rows[name]["epochs"] = d / u[0]
+        rows[name] |= {
             "expected_loss": loss.mean(),
             "regret_mean": regret.mean(),
             "regret_lo": lo,

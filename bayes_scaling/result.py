@@ -24,7 +24,7 @@ from ._programs import PROGRAMS
 from ._sampler import Output, Settings
 from .data import Dataset
 from .diagnostics import Health, Stats, Thresholds, assess, measure
-from .laws import Law
+from .laws import Law, complete
 from .priors import Spec
 
 #: A result's groups, by name: ``posterior``, ``sample_stats``, ... as ArviZ names them.
@@ -74,8 +74,8 @@ class Result:
     source : the groups by name: ``posterior`` (the law's parameters on their natural
         scales, ``sigma`` and the sampler's internal ``log_*_c``), ``sample_stats``,
         ``log_likelihood`` (``log_loss``), ``observed_data`` (``log_loss``),
-        ``constant_data`` (``N``, ``D``, ``C``), ``prior``, and for a calibrated fit
-        ``extrapolation``.
+        ``constant_data`` (``N``, ``D``, ``C``; ``U`` for runs that gave unique tokens), ``prior``,
+        and for a calibrated fit ``extrapolation``.
     law : the fitted law.
     spec : priors and likelihood settings used.
     stats : the sampler's convergence statistics (None: measured from the draws when asked).
@@ -296,8 +296,7 @@ class Result:
         """The fitted runs: columns ``N``, ``D``, ``C``, ``loss`` (and ``group`` with groups); only ``group``'s
         runs when one is named (all of them for ``"new"``)."""
         const = self.group("constant_data")
-        frame = pd.DataFrame({k: const[k].to_numpy() for k in ("N", "D", "C")})
-        frame["loss"] = np.exp(self.group("observed_data")["log_loss"].to_numpy())
+        frame = _runs(const, self.group("observed_data"))
         if "group" in const:
             frame["group"] = const["group"].to_numpy().astype(str)
             if group is not None and group != NEW:
@@ -389,8 +388,7 @@ def load(path: str | Path) -> Result:
 
         def loglik() -> xr.Dataset:
             const = groups["constant_data"]
-            runs = pd.DataFrame({k: const[k].to_numpy() for k in ("N", "D", "C")})
-            runs["loss"] = np.exp(groups["observed_data"]["log_loss"].to_numpy())
+            runs = _runs(const, groups["observed_data"])
             if "group" in const:
                 runs["group"] = const["group"].to_numpy().astype(str)
             return _loglik_group(law, spec, groups["posterior"], runs, design)
@@ -453,7 +451,7 @@ def from_sampler(
             return _loglik_group(law, spec, posterior_group(), dataset.frame, design)
 
         def constant_group() -> xr.Dataset:
-            const = {k: dataset.frame[k].to_numpy() for k in ("N", "D", "C")}
+            const = {k: dataset.frame[k].to_numpy() for k in ("N", "D", "C", "U") if k in dataset.frame.columns}
             if labels:
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
@@ -489,6 +487,14 @@ def from_sampler(
     return results
 
 
+def _runs(const: Mapping, observed: Mapping) -> pd.DataFrame:
+    """The fitted runs from a result's ``constant_data`` and ``observed_data``: ``N``, ``D``, ``C``, ``U`` (unique
+    tokens, when the runs gave them) and ``loss``."""
+    frame = pd.DataFrame({k: np.asarray(const[k]) for k in ("N", "D", "C", "U") if k in const})
+    frame["loss"] = np.exp(np.asarray(observed["log_loss"]))
+    return frame
+
+
 def _per(values: np.ndarray, labels: list[str]) -> list[str | None]:
     """The labels a site's statistics run over: one per group for a site with a group axis, else one."""
     return labels if values.ndim > 3 else [None]
@@ -510,14 +516,15 @@ def _loglik_group(law: Law, spec: Spec, posterior: Mapping, runs: pd.DataFrame, 
             {k: arrays[k].reshape(-1) for k in law.params},
             sigma,
             spec.df,
-            {k: runs[k].to_numpy() for k in law.inputs},
+            complete(law, runs),
             runs["loss"].to_numpy(),
         )
         return _group({"log_loss": loglik.reshape(chains, n, -1)})
     # Groups or replicates: a row per configuration (group, inputs) with its runs' mean, count and spread.
     labels = runs["group"].to_numpy().astype(str) if "group" in runs.columns else np.full(len(runs), "")
     index = {label: i for i, label in enumerate(design.labels)} if design.labels else {"": 0}
-    key = np.column_stack([*(runs[k].to_numpy() for k in law.inputs), [index[label] for label in labels]])
+    filled = complete(law, runs)
+    key = np.column_stack([*filled.values(), [index[label] for label in labels]])
     if not design.replicates:
         key = np.column_stack([key, np.arange(len(runs))])  # every run its own configuration
     _, first, which = np.unique(key, axis=0, return_index=True, return_inverse=True)
@@ -532,7 +539,7 @@ def _loglik_group(law: Law, spec: Spec, posterior: Mapping, runs: pd.DataFrame, 
         if not len(rows):
             continue
         params = {k: (v[..., g] if v.ndim == 3 else v).reshape(-1) for k, v in arrays.items() if k in law.params}
-        inputs = {k: runs[k].to_numpy()[first[rows]] for k in law.inputs}
+        inputs = {k: v[first[rows]] for k, v in filled.items()}
         if design.replicates:
             misfit = arrays["sigma_misfit"].reshape(-1, 1)
             scale = np.sqrt(misfit**2 + sigma[:, None] ** 2 / count[rows])

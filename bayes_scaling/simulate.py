@@ -40,7 +40,9 @@ def simulate(
     law = laws.get(law)
     runs = sweep() if runs is None else runs.copy()
     inputs = {"N": runs["params"], "D": runs["tokens"], "C": runs["flops"]}
-    mean = law_at(law, {k: [v] for k, v in params.items()}, {k: inputs[k].to_numpy() for k in law.inputs})[0]
+    if "unique_tokens" in runs.columns:  # data repeated over epochs (empty: every token fresh)
+        inputs["U"] = runs["unique_tokens"]
+    mean = law_at(law, {k: [v] for k, v in params.items()}, inputs)[0]
     key = jax.random.key(seed)
     noise = jax.random.normal(key, mean.shape) if df is None else jax.random.t(key, df, mean.shape)
     runs["loss"] = np.exp(mean + sigma * np.asarray(noise, np.float64))

@@ -26,3 +26,24 @@ FAST = {"chains": 4, "warmup": 300, "draws": 500, "calibrate": False}
 def epoch_fit() -> bs.Result:
     """The Chinchilla law on the embedded runs without the 5 highest-loss ones (as Epoch AI did)."""
     return bs.fit(bs.datasets.chinchilla(drop_highest=5), seed=0, **FAST)
+
+
+# Data-constrained sweeps (Muennighoff et al. 2023's law at their published values): runs that repeat
+# 1e8 or 1e9 unique tokens over 1-64 epochs, beside a single-epoch grid; Student-t noise (4 dof) of 1%.
+MUENNIGHOFF = {"E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.353, "beta": 0.353, "Rstar_D": 15.387, "Rstar_N": 5.309}
+
+
+def repeated_runs(seed: int):
+    import pandas as pd
+
+    grid = bs.datasets.sweep(sizes=5, ratios=4, tokens_per_param=(3.0, 300.0))
+    runs = pd.concat([bs.datasets.repeated(), grid], ignore_index=True)
+    return bs.simulate(MUENNIGHOFF, runs, law="data-constrained", sigma=0.01, df=4.0, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def constrained_fits() -> list[bs.Result]:
+    """The data-constrained law fitted to 10 simulated studies at once (one batched program)."""
+    sets = [repeated_runs(seed) for seed in range(10)]
+    settings = bs.Settings(chains=4, warmup=300, draws=500)
+    return bs.fit_many(sets, "data-constrained", settings=settings, seed=0)

@@ -103,6 +103,8 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
         "1e24",
         "--tokens-per-param",
         "200",
+        "--unique-tokens",
+        "1e11",
         "--drop-highest",
         "5",
         "--chains",
@@ -126,6 +128,13 @@ def test_optimal_writes_the_allocation_table(tmp_path, capsys):
     assert over.loc[0, "compute_multiplier"] > 1 and "over-training" in out
     for name in ("frontier.png", "isoflop.png", "overtrained.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    # A data limit, with a law that reads every token as fresh: the unlimited answer, said so.
+    limited = pd.read_csv(tmp_path / "constrained.csv").iloc[0]
+    assert limited["unique_tokens"] == 1e11 and limited["epochs"] == pytest.approx(limited["D_opt"] / 1e11)
+    assert limited["loss_opt"] == pytest.approx(limited["loss_unlimited"], rel=1e-6)
+    assert "law 'chinchilla' reads repeated tokens as fresh ones" in out
+    choices = pd.read_csv(tmp_path / "constrained_decisions.csv", index_col=[0, 1, 2])
+    assert {"bayes", "one epoch", "ignoring the limit"} <= set(choices.index.get_level_values("choice"))
 
 
 def test_several_laws_are_fitted_compared_and_stacked(tmp_path, capsys):

@@ -186,3 +186,37 @@ def test_a_dataframe_from_python_is_called_yours():
     frame = runs()
     with pytest.warns(bs.DataWarning, match=r"^your DataFrame: 1 duplicate row\(s\), first at row 16"):
         bs.load_data(pd.concat([frame, frame.iloc[:1]], ignore_index=True))
+
+
+def _repeated(tmp_path, value: object, row: int = 3):
+    """A CSV of repeated-data runs with ``value`` in column unique_tokens at ``row`` (0-based)."""
+    frame = bs.simulate(dict(E=1.8, A=500.0, B=1500.0, alpha=0.35, beta=0.35), bs.datasets.repeated()).astype(object)
+    frame.loc[row, "unique_tokens"] = value
+    path = tmp_path / "repeated.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (9e99, r"column 'unique_tokens', row 4 \(line 5\): 9e\+99 unique tokens, more than the 8e\+08 tokens seen"),
+        (0.0, r"column 'unique_tokens', row 4 \(line 5\): value 0 is not positive"),
+        (-1e9, r"column 'unique_tokens', row 4 \(line 5\): value -1e\+09 is not positive"),
+        ("lots", r"column 'unique_tokens', row 4 \(line 5\): non-numeric value 'lots'"),
+    ],
+)
+def test_bad_unique_tokens_name_file_column_and_row(tmp_path, value, message):
+    path = _repeated(tmp_path, value)
+    with pytest.raises(ValueError, match=rf"{path}: {message}"):
+        bs.load_data(path, needs=("N", "D", "U"))
+
+
+def test_unique_tokens_are_read_and_an_empty_cell_is_one_epoch(tmp_path):
+    data = bs.load_data(_repeated(tmp_path, ""), needs=("N", "D", "U"))
+    frame = data.frame
+    assert frame.loc[3, "U"] == frame.loc[3, "D"] == 8e8  # empty: every token seen once
+    assert frame.loc[4, "U"] == 1e8 and frame.loc[4, "D"] == 1.6e9  # 16 epochs of 1e8 unique tokens
+    # No such column: a single epoch everywhere.
+    plain = bs.load_data(runs(), needs=("N", "D", "U"))
+    np.testing.assert_array_equal(plain.frame["U"], plain.frame["D"])
