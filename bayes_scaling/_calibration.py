@@ -61,12 +61,14 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
+from numpyro.distributions import constraints
 
 from ._geometry import beyond
 from ._model import Target, padded_length
 from ._sampler import Settings, prepare, sample
 from .diagnostics import Health, Stats, assess
 from .laws import Law
+from .priors import Spec
 from .result import Result
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
@@ -100,6 +102,11 @@ class Evidence(NamedTuple):
     reach: np.ndarray
 
     @classmethod
+    def empty(cls, inputs: tuple[str, ...]) -> Evidence:
+        """No rows: a fit whose ``kappa`` comes from its prior alone."""
+        return cls(tuple(inputs), *(np.zeros(0) for _ in range(5)), np.zeros((0, len(inputs))))
+
+    @classmethod
     def concatenate(cls, parts: list[Evidence]) -> Evidence:
         return cls(parts[0].inputs, *(np.concatenate(a) for a in list(zip(*parts, strict=True))[1:]))
 
@@ -109,7 +116,12 @@ class Evidence(NamedTuple):
 
 
 class KappaData(NamedTuple):
-    """The kappa model's data, float32, rows padded (and masked) to a power of two."""
+    """The kappa model's data, float32, rows padded (and masked) to a power of two.
+
+    ``prior`` (inputs, 3): per input ``(1, loc, scale)`` for a LogNormal prior of ``kappa``, or
+    ``(0, scale, 0)`` for a HalfNormal one (:func:`kappa_prior`). ``study`` (rows,): each row's
+    study, for the population model (zeros otherwise).
+    """
 
     residual: jax.Array
     scale: jax.Array
@@ -117,6 +129,8 @@ class KappaData(NamedTuple):
     reach: jax.Array
     mask: jax.Array
     df: jax.Array
+    prior: jax.Array
+    study: jax.Array
 
 
 with contextlib.suppress(ValueError):  # already registered (a reloaded module)
@@ -137,14 +151,48 @@ def reducible(law: Law, draws: dict[str, np.ndarray], log_mean: np.ndarray) -> n
     return np.clip(1.0 - draws[law.irreducible][:, None] * np.exp(-log_mean), 0.0, 1.0)
 
 
-def _kappa_model(data: KappaData) -> None:
-    """Residuals of internal backtests (rows padded to a power of two, masked)."""
-    with numpyro.plate("input", data.reach.shape[-1]):
-        kappa = numpyro.sample("kappa", dist.HalfNormal(KAPPA_SCALE))
+def kappa_prior(spec: Spec, inputs: tuple[str, ...]) -> np.ndarray:
+    """The prior of ``kappa`` along each input as the kappa model reads it, float32 of shape (inputs, 3).
+
+    ``spec.extrapolation``'s prior where it names the input (learned across real studies), else
+    ``HalfNormal(KAPPA_SCALE)``.
+    """
+    rows = []
+    for name in inputs:
+        prior = spec.extrapolation.get(name)
+        args = dict(prior.args) if prior is not None else {"scale": KAPPA_SCALE}
+        lognormal = prior is not None and prior.dist == "lognormal"
+        rows.append((1.0, args["loc"], args["scale"]) if lognormal else (0.0, args["scale"], 0.0))
+    return np.asarray(rows, np.float32).reshape(len(inputs), 3)
+
+
+def sample_prior(prior: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """Draws of ``kappa`` from its prior alone (:func:`kappa_prior`), float64 of shape (*shape, inputs)."""
+    z = np.random.default_rng(seed).standard_normal((*shape, len(prior)))
+    lognormal, a, b = (prior[:, j].astype(np.float64) for j in range(3))
+    return np.where(lognormal > 0, np.exp(a + b * z), np.abs(a * z))
+
+
+def _log_prior(kappa: jax.Array, prior: jax.Array) -> jax.Array:
+    """Log density of ``kappa`` (inputs,) under :func:`kappa_prior`'s priors, summed."""
+    lognormal = dist.LogNormal(prior[:, 1], jnp.where(prior[:, 0] > 0, prior[:, 2], 1.0)).log_prob(kappa)
+    return jnp.sum(jnp.where(prior[:, 0] > 0, lognormal, dist.HalfNormal(prior[:, 1]).log_prob(kappa)))
+
+
+def _likelihood(data: KappaData, kappa: jax.Array) -> None:
+    """The residuals given ``kappa`` per row and input, (rows, inputs): the random walk beyond the data."""
     growth = jnp.sum(kappa**2 * data.reach, axis=-1)  # random walk: variance grows linearly
     scale = jnp.sqrt(data.scale**2 + data.share**2 * growth)
     with numpyro.handlers.mask(mask=data.mask > 0):
         numpyro.sample("r", dist.StudentT(data.df, 0.0, scale), obs=data.residual)
+
+
+def _kappa_model(data: KappaData) -> None:
+    """Residuals of internal backtests (rows padded to a power of two, masked)."""
+    size = data.reach.shape[-1]
+    kappa = numpyro.sample("kappa", dist.ImproperUniform(constraints.positive, (), (size,)))
+    numpyro.factor("kappa_prior", _log_prior(kappa, data.prior))
+    _likelihood(data, kappa)
 
 
 def _kappa_start(data: KappaData, key: jax.Array) -> dict:
@@ -160,13 +208,16 @@ def kappa_settings(chains: int, draws: int) -> Settings:
     return Settings(chains=chains, warmup=500, draws=draws)
 
 
-def fit_kappa(evidence: Evidence, df: float, settings: Settings, seed: int) -> tuple[np.ndarray, Health]:
+def fit_kappa(
+    evidence: Evidence, df: float, settings: Settings, seed: int, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, Health]:
     """Posterior draws of ``kappa``, shape (chains, draws, inputs), by NUTS, and the sampler's health.
 
     The residuals of the internal backtests are Student-t with ``df`` degrees of freedom and
-    scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``.
+    scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``; ``prior`` as :func:`kappa_prior`
+    gives it (None: ``HalfNormal(KAPPA_SCALE)`` along every input).
     """
-    out = sample(KAPPA, settings, jax.random.key(seed), _kappa_data(evidence, df), whole=True)
+    out = sample(KAPPA, settings, jax.random.key(seed), _kappa_data(evidence, df, prior), whole=True)
     names = tuple(f"kappa_{k}" for k in evidence.inputs)
     stats = Stats.from_arrays(out.health, names, settings.max_tree_depth)
     return np.asarray(out.samples["kappa"], np.float64), assess(stats)
@@ -178,9 +229,13 @@ def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, settings: Setti
     prepare(KAPPA, settings, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), _kappa_data(blank, df)))
 
 
-def _kappa_data(evidence: Evidence, df: float) -> KappaData:
+def _kappa_data(
+    evidence: Evidence, df: float, prior: np.ndarray | None = None, study: np.ndarray | None = None
+) -> KappaData:
     """The kappa model's data, rows padded (and masked) to a power of two from 256."""
     n, size = evidence.rows, padded_length(evidence.rows, 256)  # one compilation per power of two (rows cost time)
+    if prior is None:
+        prior = np.tile(np.float32([0.0, KAPPA_SCALE, 0.0]), (len(evidence.inputs), 1))
 
     def pad(values: np.ndarray, fill: float) -> np.ndarray:
         values = np.asarray(values, np.float64)
@@ -193,7 +248,65 @@ def _kappa_data(evidence: Evidence, df: float) -> KappaData:
         reach=pad(evidence.reach, 0.0),
         mask=pad(np.ones(n), 0.0),
         df=np.float32(df),
+        prior=np.asarray(prior, np.float32),
+        study=pad(np.zeros(n) if study is None else study, 0.0).astype(np.int32),
     )
+
+
+#: Hyperpriors of the population of studies: the log of each study's ``kappa_i`` is Normal(mu_i, tau_i),
+#: mu_i ~ Normal(log 0.03, 1.5) (a study's reducible loss drifting 3% per square root of a decade, give or
+#: take a factor of 20), tau_i ~ HalfNormal(1) (studies differing by a factor e or more, if the data say so).
+POPULATION_LOC, POPULATION_SCALE, TAU_SCALE = float(np.log(0.03)), 1.5, 1.0
+
+
+def _population_model(data: KappaData) -> None:
+    """Residuals of far backtests of several studies: each study's ``kappa`` drawn from a population."""
+    size, studies = data.reach.shape[-1], data.prior.shape[0]  # prior rows: one per study (values unused)
+    mu = numpyro.sample("mu", dist.Normal(POPULATION_LOC, POPULATION_SCALE).expand([size]).to_event(1))
+    tau = numpyro.sample("tau", dist.HalfNormal(TAU_SCALE).expand([size]).to_event(1))
+    z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([studies, size]).to_event(2))
+    kappa = numpyro.deterministic("kappa", jnp.exp(mu + tau * z))  # (studies, inputs)
+    _likelihood(data, kappa[data.study])
+
+
+def _population_start(data: KappaData, key: jax.Array) -> dict:
+    size, studies = data.reach.shape[-1], data.prior.shape[0]
+    return {"mu": jnp.full(size, POPULATION_LOC), "tau": jnp.full(size, jnp.log(0.3)), "z": jnp.zeros((studies, size))}
+
+
+POPULATION = Target(_population_model, _population_start, ("mu", "tau"), "kappa population", "kappa population")
+
+
+def learn_population(
+    evidence: dict[str, Evidence], df: float, settings: Settings, seed: int = 0
+) -> tuple[dict[str, tuple[float, float]], np.ndarray, Health]:
+    """The extrapolation error across studies: a LogNormal prior of ``kappa`` per input for a new study.
+
+    Each study's rows (far backtests: a fit below a compute cutoff forecasting the runs above it)
+    are explained as in :func:`fit_kappa` by the study's own ``kappa``, and ``log kappa`` of the
+    studies by Normal(mu_i, tau_i) (non-centred; hyperpriors :data:`POPULATION_LOC` ...). A new study's
+    ``log kappa_i`` is predicted by the mixture over the posterior of (mu_i, tau_i), summarized as one
+    Normal with its mean and variance: ``loc = E[mu]``, ``scale = sqrt(Var[mu] + E[tau**2])``.
+
+    Returns
+    -------
+    ``{input: (loc, scale)}``; each study's ``kappa`` draws, shape (studies, draws, inputs); the health.
+    """
+    names = list(evidence)
+    rows = Evidence.concatenate([evidence[name] for name in names])
+    study = np.concatenate([np.full(evidence[name].rows, i) for i, name in enumerate(names)])
+    dummy = np.zeros((len(names), 3), np.float32)
+    data = _kappa_data(rows, df, dummy, study)
+    out = sample(POPULATION, settings, jax.random.key(seed), data, whole=True)
+    names_checked = tuple(f"{s}_{x}" for s in ("mu", "tau") for x in rows.inputs)
+    stats = Stats.from_arrays(out.health, names_checked, settings.max_tree_depth)
+    mu = np.asarray(out.samples["mu"], np.float64).reshape(-1, len(rows.inputs))
+    tau = np.asarray(out.samples["tau"], np.float64).reshape(-1, len(rows.inputs))
+    loc, scale = mu.mean(axis=0), np.sqrt(mu.var(axis=0) + (tau**2).mean(axis=0))
+    kappa = np.asarray(out.samples["kappa"], np.float64)
+    kappa = np.moveaxis(kappa.reshape(-1, *kappa.shape[-2:]), 1, 0)  # (studies, draws, inputs)
+    prior = {x: (float(loc[i]), float(scale[i])) for i, x in enumerate(rows.inputs)}
+    return prior, kappa, assess(stats)
 
 
 def with_kappa(result: Result, kappa: np.ndarray, evidence: Evidence) -> Result:

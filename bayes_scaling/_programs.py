@@ -21,7 +21,11 @@ Lock policy, the only locks around compiled programs:
   while tracing, reading or compiling;
 - each :class:`Program` holds one lock of its own, held while it reads, traces or compiles
   itself for a new argument shape: threads asking for the same program at once wait for
-  one compilation instead of each doing it. Calls of a compiled program take no lock.
+  one compilation instead of each doing it. Calls of a compiled program take no lock;
+- :data:`TRACING`, one lock for the whole process, held only while a program is traced (not while
+  XLA compiles it): NumPyro keeps its effect handlers on one process-wide stack, so two threads
+  tracing models at once (a fit's internal refits, on a machine with many cores and an empty
+  cache) would push and pop each other's handlers.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
+
+#: Held while any program is traced (see the module's docstring); re-entrant.
+TRACING = threading.RLock()
 
 
 @functools.cache
@@ -84,7 +91,9 @@ class Program:
 
         Reads (or traces) the program but does not compile it.
         """
-        return jax.eval_shape(self._find(args)[1], *args)
+        program = self._find(args)[1]
+        with TRACING:
+            return jax.eval_shape(program, *args)
 
     def _find(self, args: tuple) -> tuple[str, Callable]:
         """``(key, jitted program)`` for ``args``' shapes, read back (or traced and stored) once."""
@@ -108,7 +117,9 @@ class Program:
         if key not in self._compiled:
             with self._lock:
                 if key not in self._compiled:
-                    call.lower(*args).compile()
+                    with TRACING:
+                        lowered = call.lower(*args)
+                    lowered.compile()
                     self._compiled.add(key)
         return call
 
@@ -120,7 +131,8 @@ class Program:
             except Exception:  # unreadable (truncated, foreign format): trace again and overwrite
                 pass
         try:
-            exported = jax.export.export(self.fn)(*args)
+            with TRACING:
+                exported = jax.export.export(self.fn)(*args)
             blob = exported.serialize()
         except Exception:  # a program JAX cannot export (or serialize): keep it in memory only
             return self.fn

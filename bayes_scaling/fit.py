@@ -126,8 +126,11 @@ def fit(
     seed : the same seed gives identical draws on the same machine.
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
-        the Chinchilla law, run in threads beside the main fit), so that forecasts beyond
-        the data default to the calibrated mode. False skips the refits (forecasts are then plain).
+        the Chinchilla law, run in threads beside the main fit), starting from the prior
+        learned across real studies (the law's ``[extrapolation]`` table), so that forecasts
+        beyond the data default to the calibrated mode. A sweep too small for the refits (under
+        30 runs for the Chinchilla law) takes ``kappa`` from that prior alone; a law without one
+        warns and stays plain. False skips the refits (forecasts are then plain).
     group : the column (or columns, combined) naming each run's group: data set, set-up, model
         family. Each parameter is then shared, pooled or separate across groups, by the law's
         ``[pooling]`` defaults (``models/*.toml``) and ``pooling``.
@@ -152,10 +155,17 @@ def fit(
     pad = padded_length(len(dataset))
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
+    prior = _calibration.kappa_prior(spec, law.axes)
     if calibrate and len(dataset) < needed:
+        if set(law.axes) <= set(spec.extrapolation):  # the error learned across studies, alone
+            result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
+            warn(result.health(), f"fit of {law.name} to {dataset.source}")
+            kappa = _calibration.sample_prior(prior, (settings.chains, settings.draws), seed)
+            return _calibration.with_kappa(result, kappa, _calibration.Evidence.empty(law.axes))
         warnings.warn(
             f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
-            f"mode (at least {needed} for the {law.name} law); forecasts beyond the data stay plain",
+            f"mode (at least {needed} for the {law.name} law), and its prior file has no [extrapolation] prior "
+            "learned across studies; forecasts beyond the data stay plain",
             DataWarning,
             stacklevel=2,
         )
@@ -174,7 +184,7 @@ def fit(
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
     kappa, health = _calibration.fit_kappa(
-        evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed
+        evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed, prior
     )
     warn(health, "fit of the extrapolation error (kappa)")
     return _calibration.with_kappa(result, kappa, evidence)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,10 @@ class Spec:
         ``"shared"`` (one value), ``"pooled"`` (a population value and a per-group offset of
         learned scale) or ``"separate"`` (one value per group, independent). Parameters not named
         are shared. Read from the file's ``[pooling]`` table.
+    extrapolation : priors of the extrapolation-error scale ``kappa`` along each input
+        (``{"N": Prior, "D": Prior}``), read from the file's ``[extrapolation]`` table (keys
+        ``kappa_N``, ...): learned across real studies (:mod:`bayes_scaling._corpus`). An input
+        it does not name takes ``HalfNormal(0.1)``.
     """
 
     priors: dict[str, Prior]
@@ -128,6 +132,7 @@ class Spec:
     references: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
     pooling: dict[str, str] = field(default_factory=dict)
+    extrapolation: dict[str, Prior] = field(default_factory=dict)
 
     def with_priors(self, overrides: Mapping[str, Prior | Mapping[str, Any]] | None) -> Spec:
         """A copy with some priors replaced (values are :class:`Prior` or TOML-like dicts)."""
@@ -138,7 +143,7 @@ class Spec:
             if name not in priors:
                 raise ValueError(f"prior override for unknown parameter {name!r}; known: {', '.join(priors)}")
             priors[name] = value if isinstance(value, Prior) else Prior.from_dict(value, f"prior for {name}")
-        return Spec(priors, self.df, self.references, self.source, self.pooling)
+        return replace(self, priors=priors)
 
     def with_pooling(self, overrides: Mapping[str, str] | None, where: str = "pooling") -> Spec:
         """A copy with some parameters' pooling replaced (``{"alpha": "pooled"}``)."""
@@ -147,7 +152,7 @@ class Spec:
         pooling = dict(self.pooling)
         for name, mode in overrides.items():
             pooling[name] = _mode(name, mode, [k for k in self.priors if k != "sigma"], where)
-        return Spec(self.priors, self.df, self.references, self.source, pooling)
+        return replace(self, pooling=pooling)
 
     def to_json(self) -> str:
         """Priors and likelihood as JSON (what fixes an ungrouped model; pooling is kept apart)."""
@@ -243,7 +248,19 @@ def read_spec(law: Law, path: str | Path | None = None) -> Spec:
     pooling = {
         name: _mode(name, mode, list(law.params), f"prior file {source}: [pooling]") for name, mode in table.items()
     }
-    return Spec(priors, df, raw.get("references", {}), str(source), pooling)
+    extrapolation = {}
+    for key, value in raw.get("extrapolation", {}).items():
+        axis = key.removeprefix("kappa_")
+        if not key.startswith("kappa_") or axis not in law.axes:
+            raise ValueError(
+                f"prior file {source}: [extrapolation] {key}: expected kappa_<input> for an input of law "
+                f"{law.name!r} ({', '.join(f'kappa_{x}' for x in law.axes)})"
+            )
+        prior = Prior.from_dict(value, f"{source}: [extrapolation] {key}")
+        if prior.dist not in ("lognormal", "halfnormal"):
+            raise ValueError(f"prior file {source}: [extrapolation] {key}: kappa takes a lognormal or halfnormal prior")
+        extrapolation[axis] = prior
+    return Spec(priors, df, raw.get("references", {}), str(source), pooling, extrapolation)
 
 
 #: What ``priors=`` may be: a Spec, a TOML file, overrides of the law's default priors, or None.

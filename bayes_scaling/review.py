@@ -351,7 +351,21 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
         pooling, said, points = _pooling(ctx)
         return Finding({"pooling": pooling}, "No other law family compared. " + said, points)
     health = [r.health() for r in fits]
-    voters = [r for r, h in zip(fits, health, strict=True) if h.level != "fail" or r is result]
+    why_not = {}
+    for r, h in zip(fits, health, strict=True):
+        if r is result:
+            continue
+        if h.level == "fail":
+            why_not[r.law.name] = f"fit failed: {h.problems[0]}"
+        elif r.design.replicates != result.design.replicates:
+            # PSIS-LOO compares fits of the same observations: a law of fewer inputs may read runs that share
+            # them (runs of one compute budget, for a law of C) as replicates of one configuration, or not.
+            why_not[r.law.name] = (
+                "reads the runs as "
+                + ("replicates of shared configurations" if r.design.replicates else "distinct configurations")
+                + f", unlike {result.law.name}: LOO compares fits of the same observations only"
+            )
+    voters = [r for r in fits if r.law.name not in why_not]
     weights = compare(voters)["weight"] if len(voters) > 1 else pd.Series({result.law.name: 1.0})
     rows = []
     for r, h in zip(fits, health, strict=True):
@@ -361,7 +375,7 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
                 "law": r.law.name,
                 "health": h.level,
                 "votes": r.law.name in weights.index,
-                "why_not": "" if r.law.name in weights.index else f"fit failed: {h.problems[0]}",
+                "why_not": why_not.get(r.law.name, ""),
                 "loo_weight": float(weights.get(r.law.name, np.nan)),
                 "loss_median": band["loss_median"],
                 "loss_lo95": band["loss_lo95"],
@@ -455,7 +469,9 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
 
     ``table`` has a row per law (``law``, ``votes``, ``why_not``, ``loss_median``, ``loss_lo95``,
     ``loss_hi95``) and a ``stacked`` row (the mixture of the laws that vote). Only laws whose fits
-    passed or only warned on the convergence checks vote; a failed fit is listed with its reason. One
+    passed or only warned on the convergence checks, and that read the runs as the same observations
+    (a law of compute alone may read runs of one budget as replicates), vote; the others are listed
+    with their reason. One
     point when the stacked 95% band is over 1.5x as wide as ``law``'s, or another voting law's median
     lies outside ``law``'s 95% band.
     """
@@ -467,7 +483,7 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
     voting, silent = others[others["votes"]], others[~others["votes"].astype(bool)]
     outside = voting[(voting["loss_median"] < lo) | (voting["loss_median"] > hi)]
     note = (
-        f"PSIS-LOO stacking weights of the {len(voting) + 1} law families whose fits converged; the stacked 95% "
+        f"PSIS-LOO stacking weights of the {len(voting) + 1} law families that vote; the stacked 95% "
         f"band ({mix['loss_lo95']:.4g}-{mix['loss_hi95']:.4g}) is {ratio:.2f}x as wide as this law's "
         f"({lo:.4g}-{hi:.4g})."
     )

@@ -21,7 +21,7 @@ LAYERS = [
     ["_calibration"],
     ["forecast"],
     ["fit"],
-    ["backtest", "compare", "optimal", "sbc"],
+    ["backtest", "compare", "optimal", "sbc", "_corpus"],
     ["design"],
     ["review"],
     ["plots"],

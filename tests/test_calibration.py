@@ -1,5 +1,6 @@
 """The calibrated mode: internal backtests, the learned extrapolation error, and bands beyond the data."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
-from bayes_scaling._calibration import reducible
+from bayes_scaling._calibration import Evidence, learn_population, reducible
 from bayes_scaling._geometry import beyond
 from bayes_scaling.fit import _as_dataset, _internal_backtest
 
@@ -82,13 +83,59 @@ def test_reducible_share_is_one_minus_e_over_loss():
     np.testing.assert_array_equal(reducible(bs.laws.get("downstream"), {}, np.zeros((2, 3))), np.ones((2, 3)))
 
 
-def test_too_few_runs_for_calibration_warn_and_stay_plain():
+def test_too_few_runs_for_calibration_warn_and_stay_plain_without_a_learned_prior():
     # 24 runs: fewer than the 30 the 70% internal split needs for the Chinchilla law.
     runs = bs.simulate(
         {"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}, bs.datasets.sweep(sizes=6, ratios=4)
     )
+    spec = bs.priors.resolve(bs.laws.get("chinchilla"))
+    alone = dataclasses.replace(spec, extrapolation={})  # a prior file without an [extrapolation] table
     with pytest.warns(bs.DataWarning, match=r"24 runs are too few for the internal backtests.*at least 30"):
         with warnings.catch_warnings():  # 2 x 30 draws do not converge; not the point here
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
-            result = bs.fit(runs, chains=2, warmup=30, draws=30, algorithm="hmc")
+            result = bs.fit(runs, priors=alone, chains=2, warmup=30, draws=30, algorithm="hmc")
     assert "extrapolation" not in result.groups()
+
+
+def test_a_small_sweep_leans_on_the_error_learned_across_studies():
+    """20 of the embedded runs (evenly by compute): too few for internal backtests; kappa comes from the
+    [extrapolation] prior alone."""
+    data = bs.datasets.chinchilla(drop_highest=5)
+    order = np.argsort(data.frame["C"].to_numpy(), kind="stable")
+    small = data.subset(np.isin(np.arange(len(data)), order[np.linspace(0, len(data) - 1, 20).round().astype(int)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bs.DataWarning)  # no "too few runs": the fit is calibrated
+        result = bs.fit(small, seed=0, **{**FAST, "calibrate": True})
+    spec = bs.priors.resolve(bs.laws.get("chinchilla"))
+    kappa = result.group("extrapolation")["kappa"]
+    assert kappa.shape == (4, 500, 2) and result.group("extrapolation").sizes["internal_run"] == 0
+    for i, axis in enumerate(("N", "D")):  # draws of the shipped LogNormal prior: median exp(loc)
+        loc = dict(spec.extrapolation[axis].args)["loc"]
+        assert np.median(kappa[..., i]) == pytest.approx(np.exp(loc), rel=0.1)
+    gpt4 = {mode: bs.forecast(result, preset="gpt4", mode=mode).iloc[0] for mode in ("plain", "calibrated")}
+    assert gpt4["calibrated"]["mode"] == "calibrated"
+    width = {mode: row["run_hi80"] - row["run_lo80"] for mode, row in gpt4.items()}
+    # Three decades beyond, where the reducible share is small: the learned error adds to the 20 runs' own spread.
+    assert width["calibrated"] > 1.1 * width["plain"]
+
+
+def test_the_population_of_studies_is_recovered_from_simulated_evidence():
+    """Eight studies, each with its own kappa along one input from LogNormal(log 0.05, 0.5); residuals of held-out
+    runs 0.1-1.5 decades beyond, drawn as the model says: the population's location and each study's kappa."""
+    rng = np.random.default_rng(3)
+    truth = np.exp(np.log(0.05) + 0.5 * rng.standard_normal(8))
+    evidence = {}
+    for s, kappa in enumerate(truth):
+        reach = rng.uniform(0.1, 1.5, (60, 1))
+        scale, share = np.full(60, 0.01), np.full(60, 0.6)
+        sd = np.sqrt(scale**2 + share**2 * kappa**2 * reach[:, 0])
+        residual = sd * rng.standard_t(4.0, 60)
+        evidence[f"s{s}"] = Evidence(("D",), np.full(60, "C"), np.full(60, 0.5), residual, scale, share, reach)
+    settings = bs.Settings(chains=4, warmup=500, draws=500, target_accept=0.95)
+    prior, draws, health = learn_population(evidence, 4.0, settings, seed=0)
+    assert health.level != "fail", health.problems
+    loc, scale = prior["D"]
+    assert loc == pytest.approx(np.log(0.05), abs=0.35)  # within 0.35 in log: a factor 1.4
+    assert 0.2 < scale < 1.2
+    medians = np.median(draws[..., 0], axis=1)  # (studies,)
+    assert np.corrcoef(np.log(medians), np.log(truth))[0, 1] > 0.7

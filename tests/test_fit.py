@@ -251,3 +251,18 @@ def test_a_result_from_what_arviz_calls_inference_data(epoch_fit):
     back = bs.Result.from_idata(epoch_fit.idata, epoch_fit.law, epoch_fit.spec)
     pd.testing.assert_frame_equal(back.summary(), epoch_fit.summary())
     assert back.health() == epoch_fit.health()  # measured again from the draws
+
+
+def test_an_extrapolation_prior_must_name_an_input_of_the_law(tmp_path):
+    text = bs.priors.model_file("chinchilla").read_text()
+    head = text[: text.index("[extrapolation]")]  # the file without its learned prior
+    path = tmp_path / "mine.toml"
+    path.write_text(head + '[extrapolation]\nkappa_C = { dist = "lognormal", loc = -3.0, scale = 1.0 }\n')
+    expected = r"expected kappa_<input> for an input of law 'chinchilla' \(kappa_N, kappa_D\)"
+    with pytest.raises(ValueError, match=r"mine\.toml: \[extrapolation\] kappa_C: " + expected):
+        bs.fit(priors=path)
+    path.write_text(head + '[extrapolation]\nkappa_N = { dist = "normal", loc = 0.0, scale = 1.0 }\n')
+    with pytest.raises(
+        ValueError, match=r"mine\.toml: \[extrapolation\] kappa_N: kappa takes a lognormal or halfnormal"
+    ):
+        bs.fit(priors=path)

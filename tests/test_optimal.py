@@ -114,36 +114,3 @@ def test_forecasts_along_a_ratio(epoch_fit):
     assert list(table["target"]) == ["C=1e+22, M=20", "C=1e+24, M=200"]
     with pytest.raises(ValueError, match="tokens_per_param splits a compute budget: give flops with it"):
         bs.forecast(epoch_fit, N=1e9, D=2e10, tokens_per_param=20)
-
-
-def test_data_limited_allocation_matches_a_brute_force_grid_over_the_draws(constrained_fits):
-    """Muennighoff et al.'s question: with U = 1e11 unique tokens and C = 1e22 FLOP, how big a model, how many
-    epochs? The package's search per draw against an exhaustive NumPy grid, with the law written out by hand."""
-    result = constrained_fits[0]
-    c, u, k = 1e22, 1e11, 6.0
-    row = bs.optimal.constrained(result, c, u, ci=0.9).iloc[0]
-    p = {name: v[:, None] for name, v in result.draws().items()}
-    n = np.geomspace(5e9, 5e10, 2001)[None, :]  # steps of 0.12% in N
-    d = c / (k * n)
-    repeats = np.maximum(d / u - 1, 0)
-    d_eff = np.minimum(u, d) * (1 + p["Rstar_D"] * (1 - np.exp(-repeats / p["Rstar_D"])))
-    base = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / p["alpha"]) * np.minimum(u, d) ** (
-        p["beta"] / p["alpha"]
-    )
-    base = np.minimum(base, n)
-    n_paper = base * (1 + p["Rstar_N"] * (1 - np.exp(-(n / base - 1) / p["Rstar_N"])))
-    share = 1 - np.minimum(u, d) / d
-    n_eff = (1 - share) * n + share * n_paper
-    loss = p["E"] + p["A"] / n_eff ** p["alpha"] + p["B"] / d_eff ** p["beta"]
-    best = np.argmin(loss, axis=1)
-    n_best = n[0, best]
-    epochs = c / (k * n_best) / u
-    for name, values in (("N_opt", n_best), ("epochs", epochs), ("loss_opt", loss[np.arange(len(best)), best])):
-        lo, med, hi = np.quantile(values, [0.05, 0.5, 0.95])
-        np.testing.assert_allclose([row[f"{name}_lo"], row[name], row[f"{name}_hi"]], [lo, med, hi], rtol=2e-3)
-    assert 1.0 < row["epochs"] < row["epochs_hi"]  # the budget buys more than one pass over the unique data
-    assert row["loss_opt"] > row["loss_unlimited"]  # and the limit costs loss
-    table = bs.optimal.decide(result, c, unique_tokens=u)
-    assert (table["regret_mean"] >= 0).all()
-    assert table.loc["bayes", "expected_loss"] <= table[["expected_loss"]].drop("bayes").min().item()
-    assert table.loc["one epoch", "epochs"] == pytest.approx(1.0)

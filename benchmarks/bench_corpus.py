@@ -1,0 +1,194 @@
+"""The extrapolation error learned across real studies, checked study by study (leave one out).
+
+Run:  python benchmarks/bench_corpus.py [--part all|loo|small] [--studies 50] [--bend 0.03 ...] [--out FILE]
+
+Corpus (bayes_scaling/_corpus.py): the embedded Chinchilla runs and the ten set-ups of Porian et al.
+(2024), each its own study. For each study: the Chinchilla law fitted (plain) below a compute cutoff
+1.5 decades under its largest run, forecasting the runs above (its far evidence).
+
+1. The prior learned from all studies: printed as the ``[extrapolation]`` table of models/chinchilla.toml
+   (the shipped values come from this command).
+2. Leave one out: for each study, the prior learned from the other studies' far evidence; the study fitted
+   below its cutoff with that prior (updated by its own internal backtests: the calibrated default); the
+   runs above the cutoff forecast. Per study: runs held out, how far beyond (decades of compute), coverage of
+   the 50/80/90% bands of a new run, median absolute error of the median forecast, and the 90% coverage of the
+   same fit with the previous default prior (HalfNormal(0.1), its own backtests only) and of its plain bands.
+3. Small sweeps (``--part small``): ``--studies`` simulated sweeps of 20 runs (5 sizes, 1e7-1e8 parameters, x 4
+   ratios, 5-80 tokens per parameter; Student-t noise of 1%) from a Chinchilla law whose data term bends beyond
+   the sweep (its exponent beta changes by a random amount, Normal(0, ``--bend``), smoothly over a decade of
+   tokens around 1e10); each fitted (plain, too few runs for internal backtests) and calibrated with the shipped prior
+   alone, as ``fit`` does; forecasts of 6 runs 1-2 decades of compute beyond (3 ratios x 2 distances).
+   Coverage of the calibrated and the plain 50/80/90% bands of a new run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+import warnings
+
+import jax
+import numpy as np
+import pandas as pd
+
+import bayes_scaling as bs
+from bayes_scaling import _corpus
+from bayes_scaling.priors import resolve
+
+SETTINGS = bs.Settings(chains=4, warmup=500, draws=1000)
+
+
+TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
+
+
+def bent(n: np.ndarray, d: np.ndarray, change: float | np.ndarray) -> np.ndarray:
+    """The truth of the small sweeps: the Chinchilla law whose data exponent moves by ``change`` above 1e10 tokens."""
+    x = np.log(d / 1e10)
+    bend = change * np.logaddexp(0.0, x / np.log(10)) * np.log(10)  # a softplus over about a decade of tokens
+    return TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] * np.exp(-TRUTH["beta"] * np.log(d) - bend)
+
+
+def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
+    from bayes_scaling import _calibration
+    from bayes_scaling._calibration import Evidence
+
+    rng = np.random.default_rng(0)
+    grid = bs.datasets.sweep(n_range=(1e7, 1e8), tokens_per_param=(5.0, 80.0), sizes=5, ratios=4)
+    sets, held = [], []
+    for _ in range(studies):
+        change = spread * rng.standard_normal()
+        loss = bent(grid["params"].to_numpy(), grid["tokens"].to_numpy(), change)
+        sets.append(grid.assign(loss=loss * np.exp(0.01 * rng.standard_t(4.0, len(grid)))))
+        big = grid.loc[grid["flops"].idxmax()]
+        rows = []
+        for decades in (1.0, 2.0):
+            for ratio in (10.0, 20.0, 40.0):
+                c = big["flops"] * 10**decades
+                n = np.sqrt(c / (6 * ratio))
+                rows.append({"N": n, "D": ratio * n, "C": c})
+        points = pd.DataFrame(rows)
+        truth = bent(points["N"].to_numpy(), points["D"].to_numpy(), change)
+        held.append(points.assign(loss=truth * np.exp(0.01 * rng.standard_t(4.0, len(points)))))
+    law = bs.laws.get("chinchilla")
+    spec = resolve(law)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = bs.fit_many(sets, law, settings=SETTINGS, seed=0)
+    say(f"{studies} fits of 20 runs in {time.perf_counter() - start:.0f} s")
+    prior = _calibration.kappa_prior(spec, law.axes)
+    scores = {"calibrated": [], "plain": []}
+    for i, (result, points) in enumerate(zip(fits, held, strict=True)):
+        kappa = _calibration.sample_prior(prior, (SETTINGS.chains, SETTINGS.draws), i)
+        result = _calibration.with_kappa(result, kappa, Evidence.empty(law.axes))
+        for mode in scores:
+            scores[mode].append(_corpus.score(result, points, mode=mode))
+    for mode, rows in scores.items():
+        table = pd.DataFrame(rows)
+        say(
+            f"  {mode:10s} cover50 {table['cover50'].mean():.3f}  cover80 {table['cover80'].mean():.3f}  "
+            f"cover90 {table['cover90'].mean():.3f}  median abs error {table['median_error'].median():.4f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "loo", "small"), default="all")
+    parser.add_argument("--studies", type=int, default=50, help="simulated small sweeps (part 3)")
+    parser.add_argument(
+        "--bend", type=float, action="append", help="spread of the bend's change of beta (part 3; default 0.03)"
+    )
+    parser.add_argument("--out", help="also write the report to this file")
+    args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    bends = "".join(f" --bend {b:g}" for b in args.bend or [])
+    say(f"# python benchmarks/bench_corpus.py --part {args.part} --studies {args.studies}{bends}")
+    say(f"# {platform.platform()}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    start = time.perf_counter()
+    if args.part == "small":
+        for spread in args.bend or [0.03]:
+            say(f"\n3. small sweeps: {args.studies} simulated 20-run sweeps, bend Normal(0, {spread}); 1-2 decades out")
+            small_sweeps(args.studies, say, spread)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        return
+    studies = _corpus.studies()
+    evidence, held = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, data in studies.items():
+            evidence[name], _ = _corpus.far_evidence(data, settings=SETTINGS)
+            held[name] = data.frame[data.frame["C"] > _corpus.cutoff(data)].reset_index(drop=True)
+    say(f"far evidence of {len(studies)} studies in {time.perf_counter() - start:.0f} s")
+
+    say("\n1. learned from every study (the shipped prior):")
+    prior, kappa, health = _corpus.learn(evidence)
+    say("[extrapolation]")
+    for x, p in prior.items():
+        values = dict(p.args)
+        say(f'kappa_{x} = {{ dist = "lognormal", loc = {values["loc"]}, scale = {values["scale"]} }}')
+    say(f"(population sampler health: {health.level}: {'; '.join(health.problems) or 'no findings'})")
+    say("per-study posterior medians of kappa:")
+    medians = pd.DataFrame(np.median(kappa, axis=1), index=list(studies), columns=[f"kappa_{x}" for x in prior])
+    say(medians.to_string(float_format="{:.4f}".format))
+
+    say("\n2. leave one out: each study's prior learned from the others")
+    base = resolve(bs.laws.get("chinchilla"))
+    rows = []
+    for name, data in studies.items():
+        others = {k: v for k, v in evidence.items() if k != name}
+        learned, _, _ = _corpus.learn(others)
+        train = data.subset(data.frame["C"].to_numpy() <= _corpus.cutoff(data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            corpus_fit = bs.fit(
+                train, priors=dataclasses.replace(base, extrapolation=learned), seed=0, settings=SETTINGS
+            )
+            own_fit = bs.fit(train, priors=dataclasses.replace(base, extrapolation={}), seed=0, settings=SETTINGS)
+        mine = _corpus.score(corpus_fit, held[name])
+        beyond = np.log10(held[name]["C"].to_numpy() / train.frame["C"].max())
+        rows.append(
+            {
+                "study": name,
+                "fit_runs": len(train),
+                "held_out": mine["runs"],
+                "decades": f"{beyond.min():.1f}-{beyond.max():.1f}",
+                "cover50": mine["cover50"],
+                "cover80": mine["cover80"],
+                "cover90": mine["cover90"],
+                "median_error": mine["median_error"],
+                "bias": mine["bias"],
+                "own_cover90": _corpus.score(own_fit, held[name])["cover90"],
+                "plain_cover90": _corpus.score(corpus_fit, held[name], mode="plain")["cover90"],
+            }
+        )
+        say(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format="{:.3f}".format))
+    table = pd.DataFrame(rows)
+    weights = table["held_out"] / table["held_out"].sum()
+    say("\nover every held-out run (each study weighted by its runs) and the median study:")
+    for column in ("cover50", "cover80", "cover90", "own_cover90", "plain_cover90", "median_error"):
+        say(
+            f"  {column:14s} all runs {np.sum(weights * table[column]):.3f}   median study {table[column].median():.3f}"
+        )
+    if args.part == "all":
+        for spread in args.bend or [0.03]:
+            say(f"\n3. small sweeps: {args.studies} simulated 20-run sweeps, bend Normal(0, {spread}); 1-2 decades out")
+            small_sweeps(args.studies, say, spread)
+    say(f"\ntotal {time.perf_counter() - start:.0f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The review's verdicts checked against outcomes: simulated sweeps reviewed, then their target revealed.
+
+Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
+
+Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends
+beyond the data (the data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens
+starting at the sweep's largest run), noise of 0.5% or 3% on log loss (Student-t, 4 dof), 20, 60 or 250
+runs (a grid over 1e7-1e9 parameters and 2-200 tokens per parameter, thinned to that many, evenly in
+compute); the target: a compute-optimal-ish run (20 tokens per parameter) 1, 2 or 3 decades of compute
+beyond the largest run. Each sweep is fitted (``bs.fit``, calibrated default, 4 chains x (500 + 500)) and
+reviewed (``bs.review`` at the target, every section); then a new run at the target is drawn from the
+truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
+band, and the median absolute error of the median forecast. The levels should be ordered: low < medium
+< high in both. Sweeps run in ``--workers`` processes (CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
+SETTINGS = {"chains": 4, "warmup": 500, "draws": 500}
+
+
+def law(n: np.ndarray, d: np.ndarray, change: float, start: float) -> np.ndarray:
+    """The truth: the Chinchilla law whose data exponent moves by ``change`` above ``start`` tokens (softly)."""
+    x = np.log(np.asarray(d) / start) / np.log(10)
+    bend = change * np.log(10) * np.logaddexp(0.0, 2.0 * x) / 2.0
+    return (
+        TRUTH["E"]
+        + TRUTH["A"] / np.asarray(n) ** TRUTH["alpha"]
+        + TRUTH["B"] * np.asarray(d) ** -TRUTH["beta"] * np.exp(-bend)
+    )
+
+
+def plan(index: int) -> tuple[np.random.Generator, bool, float, float, int]:
+    """Sweep ``index``'s random generator, whether its law bends, by how much, its noise and its size."""
+    rng = np.random.default_rng(index)
+    bends = bool(rng.integers(2))
+    change = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15)) if bends else 0.0
+    noise = float(rng.choice([0.005, 0.03]))
+    return rng, bends, change, noise, int(rng.choice([20, 60, 250]))
+
+
+def sweep(index: int) -> dict:
+    """Simulate, fit and review sweep ``index``; reveal its target."""
+    import warnings
+
+    import bayes_scaling as bs
+
+    rng, bends, change, noise, size = plan(index)
+    grid = bs.datasets.sweep(n_range=(1e7, 1e9), tokens_per_param=(2.0, 200.0), sizes=25, ratios=10)
+    grid = grid.sort_values("flops").iloc[np.linspace(0, len(grid) - 1, size).round().astype(int)]
+    start = float(grid["tokens"].max())
+    mean = law(grid["params"].to_numpy(), grid["tokens"].to_numpy(), change, start)
+    runs = grid.assign(loss=mean * np.exp(noise * rng.standard_t(4.0, size))).reset_index(drop=True)
+    decades = int(rng.integers(1, 4))
+    c = float(grid["flops"].max()) * 10**decades
+    n = np.sqrt(c / (6 * 20.0))
+    d = 20.0 * n
+    realized = float(law(n, d, change, start) * np.exp(noise * rng.standard_t(4.0)))
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bs.fit(runs, seed=index, **SETTINGS)
+        verdict = bs.review(result, N=n, D=d, seed=index).verdict
+        row = bs.forecast(result, N=n, D=d, levels=(0.9,)).iloc[0]
+    return {
+        "sweep": index,
+        "bends": bends,
+        "change": change,
+        "noise": noise,
+        "runs": size,
+        "decades": decades,
+        "verdict": verdict,
+        "outside90": not (row["run_lo90"] <= realized <= row["run_hi90"]),
+        "abs_error": abs(row["run_median"] / realized - 1),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweeps", type=int, default=96)
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    parser.add_argument("--out", help="also write the report (and the per-sweep table beside it, .csv)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    # One sweep of each size first (in parallel): they fill the program cache that the rest then read.
+    first = {}
+    for index in range(args.sweeps):
+        first.setdefault(plan(index)[-1], index)
+    rest = [i for i in range(args.sweeps) if i not in first.values()]
+    rows = []
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        for batch in (list(first.values()), rest):
+            for row in pool.imap_unordered(sweep, batch, chunksize=1):
+                rows.append(row)
+                print(f"sweep {row['sweep']}: {row['verdict']} ({row['seconds']:.0f} s)", flush=True)
+    table = pd.DataFrame(rows).sort_values("sweep")
+    lines = [
+        f"# python benchmarks/bench_review.py --sweeps {args.sweeps} --workers {args.workers}",
+        f"# {platform.platform()}, {os.cpu_count()} cores; {time.perf_counter() - start:.0f} s in all, "
+        f"median {table['seconds'].median():.0f} s per fit and review in one worker",
+        "",
+        "per verdict: sweeps, share of realized runs outside the 90% band, median absolute error",
+    ]
+    levels = ["low", "medium", "high", "unusable"]
+    summary = table.groupby("verdict").agg(
+        sweeps=("sweep", "size"), outside90=("outside90", "mean"), median_abs_error=("abs_error", "median")
+    )
+    summary = summary.reindex([v for v in levels if v in summary.index])
+    lines.append(summary.to_string(float_format="{:.3f}".format))
+    lines += ["", "by truth (bends or holds) and verdict: sweeps"]
+    lines.append(pd.crosstab(table["bends"], table["verdict"]).to_string())
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+        table.to_csv(os.path.splitext(args.out)[0] + ".csv", index=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
