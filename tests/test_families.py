@@ -8,7 +8,6 @@ import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
-from bayes_scaling._evaluate import law_at
 
 WIDE = bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # compute over 10 decades, 64 runs
 
@@ -125,96 +124,3 @@ def test_a_law_of_n_alone_is_plotted_against_n(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "parameters N" and ax.get_xlim()[1] >= 1e12
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_data_constrained_law_recovers_the_decay_of_repeated_data_and_beats_chinchilla(constrained_fits):
-    from conftest import MUENNIGHOFF, repeated_runs
-
-    assert all(r.converged for r in constrained_fits), [r.problems for r in constrained_fits]
-    covered = {}
-    for name in ("Rstar_D", "Rstar_N"):
-        inside = [
-            lo <= MUENNIGHOFF[name] <= hi
-            for lo, hi in (np.quantile(r.draws()[name], [0.05, 0.95]) for r in constrained_fits)
-        ]
-        covered[name] = sum(inside)
-    # 90% intervals of 10 studies x 2 constants: 18 of 20 expected; a true 90% coverage gives fewer than 16 in 4%
-    # of such sets, and each constant alone at least 7 (here: R*_D 10, R*_N 7). benchmarks/bench_constrained.py
-    # measures the coverage over many more studies.
-    assert sum(covered.values()) >= 16 and min(covered.values()) >= 7, covered
-    # Read as fresh tokens, the same runs are far worse explained: PSIS-LOO prefers the data-constrained law.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bs.DataWarning)  # "runs repeat their data, but law 'chinchilla' ..."
-        plain = bs.fit(repeated_runs(0), "chinchilla", seed=0, **FAST)
-    table = bs.compare([constrained_fits[0], plain])
-    assert table.index[0] == "data-constrained"
-    assert table.loc["chinchilla", "elpd_diff"] > 4 * table.loc["chinchilla", "dse"]
-    # Forecasts take unique tokens: 64 epochs of 1e9 tokens against the same 6.4e10 tokens fresh, 10x beyond the
-    # largest model; each band holds the true loss.
-    got = bs.forecast(constrained_fits[0], N=1e10, D=6.4e10, U=[6.4e10, 1e9], levels=(0.95,), mode="plain")
-    truth = [
-        float(
-            np.exp(
-                law_at(
-                    bs.laws.get("data-constrained"),
-                    {k: [v] for k, v in MUENNIGHOFF.items()},
-                    {"N": [1e10], "D": [6.4e10], "U": [u]},
-                )[0, 0]
-            )
-        )
-        for u in (6.4e10, 1e9)
-    ]
-    assert (got["loss_lo95"] <= truth).all() and (truth <= got["loss_hi95"]).all(), (got, truth)
-    assert got["loss_median"].iloc[1] > got["loss_median"].iloc[0] * 1.02  # repeats are worth less
-    assert list(got["target"]) == ["N=1e+10, D=6.4e+10, U=6.4e+10", "N=1e+10, D=6.4e+10, U=1e+09"]
-    with pytest.raises(ValueError, match=r"unique tokens U must be positive and at most the tokens D"):
-        bs.forecast(constrained_fits[0], N=1e10, D=6.4e10, U=1e11)
-
-
-def test_data_constrained_law_on_single_epoch_runs_is_the_chinchilla_fit(epoch_fit):
-    """No run repeats data: the law is the Chinchilla law, and its fit agrees within Monte Carlo error."""
-    data = bs.datasets.chinchilla(drop_highest=5)
-    result = bs.fit(data, "data-constrained", seed=1, **FAST)
-    assert result.converged, result.problems
-    mine, theirs = result.summary(), epoch_fit.summary()
-    for name in ("E", "A", "B", "alpha", "beta"):
-        mcse = np.hypot(mine.loc[name, "mcse_mean"], theirs.loc[name, "mcse_mean"])
-        assert abs(mine.loc[name, "mean"] - theirs.loc[name, "mean"]) < 4 * mcse, name
-        assert mine.loc[name, "sd"] == pytest.approx(theirs.loc[name, "sd"], rel=0.15), name
-    # The decay constants are not in the likelihood: their posterior is their prior (median 15.4, 5.3).
-    assert np.median(result.draws()["Rstar_D"]) == pytest.approx(15.4, rel=0.15)
-
-
-# The data-limited allocation (bs.optimal.constrained) is tested here, beside the family's other tests:
-# one shared fixture of ten fits, computed once per test worker.
-def test_data_limited_allocation_matches_a_brute_force_grid_over_the_draws(constrained_fits):
-    """Muennighoff et al.'s question: with U = 1e11 unique tokens and C = 1e22 FLOP, how big a model, how many
-    epochs? The package's search per draw against an exhaustive NumPy grid, with the law written out by hand."""
-    result = constrained_fits[0]
-    c, u, k = 1e22, 1e11, 6.0
-    row = bs.optimal.constrained(result, c, u, ci=0.9).iloc[0]
-    p = {name: v[:, None] for name, v in result.draws().items()}
-    n = np.geomspace(5e9, 5e10, 2001)[None, :]  # steps of 0.12% in N
-    d = c / (k * n)
-    repeats = np.maximum(d / u - 1, 0)
-    d_eff = np.minimum(u, d) * (1 + p["Rstar_D"] * (1 - np.exp(-repeats / p["Rstar_D"])))
-    base = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1 / p["alpha"]) * np.minimum(u, d) ** (
-        p["beta"] / p["alpha"]
-    )
-    base = np.minimum(base, n)
-    n_paper = base * (1 + p["Rstar_N"] * (1 - np.exp(-(n / base - 1) / p["Rstar_N"])))
-    share = 1 - np.minimum(u, d) / d
-    n_eff = (1 - share) * n + share * n_paper
-    loss = p["E"] + p["A"] / n_eff ** p["alpha"] + p["B"] / d_eff ** p["beta"]
-    best = np.argmin(loss, axis=1)
-    n_best = n[0, best]
-    epochs = c / (k * n_best) / u
-    for name, values in (("N_opt", n_best), ("epochs", epochs), ("loss_opt", loss[np.arange(len(best)), best])):
-        lo, med, hi = np.quantile(values, [0.05, 0.5, 0.95])
-        np.testing.assert_allclose([row[f"{name}_lo"], row[name], row[f"{name}_hi"]], [lo, med, hi], rtol=2e-3)
-    assert 1.0 < row["epochs"] < row["epochs_hi"]  # the budget buys more than one pass over the unique data
-    assert row["loss_opt"] > row["loss_unlimited"]  # and the limit costs loss
-    table = bs.optimal.decide(result, c, unique_tokens=u)
-    assert (table["regret_mean"] >= 0).all()
-    assert table.loc["bayes", "expected_loss"] <= table[["expected_loss"]].drop("bayes").min().item()
-    assert table.loc["one epoch", "epochs"] == pytest.approx(1.0)
