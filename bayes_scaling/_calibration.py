@@ -77,6 +77,8 @@ INTERNAL_SPLITS = (0.5, 0.7)
 #: Prior scale of each ``kappa_i`` (HalfNormal): the standard deviation of the reducible
 #: loss's log one decade beyond the data (about 10%), growing as the square root of distance.
 KAPPA_SCALE = 0.1
+#: That prior as the kappa model reads it (:func:`kappa_prior`): ``(0, scale, 0)``, a HalfNormal.
+_HALFNORMAL = (0.0, KAPPA_SCALE, 0.0)
 
 
 class Evidence(NamedTuple):
@@ -160,9 +162,11 @@ def kappa_prior(spec: Spec, inputs: tuple[str, ...]) -> np.ndarray:
     rows = []
     for name in inputs:
         prior = spec.extrapolation.get(name)
-        args = dict(prior.args) if prior is not None else {"scale": KAPPA_SCALE}
-        lognormal = prior is not None and prior.dist == "lognormal"
-        rows.append((1.0, args["loc"], args["scale"]) if lognormal else (0.0, args["scale"], 0.0))
+        if prior is None:
+            rows.append(_HALFNORMAL)
+            continue
+        args = dict(prior.args)
+        rows.append((1.0, args["loc"], args["scale"]) if prior.dist == "lognormal" else (0.0, args["scale"], 0.0))
     return np.asarray(rows, np.float32).reshape(len(inputs), 3)
 
 
@@ -235,7 +239,7 @@ def _kappa_data(
     """The kappa model's data, rows padded (and masked) to a power of two from 256."""
     n, size = evidence.rows, padded_length(evidence.rows, 256)  # one compilation per power of two (rows cost time)
     if prior is None:
-        prior = np.tile(np.float32([0.0, KAPPA_SCALE, 0.0]), (len(evidence.inputs), 1))
+        prior = np.tile(np.float32(_HALFNORMAL), (len(evidence.inputs), 1))
 
     def pad(values: np.ndarray, fill: float) -> np.ndarray:
         values = np.asarray(values, np.float64)

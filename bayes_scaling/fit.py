@@ -156,12 +156,8 @@ def fit(
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
     prior = _calibration.kappa_prior(spec, law.axes)
-    if calibrate and len(dataset) < needed:
-        if set(law.axes) <= set(spec.extrapolation):  # the error learned across studies, alone
-            result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
-            warn(result.health(), f"fit of {law.name} to {dataset.source}")
-            kappa = _calibration.sample_prior(prior, (settings.chains, settings.draws), seed)
-            return _calibration.with_kappa(result, kappa, _calibration.Evidence.empty(law.axes))
+    prior_alone = calibrate and len(dataset) < needed and set(law.axes) <= set(spec.extrapolation)
+    if calibrate and len(dataset) < needed and not prior_alone:
         warnings.warn(
             f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
             f"mode (at least {needed} for the {law.name} law), and its prior file has no [extrapolation] prior "
@@ -170,10 +166,14 @@ def fit(
             stacklevel=2,
         )
         calibrate = False
-    if not calibrate:
+    if not calibrate or prior_alone:  # no internal backtests
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
         warn(result.health(), f"fit of {law.name} to {dataset.source}")
-        return result
+        if not prior_alone:
+            return result
+        # Too few runs for the backtests: kappa is the error learned across studies, alone.
+        kappa = _calibration.sample_prior(prior, (settings.chains, settings.draws), seed)
+        return _calibration.with_kappa(result, kappa, _calibration.Evidence.empty(law.axes))
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:

@@ -82,6 +82,16 @@ def _table(given: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray], ci:
     return pd.DataFrame(rows)
 
 
+def _best(
+    law: Law, draws: Mapping[str, np.ndarray], flops: np.ndarray, k: float, unique: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each draw's own optimal run at each budget (with ``unique`` tokens; None: unlimited): N, D and its
+    expected loss, each (s, t)."""
+    log_n, log_d = optimum(law, draws, flops, k, unique=unique)
+    n, d = np.exp(log_n), np.exp(log_d)
+    return n, d, losses(law, draws, n, d, k, unique)
+
+
 def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The plug-in point estimate: each parameter's posterior median, as a single draw."""
     return {name: np.array([np.median(v)]) for name, v in params.items()}
@@ -110,10 +120,7 @@ def frontier(
     (the frontier loss L*(C)), each over the posterior draws.
     """
     flops = np.atleast_1d(np.asarray(flops, np.float64))
-    draws = result.draws(group)
-    log_n, log_d = optimum(result.law, draws, flops, k)
-    n, d = np.exp(log_n), np.exp(log_d)
-    loss = losses(result.law, draws, n, d, k)
+    n, d, loss = _best(result.law, result.draws(group), flops, k)
     return _table({"C": flops}, {"N_opt": n, "D_opt": d, "tokens_per_param": d / n, "loss_opt": loss}, ci)
 
 
@@ -156,8 +163,7 @@ def _overtrained(
     """Per draw (s, t): the loss of runs (n, d) of compute c (at a ratio d/n), the compute-optimal loss at c, and
     the compute multiplier (along the same ratio, N and D each grow as the square root of compute)."""
     loss = losses(law, draws, n, d, k)
-    log_n, log_d = optimum(law, draws, c, k)
-    best = losses(law, draws, np.exp(log_n), np.exp(log_d), k)
+    best = _best(law, draws, c, k)[2]
     # Bisection on u = log(C'/C) in [0, log most]: the loss along ratio M falls as compute grows.
     lo, hi = np.zeros_like(loss), np.full_like(loss, np.log(most))
     for _ in range(40):
@@ -195,11 +201,8 @@ def constrained(
     if not (np.all(c > 0) and np.all(u > 0)):
         raise ValueError("compute budgets and unique tokens must be positive")
     draws = result.draws(group)
-    log_n, log_d = optimum(result.law, draws, c, k, unique=u)
-    n, d = np.exp(log_n), np.exp(log_d)
-    loss = losses(result.law, draws, n, d, k, unique=u)
-    free_n, free_d = (np.exp(a) for a in optimum(result.law, draws, c, k))
-    unlimited = losses(result.law, draws, free_n, free_d, k)
+    n, d, loss = _best(result.law, draws, c, k, u)
+    unlimited = _best(result.law, draws, c, k)[2]
     summaries = {"N_opt": n, "D_opt": d, "epochs": d / u, "tokens_per_param": d / n, "loss_opt": loss}
     return _table({"C": c, "unique_tokens": u}, {**summaries, "loss_unlimited": unlimited}, ci)
 
