@@ -236,8 +236,10 @@ def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, settings: Setti
 def _kappa_data(
     evidence: Evidence, df: float, prior: np.ndarray | None = None, study: np.ndarray | None = None
 ) -> KappaData:
-    """The kappa model's data, rows padded (and masked) to a power of two from 256."""
-    n, size = evidence.rows, padded_length(evidence.rows, 256)  # one compilation per power of two (rows cost time)
+    """The kappa model's data, rows padded (and masked) to a power of two from 512."""
+    # One compilation per power of two from 512 (rows cost little time): the fit of a sweep of up to about 330
+    # runs and the fits of its subsets (a review's backtests) share one kappa program.
+    n, size = evidence.rows, padded_length(evidence.rows, 512)
     if prior is None:
         prior = np.tile(np.float32(_HALFNORMAL), (len(evidence.inputs), 1))
 

@@ -29,6 +29,7 @@ The posterior holds ``A`` on its natural scale as a deterministic site.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
@@ -105,6 +106,9 @@ class ModelData(NamedTuple):
     group : each row's group index into :attr:`Design.labels` (0 without groups), int32 (n,).
     count : runs behind each row (1 without replicates), shape (n,).
     ss : sum of squares of the runs' log loss about the row's mean (0 without replicates), (n,).
+    prior : each prior's arguments, ``{"E": {"loc": ..., "scale": ...}, ...}``, scalars: priors are
+        data, so that fits differing only in their priors' values (a review's prior-sensitivity refits)
+        share one compiled program; only the distributions' families fix the program.
     """
 
     x: dict[str, jax.Array]
@@ -114,6 +118,7 @@ class ModelData(NamedTuple):
     group: jax.Array
     count: jax.Array
     ss: jax.Array
+    prior: dict[str, dict[str, jax.Array]]
 
 
 class Target(NamedTuple):
@@ -147,7 +152,7 @@ def padded_length(n: int, pad: int = PAD) -> int:
     return max(pad, 1 << (n - 1).bit_length())
 
 
-def model_data(dataset: Dataset, law: Law, pad: int = PAD, design: Design = PLAIN) -> ModelData:
+def model_data(dataset: Dataset, law: Law, spec: Spec, pad: int = PAD, design: Design = PLAIN) -> ModelData:
     """Arrays for :func:`target`'s model: centred log inputs, log loss, a mask, groups and replicates.
 
     Logs and centring happen in float64; only differences of order 1 reach JAX.
@@ -158,14 +163,25 @@ def model_data(dataset: Dataset, law: Law, pad: int = PAD, design: Design = PLAI
     sum of squares; the centres are those of the runs.
     """
     if design.replicates:
-        return _configurations(dataset, law, pad, design)
-    return jax.tree.map(lambda a: a[0], stack_data([dataset], law, pad, design))
+        return _configurations(dataset, law, spec, pad, design)
+    return jax.tree.map(lambda a: a[0], stack_data([dataset], law, spec, pad, design))
 
 
-def _configurations(dataset: Dataset, law: Law, pad: int, design: Design) -> ModelData:
+def prior_arrays(spec: Spec, k: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """``spec``'s prior arguments as :attr:`ModelData.prior` reads them (float32; with ``k``, each (k,))."""
+    shape = () if k is None else (k,)
+    return {name: {a: np.full(shape, v, np.float32) for a, v in p.args} for name, p in spec.priors.items()}
+
+
+def form(spec: Spec) -> str:
+    """What of ``spec`` fixes a model's program: each prior's family and the likelihood (not the values)."""
+    return json.dumps({"priors": {k: p.dist for k, p in spec.priors.items()}, "df": spec.df})
+
+
+def _configurations(dataset: Dataset, law: Law, spec: Spec, pad: int, design: Design) -> ModelData:
     """:func:`model_data` with a row per configuration (group, N, D): mean log loss, count, sum of squares."""
     frame = dataset.frame
-    runs = model_data(dataset, law, pad=len(frame), design=design._replace(replicates=False))
+    runs = model_data(dataset, law, spec, pad=len(frame), design=design._replace(replicates=False))
     n = len(frame)
     keys = np.column_stack([*complete(law, frame).values(), np.asarray(runs.group)[:n]])
     _, first, which = np.unique(keys, axis=0, return_index=True, return_inverse=True)
@@ -188,10 +204,11 @@ def _configurations(dataset: Dataset, law: Law, pad: int, design: Design) -> Mod
         group=padded(np.asarray(runs.group)[first], 0, np.int32),
         count=padded(count, 1.0),
         ss=padded(ss, 0.0),
+        prior=prior_arrays(spec),
     )
 
 
-def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD, design: Design = PLAIN) -> ModelData:
+def stack_data(datasets: Sequence[Dataset], law: Law, spec: Spec, pad: int = PAD, design: Design = PLAIN) -> ModelData:
     """:func:`model_data` of K data sets (each without replicates), stacked: every array with a leading axis K.
 
     All are padded to the padded length of the longest, in one vectorized pass. Group labels
@@ -239,6 +256,7 @@ def stack_data(datasets: Sequence[Dataset], law: Law, pad: int = PAD, design: De
         group=group,
         count=np.ones((len(datasets), size), np.float32),
         ss=np.zeros((len(datasets), size), np.float32),
+        prior=prior_arrays(spec, len(datasets)),
     )
 
 
@@ -258,16 +276,16 @@ def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
         p = {}
         for name in law.params:
             if name not in amplitudes:
-                p[name] = numpyro.sample(name, spec.priors[name].build())
+                p[name] = numpyro.sample(name, _prior(spec, data, name))
         at_centre = dict(p)
         for amp, (exponent, x) in amplitudes.items():
             log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), ()))
             k = p[exponent] if isinstance(exponent, str) else exponent
             log_amp = log_c + k * data.centre[x]
-            numpyro.factor(f"{amp}_prior", spec.priors[amp].build().log_prob(jnp.exp(log_amp)) + log_amp)
+            numpyro.factor(f"{amp}_prior", _prior(spec, data, amp).log_prob(jnp.exp(log_amp)) + log_amp)
             numpyro.deterministic(amp, jnp.exp(log_amp))
             at_centre[amp] = jnp.exp(log_c)
-        sigma = numpyro.sample("sigma", spec.priors["sigma"].build())
+        sigma = numpyro.sample("sigma", _prior(spec, data, "sigma"))
         mu = law.mean(at_centre, data.x)
         with numpyro.handlers.mask(mask=data.mask > 0):
             numpyro.sample("log_loss", dist.StudentT(spec.df, mu, sigma), obs=data.y)
@@ -275,9 +293,14 @@ def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
     def initial(data: ModelData, key: jax.Array) -> dict:
         return _initial_point(law, spec, data, key)
 
-    priors = spec.to_json()
+    priors = form(spec)
     tag = law.tag and f"{law.tag} {priors}"
     return Target(model, initial, (*law.params, "sigma"), (law, priors), tag)
+
+
+def _prior(spec: Spec, data: ModelData, name: str) -> dist.Distribution:
+    """Parameter ``name``'s prior: ``spec``'s family with the arguments the data carry (:attr:`ModelData.prior`)."""
+    return spec.priors[name].build(data.prior[name])
 
 
 def _initial_point(law: Law, spec: Spec, data: ModelData, key: jax.Array) -> dict:
@@ -297,7 +320,7 @@ def _initial_point(law: Law, spec: Spec, data: ModelData, key: jax.Array) -> dic
     for name in (*law.params, "sigma"):
         if name in centred:
             continue
-        prior = spec.priors[name].build()
+        prior = _prior(spec, data, name)
         value = jnp.median(prior.sample(key, (255,)))
         if name == law.irreducible:
             value = jnp.minimum(value, 0.7 * jnp.exp(y_min))
@@ -307,13 +330,13 @@ def _initial_point(law: Law, spec: Spec, data: ModelData, key: jax.Array) -> dic
     terms = [amp for amp, k, _ in law.centred if isinstance(k, str)]
     floor = 0.0
     if law.irreducible in z:
-        floor = biject_to(spec.priors[law.irreducible].build().support)(z[law.irreducible])
+        floor = biject_to(_prior(spec, data, law.irreducible).support)(z[law.irreducible])
     reducible = jnp.maximum(jnp.exp(y_mean) - floor, 1e-3)
     for amp, k, x in law.centred:
         if isinstance(k, str):  # a power-law term: an equal share of the reducible loss at the centre
             z[f"log_{amp}_c"] = jnp.log(reducible / len(terms))
         else:  # a scale (a break point, Kaplan's N_c): its prior median, centred
-            median = jnp.median(spec.priors[amp].build().sample(key, (255,)))
+            median = jnp.median(_prior(spec, data, amp).sample(key, (255,)))
             z[f"log_{amp}_c"] = jnp.log(median) - k * data.centre[x]
     return z
 
@@ -339,9 +362,9 @@ def grouped(law: Law, spec: Spec, design: Design) -> Target:
     amplitudes = {amp: (exponent, x) for amp, exponent, x in law.centred}
     size = max(len(design.labels), 1)
 
-    def value(name: str) -> tuple[jax.Array, jax.Array]:
+    def value(name: str, data: ModelData) -> tuple[jax.Array, jax.Array]:
         """A non-centred parameter: (its value per group, or scalar; its population value)."""
-        prior = spec.priors[name].build()
+        prior = _prior(spec, data, name)
         mode = design.mode(name)
         if mode == "shared":
             v = numpyro.sample(name, prior)
@@ -359,12 +382,12 @@ def grouped(law: Law, spec: Spec, design: Design) -> Target:
         p, pop = {}, {}
         for name in law.params:
             if name not in amplitudes:
-                p[name], pop[name] = value(name)
+                p[name], pop[name] = value(name, data)
         at_centre = dict(p)
         for amp, (exponent, x) in amplitudes.items():
             k, k_pop = (p[exponent], pop[exponent]) if isinstance(exponent, str) else (exponent, exponent)
             mode = design.mode(amp)
-            prior = spec.priors[amp].build()
+            prior = _prior(spec, data, amp)
             if mode == "separate":
                 log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), (size,)))
                 log_amp = log_c + k * data.centre[x]
@@ -385,7 +408,7 @@ def grouped(law: Law, spec: Spec, design: Design) -> Target:
             at_centre[amp] = jnp.exp(log_c)
         rows = {k: v[data.group] if jnp.ndim(v) == 1 else v for k, v in at_centre.items()}
         mu = law.mean(rows, data.x)
-        sigma = numpyro.sample("sigma", spec.priors["sigma"].build())
+        sigma = numpyro.sample("sigma", _prior(spec, data, "sigma"))
         scale = sigma
         if design.replicates:
             misfit = numpyro.sample("sigma_misfit", dist.HalfNormal(MISFIT_SCALE))
@@ -411,6 +434,6 @@ def grouped(law: Law, spec: Spec, design: Design) -> Target:
             z["sigma_misfit"] = jnp.log(jnp.asarray(0.3 * MISFIT_SCALE))
         return z
 
-    key = (law, spec.to_json(), size, design.pooling, design.replicates)
-    tag = law.tag and f"{law.tag} {spec.to_json()} groups {size} {design.pooling} replicates {design.replicates}"
+    key = (law, form(spec), size, design.pooling, design.replicates)
+    tag = law.tag and f"{law.tag} {form(spec)} groups {size} {design.pooling} replicates {design.replicates}"
     return Target(model, initial, _sites(law, design), key, tag)

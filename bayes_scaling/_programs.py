@@ -43,6 +43,8 @@ import numpy as np
 
 #: Held while any program is traced (see the module's docstring); re-entrant.
 TRACING = threading.RLock()
+#: Held while XLA compiles a program: one compilation at a time (see the module's docstring).
+COMPILING = threading.Lock()
 
 
 @functools.cache
@@ -119,7 +121,8 @@ class Program:
                 if key not in self._compiled:
                     with TRACING:
                         lowered = call.lower(*args)
-                    lowered.compile()
+                    with COMPILING:
+                        lowered.compile()
                     self._compiled.add(key)
         return call
 

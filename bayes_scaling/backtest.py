@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,10 +14,12 @@ from . import _calibration, laws
 from ._geometry import axis, beyond
 from ._model import design
 from ._sampler import Settings
-from .fit import DataLike, _as_dataset, _needed, fit
+from .data import Dataset
+from .fit import DataLike, _as_dataset, _fit, _needed
 from .forecast import predictive
 from .laws import Law
-from .priors import PriorsLike, resolve
+from .priors import PriorsLike, Spec, resolve
+from .result import Result
 
 
 def coverage_interval(covered: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -98,10 +101,32 @@ def backtest(
     settings = Settings.of(settings, **options)
     data = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
+    return _backtest(data, law, spec, cutoffs, settings, levels, seed, calibrate)
+
+
+def _backtest(
+    data: Dataset,
+    law: Law,
+    spec: Spec,
+    cutoffs: Sequence[float],
+    settings: Settings,
+    levels: Sequence[float] = (0.5, 0.8, 0.9),
+    seed: int = 0,
+    calibrate: bool = True,
+    *,
+    pad: int | None = None,
+    quiet: bool = False,
+) -> Backtest:
+    """:func:`backtest` of a checked data set with resolved priors; the cutoffs' refits run in threads.
+
+    ``pad``: rows to pad every refit to (:func:`bayes_scaling.fit._fit`; the review pads them to the
+    whole sweep's length, so that they share the reviewed fit's compiled sampler); ``quiet``: no
+    warnings from the refits.
+    """
     name = axis(data.frame, law.axes)
     values = data.frame[name].to_numpy()
     levels = sorted(set(levels) | {0.9})
-    rows, details = [], []
+    splits = []
     for cutoff in cutoffs:
         train, test = values < cutoff, values >= cutoff
         if "group" in data.frame.columns:  # groups with too few runs below the cutoff sit this cutoff out
@@ -111,7 +136,15 @@ def backtest(
             train, test = train & kept, test & kept
         if train.sum() < law.min_runs or test.sum() < 1:
             raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
-        result = fit(data.subset(train), law, priors=spec, settings=settings, calibrate=calibrate, seed=seed)
+        splits.append((cutoff, train, test))
+
+    def refit(train: np.ndarray) -> Result:
+        return _fit(data.subset(train), law, spec, settings, seed, calibrate, pad=pad, quiet=quiet)
+
+    with ThreadPoolExecutor(max(len(splits), 1)) as pool:
+        fits = list(pool.map(refit, [train for _, train, _ in splits]))
+    rows, details = [], []
+    for (cutoff, train, test), result in zip(splits, fits, strict=True):
         points = data.frame[test].reset_index(drop=True)
         y = points["loss"].to_numpy()
         reach = float(beyond(data.frame[train], points, [name]).max())

@@ -150,25 +150,50 @@ def fit(
     dataset = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
     _rising(dataset, law)
+    return _fit(dataset, law, spec, settings, seed, calibrate, prior_draws, progress=progress)
+
+
+def _fit(
+    dataset: Dataset,
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    seed: int,
+    calibrate: bool,
+    prior_draws: int = 1000,
+    *,
+    pad: int | None = None,
+    progress: bool = False,
+    quiet: bool = False,
+) -> Result:
+    """:func:`fit` of a checked data set with resolved priors.
+
+    ``pad``: rows to pad the fit and its internal refits to (default: the data set's padded length);
+    refits of subsets padded to their whole data set's length share its compiled sampler. ``quiet``:
+    no warnings about the fit's health or its refits (a caller that reads ``Result.health()`` itself,
+    from threads: Python's warning filters are not thread-safe to change).
+    """
     plan = design(dataset, law, spec)
     _identifiable(dataset, law, plan)
-    pad = padded_length(len(dataset))
+    pad = padded_length(len(dataset)) if pad is None else pad
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
     prior = _calibration.kappa_prior(spec, law.axes)
     prior_alone = calibrate and len(dataset) < needed and set(law.axes) <= set(spec.extrapolation)
     if calibrate and len(dataset) < needed and not prior_alone:
-        warnings.warn(
-            f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
-            f"mode (at least {needed} for the {law.name} law), and its prior file has no [extrapolation] prior "
-            "learned across studies; forecasts beyond the data stay plain",
-            DataWarning,
-            stacklevel=2,
-        )
+        if not quiet:
+            warnings.warn(
+                f"{dataset.source}: {len(dataset)} runs are too few for the internal backtests of the calibrated "
+                f"mode (at least {needed} for the {law.name} law), and its prior file has no [extrapolation] "
+                "prior learned across studies; forecasts beyond the data stay plain",
+                DataWarning,
+                stacklevel=3,
+            )
         calibrate = False
     if not calibrate or prior_alone:  # no internal backtests
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
-        warn(result.health(), f"fit of {law.name} to {dataset.source}")
+        if not quiet:
+            warn(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
         # Too few runs for the backtests: kappa is the error learned across studies, alone.
@@ -177,16 +202,18 @@ def fit(
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:
-        collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool)
+        collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool, pad, quiet)
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
-        warn(result.health(), f"fit of {law.name} to {dataset.source}")
+        if not quiet:
+            warn(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
     kappa, health = _calibration.fit_kappa(
         evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed, prior
     )
-    warn(health, "fit of the extrapolation error (kappa)")
+    if not quiet:
+        warn(health, "fit of the extrapolation error (kappa)")
     return _calibration.with_kappa(result, kappa, evidence)
 
 
@@ -203,7 +230,7 @@ def _fit_plain(
 ) -> Result:
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
     sampler."""
-    arrays = model_data(dataset, law, pad=pad, design=plan)
+    arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
     out = sample(model, settings, jax.random.key(seed), arrays, progress=progress)
     batch = jax.tree.map(lambda a: np.asarray(a)[None], out)
@@ -238,14 +265,22 @@ def _identifiable(data: Dataset, law: Law, plan: Design) -> None:
 
 
 def _internal_backtests(
-    data: Dataset, law: Law, spec: Spec, settings: Settings, seed: int, prior_draws: int, pool: Executor
+    data: Dataset,
+    law: Law,
+    spec: Spec,
+    settings: Settings,
+    seed: int,
+    prior_draws: int,
+    pool: Executor,
+    pad: int,
+    quiet: bool = False,
 ) -> Callable[[], Evidence]:
     """Start the refits on the lower 50% and 70% of the runs along each input; return ``collect()``.
 
     The refits (each with its forecast of the held-out runs) run in ``pool``'s threads,
     beside whatever the caller does meanwhile (:func:`fit` runs the main fit): compiled JAX
     programs release Python's lock, so on a machine with several cores they run at once.
-    Every refit is padded to the full fit's length, so all of them reuse its compiled
+    Every refit is padded to ``pad`` rows, the full fit's, so all of them reuse its compiled
     sampler (sweeps over :data:`REFIT_MAX` runs refit a random share of that size).
     ``collect()`` waits for them, warns (in the caller's thread) of any refit that did not
     converge, and returns the evidence (:class:`~bayes_scaling._calibration.Evidence`).
@@ -259,7 +294,7 @@ def _internal_backtests(
                 splits.append((name, q, train))  # else too few runs to refit (three per parameter, sigma and one)
     if not splits:
         raise ValueError(f"{data.source}: too few runs for internal backtests")
-    common = (data, law, spec, settings, seed, prior_draws)
+    common = (data, law, spec, settings, seed, prior_draws, min(pad, padded_length(REFIT_MAX)))
     pending = [pool.submit(_internal_backtest, *common, *split) for split in splits[:2]]
     # Queued after the first refits, which read the sampler programs: reading the kappa programs
     # then overlaps with their sampling instead of delaying the reading of those programs.
@@ -276,7 +311,8 @@ def _internal_backtests(
             for (name, q, _), (_, health) in zip(splits, done, strict=True)
             if health.level == "fail"
         ]
-        if failed:  # the fit itself is not affected: a calm line (refits that only warned are not mentioned)
+        # The fit itself is not affected: a calm line (refits that only warned are not mentioned).
+        if failed and not quiet:
             warnings.warn(
                 f"{data.source}: some internal backtest refits did not converge ({'; '.join(failed)}); the fit "
                 "itself is not affected, the learned extrapolation error (kappa) partly rests on them",
@@ -295,6 +331,7 @@ def _internal_backtest(
     settings: Settings,
     seed: int,
     prior_draws: int,
+    pad: int,
     name: str,
     q: float,
     train: np.ndarray,
@@ -311,7 +348,6 @@ def _internal_backtest(
     part = data.subset(kept)
     part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
     plan = design(part, law, spec)
-    pad = padded_length(min(len(data), REFIT_MAX))
     refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan)
     held = ~train
     if plan.labels:  # a group the refit did not see cannot be forecast by it
@@ -400,7 +436,7 @@ def fit_many(
         if other.replicates:
             raise ValueError(f"data set {i} of {len(sets)} repeats configurations (replicates): fit it with fit()")
         _identifiable(sets[i], law, other)
-    batch = stack_data(sets, law, pad=max(padded_length(len(d)) for d in sets), design=plan)
+    batch = stack_data(sets, law, spec, pad=max(padded_length(len(d)) for d in sets), design=plan)
     keys = jax.vmap(jax.random.key)(np.asarray(seeds))
     model = target(law, spec, plan)
     out = sample_many(model, settings, keys, batch, devices)

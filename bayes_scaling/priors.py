@@ -80,10 +80,11 @@ class Prior:
         object.__setattr__(self, "dist", dist)
         object.__setattr__(self, "args", tuple((k, values[k]) for k in needed))
 
-    def build(self) -> dist.Distribution:
-        """The NumPyro distribution this prior names."""
+    def build(self, args: Mapping[str, Any] | None = None) -> dist.Distribution:
+        """The NumPyro distribution this prior names; ``args`` (arrays, as a compiled model reads them)
+        replace its arguments' values."""
         cls, _ = _DISTS[self.dist]
-        return cls(**dict(self.args))
+        return cls(**(dict(self.args) if args is None else args))
 
     def scaled(self, factor: float) -> Prior:
         """The same prior with its scale argument multiplied by ``factor`` (for sensitivity checks)."""

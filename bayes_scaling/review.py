@@ -11,8 +11,8 @@ never refits.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -22,13 +22,16 @@ import scipy.special
 
 from . import _arviz, _calibration, laws
 from ._geometry import beyond
+from ._model import padded_length
 from ._sampler import Settings
-from .backtest import backtest
+from .backtest import _backtest
 from .compare import compare
 from .data import Dataset
-from .diagnostics import ConvergenceWarning, Health, MixingWarning, Thresholds
-from .fit import fit
+from .diagnostics import Health, Thresholds
+from .fit import _as_dataset, _fit
 from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets
+from .laws import Law
+from .priors import resolve
 from .result import Result
 
 SECTIONS = (
@@ -103,6 +106,7 @@ class Context(NamedTuple):
     forecast: pd.DataFrame
     settings: Settings
     seed: int
+    pad: int
     group: str | None = None
 
 
@@ -163,6 +167,7 @@ def review(
         table,
         Settings.of(settings if settings is not None else result.settings, **options),
         seed,
+        padded_length(len(everything)),
         group,
     )
     runs = result.data(group)
@@ -181,12 +186,17 @@ def review(
         found |= {section: Finding({}, skipped) for section in SECTIONS[3:7]}
         verdict = "unusable"
     else:
-        found |= {
-            "Backtests": _backtests(ctx, cutoffs, decades),
-            "Model-form sensitivity": _models(ctx, laws),
-            "Prior sensitivity": _priors(ctx, prior_scales),
-            "Posterior predictive checks": _ppc(ctx),
-        }
+        # The refitting sections run at once, in threads (compiled programs release Python's lock): on a
+        # machine with several cores their refits share it. Refits of one law share one compiled sampler.
+        with ThreadPoolExecutor(3) as pool:
+            pending = {
+                "Backtests": pool.submit(_backtests, ctx, cutoffs, decades),
+                "Model-form sensitivity": pool.submit(_models, ctx, laws),
+                "Prior sensitivity": pool.submit(_priors, ctx, prior_scales),
+            }
+            checks = _ppc(ctx)
+            found |= {section: job.result() for section, job in pending.items()}
+        found["Posterior predictive checks"] = checks
         scored = [p for f in found.values() for p in f.points]
         score = sum(n for n, _ in scored)
         reasons = tuple(reason for _, reason in scored)
@@ -281,14 +291,16 @@ def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) ->
         cutoffs = sorted({float(f"{c:.0e}") for c in q})
     if not cutoffs:
         return Finding({}, "Skipped: no cutoffs given.")
-    bt = backtest(
+    bt = _backtest(
         ctx.data,
         ctx.result.law,
+        ctx.result.spec,
         cutoffs,
-        priors=ctx.result.spec,
-        settings=ctx.settings,
+        ctx.settings,
         seed=ctx.seed,
         calibrate=ctx.mode == "calibrated",
+        pad=ctx.pad,
+        quiet=True,
     )
     table = bt.table.rename(columns={"cutoff": "cutoff_flops"})
     points, said = backtest_points(table, ctx.mode, decades)
@@ -337,14 +349,14 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
     if names is None:
         names = [n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name]
     fits = [result]
-    for name in names:
-        law = laws.get(name)
-        if law.name == result.law.name:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", MixingWarning)
-            fits.append(fit(ctx.data, law, settings=ctx.settings, seed=ctx.seed, calibrate=ctx.mode == "calibrated"))
+    others = [laws.get(name) for name in names if laws.get(name).name != result.law.name]
+
+    def refit(law: Law) -> Result:
+        data = _as_dataset(ctx.data, law)
+        return _fit(data, law, resolve(law), ctx.settings, ctx.seed, ctx.mode == "calibrated", quiet=True)
+
+    with ThreadPoolExecutor(max(len(others), 1)) as pool:
+        fits += list(pool.map(refit, others))
     if len(fits) < 2:
         if not result.labels:
             return Finding({}, "No other law family applies to these runs.")
@@ -416,16 +428,11 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
     if varying:
         choices[f"{', '.join(varying)} separate"] = dict.fromkeys(varying, "separate")
     for name, pooling in choices.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", MixingWarning)
-            spec = result.spec.with_pooling(pooling)
-            try:
-                variants[name] = fit(
-                    ctx.data, result.law, priors=spec, settings=ctx.settings, seed=ctx.seed, calibrate=False
-                )
-            except ValueError:  # too few runs in some group for what it would have of its own
-                continue
+        spec = result.spec.with_pooling(pooling)
+        try:
+            variants[name] = _fit(ctx.data, result.law, spec, ctx.settings, ctx.seed, False, quiet=True)
+        except ValueError:  # too few runs in some group for what it would have of its own
+            continue
     table = compare(list(variants.values()), names=list(variants))
     rows = []
     for name, r in variants.items():
@@ -501,27 +508,26 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
     if not scales:
         return Finding({}, "Skipped: no prior scales given.")
     result = ctx.result
-    base = float(ctx.forecast["loss_median"].iloc[0])
+    # The refits are plain (no internal backtests): a prior moves the law's parameters, and with them the
+    # median; the learned extrapolation error widens the band about it. So the shift is read between plain
+    # medians, as a share of this forecast's own 95% band.
+    base = float(forecast(result, ctx.points, seed=ctx.seed, mode="plain")["loss_median"].iloc[0])
     width = float(ctx.forecast["loss_hi95"].iloc[0] - ctx.forecast["loss_lo95"].iloc[0])
-    rows = []
-    for factor in scales:
+
+    def refit(factor: float) -> Result:
         spec = result.spec.with_priors({k: p.scaled(factor) for k, p in result.spec.priors.items()})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", MixingWarning)
-            refit = fit(
-                ctx.data,
-                result.law,
-                priors=spec,
-                settings=ctx.settings,
-                seed=ctx.seed,
-                calibrate=ctx.mode == "calibrated",
-            )
-        band = forecast(refit, ctx.points, seed=ctx.seed, mode=ctx.mode).iloc[0]
+        return _fit(ctx.data, result.law, spec, ctx.settings, ctx.seed, False, pad=ctx.pad, quiet=True)
+
+    with ThreadPoolExecutor(len(scales)) as pool:
+        refits = list(pool.map(refit, scales))
+    rows = []
+    for factor, refit in zip(scales, refits, strict=True):
+        band = forecast(refit, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
         shift = float(band["loss_median"]) - base
         rows.append(
             {
                 "prior_scale": factor,
+                "mode": "plain",
                 "loss_median": float(band["loss_median"]),
                 "loss_lo95": float(band["loss_lo95"]),
                 "loss_hi95": float(band["loss_hi95"]),
@@ -532,8 +538,9 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
         )
     priors = pd.DataFrame(rows)
     note = (
-        "Every prior's scale multiplied by each factor, refitted; the shift of the forecast median as a share "
-        f"of this forecast's 95% band (flagged above {PRIOR_SHIFT_MAX:.0%})."
+        "Every prior's scale multiplied by each factor, refitted (plain fits: the priors move the law's "
+        "parameters); the shift of the plain forecast median from this fit's plain median, as a share of this "
+        f"forecast's 95% band (flagged above {PRIOR_SHIFT_MAX:.0%})."
     )
     points = ()
     if priors["flagged"].any():

@@ -217,7 +217,7 @@ def main() -> None:
 
     law = bs.laws.get("chinchilla")
     model = target(law, resolve(law)).model
-    data = model_data(bs.datasets.chinchilla(), law)
+    data = model_data(bs.datasets.chinchilla(), law, resolve(law))
     for call in ("first", "second"):
         mcmc = numpyro.infer.MCMC(
             numpyro.infer.NUTS(model, dense_mass=True),

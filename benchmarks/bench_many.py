@@ -114,7 +114,7 @@ def main() -> None:
         built = [r.idata for r in results]  # InferenceData are built on first access: time building all
         print(f"{algorithm}: building all {len(built)} InferenceData after the call {time.perf_counter() - t0:.2f} s")
         law = bs.laws.get("chinchilla")
-        batch = stack_data([_as_dataset(d, law) for d in sets], law)
+        batch = stack_data([_as_dataset(d, law) for d in sets], law, resolve(law))
         keys = jax.vmap(jax.random.key)(np.arange(len(sets)))
         settings = bs.Settings(**kw, algorithm=algorithm)
         t0 = time.perf_counter()

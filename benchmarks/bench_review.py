@@ -1,6 +1,13 @@
-"""The review's verdicts checked against outcomes: simulated sweeps reviewed, then their target revealed.
+"""The review's verdicts checked against outcomes (simulated sweeps reviewed, then their target revealed),
+and the review's speed.
 
 Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
+      python benchmarks/bench_review.py --speed [--repeat 3] [--out FILE]
+
+``--speed``: fresh processes of ``bayes-scaling review --preset gpt4`` on the embedded runs, beside a plain
+``bayes-scaling fit --plain`` in the same run: each first into an empty program cache (cold), then
+``--repeat`` times with its cache kept (warm; the median is reported), with wall time and peak memory
+(maximum resident set) of each process, and the verdict of every review (they must agree).
 
 Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends
 beyond the data (the data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens
@@ -20,7 +27,9 @@ import argparse
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -87,12 +96,85 @@ def sweep(index: int) -> dict:
     }
 
 
+def timed(command: list[str], cache: str) -> tuple[float, float, str]:
+    """Run ``command`` in a fresh process with the program cache ``cache``: wall seconds, peak memory in
+    GB, and its standard output."""
+    env = dict(os.environ, BAYES_SCALING_CACHE=cache)
+    started = time.perf_counter()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+        out = p.stdout.read()
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {p.returncode}:\n{out[-2000:]}")
+    return seconds, usage.ru_maxrss / 1e6, out
+
+
+def speed(repeat: int) -> str:
+    """Cold and warm wall time and peak memory of a review and of a plain fit, measured in one run."""
+    import bayes_scaling as bs
+
+    script = os.path.join(os.path.dirname(sys.executable), "bayes-scaling")  # the console script, as users run it
+    cli = [script] if os.path.exists(script) else [sys.executable, "-m", "bayes_scaling.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, verdicts = {}, []
+        for name, args in (
+            ("fit --plain", ["fit", "--plain"]),
+            ("review --preset gpt4", ["review", "--preset", "gpt4"]),
+        ):
+            cache = os.path.join(tmp, name.split()[0] + "-cache")
+            command = [*cli, *args, "--out", os.path.join(tmp, name.split()[0])]
+            cold = timed(command, cache)
+            warm = [timed(command, cache) for _ in range(repeat)]
+            rows[name] = (cold, warm)
+            if name.startswith("review"):
+                verdicts += [
+                    line for _, _, out in (cold, *warm) for line in out.splitlines() if line.startswith("verdict")
+                ]
+    lines = [
+        f"# python benchmarks/bench_review.py --speed --repeat {repeat}",
+        f"# {platform.platform()}, {os.cpu_count()} cores; bayes_scaling {bs.__version__}, jax {jax_version()}",
+        "",
+        f"{'command (fresh process, embedded runs)':42s} {'cold s':>8s} {'cold GB':>8s} {'warm s':>8s} {'warm GB':>8s}",
+    ]
+    for name, (cold, warm) in rows.items():
+        w = sorted(warm)[len(warm) // 2]
+        lines.append(f"bayes-scaling {name:28s} {cold[0]:8.1f} {cold[1]:8.2f} {w[0]:8.1f} {w[1]:8.2f}")
+        spread = ", ".join(f"{s:.1f}" for s, _, _ in warm)
+        lines.append(f"  warm runs: {spread} s")
+    (fc, fw), (rc, rw) = rows["fit --plain"], rows["review --preset gpt4"]
+    fw, rw = sorted(fw)[len(fw) // 2], sorted(rw)[len(rw) // 2]
+    lines += [
+        "",
+        f"review / plain fit: cold {rc[0] / fc[0]:.1f}x (target <= 2.5x, <= 40 s), "
+        f"warm {rw[0] / fw[0]:.1f}x (target <= 3x, <= 10 s); peak memory target <= 1 GB",
+        f"verdicts of the {len(verdicts)} reviews: {sorted(set(verdicts))}",
+    ]
+    return "\n".join(lines)
+
+
+def jax_version() -> str:
+    import jax
+
+    return jax.__version__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=int, default=96)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--out", help="also write the report (and the per-sweep table beside it, .csv)")
+    parser.add_argument("--speed", action="store_true", help="time the review on the embedded runs instead")
+    parser.add_argument("--repeat", type=int, default=3, help="warm runs of each command (--speed)")
     args = parser.parse_args()
+    if args.speed:
+        text = speed(args.repeat)
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        return
     start = time.perf_counter()
     # One sweep of each size first (in parallel): they fill the program cache that the rest then read.
     first = {}

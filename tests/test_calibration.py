@@ -11,6 +11,7 @@ from conftest import FAST
 import bayes_scaling as bs
 from bayes_scaling._calibration import Evidence, learn_population, reducible
 from bayes_scaling._geometry import beyond
+from bayes_scaling._model import padded_length
 from bayes_scaling.fit import _as_dataset, _internal_backtest
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -42,8 +43,9 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
     runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
     settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
     train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
+    pad = padded_length(len(runs))
     alone, health = _internal_backtest(
-        runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, "D", 0.7, train
+        runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, pad, "D", 0.7, train
     )
     group = calibrated_fit.group("extrapolation")
     mine = (group["internal_input"].values == "D") & (group["internal_split"].values == 0.7)

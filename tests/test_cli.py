@@ -294,3 +294,27 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"bayes-scaling {bs.__version__}"
+
+
+def test_every_command_the_readme_shows_parses():
+    """The README's commands (read as benchmarks/bench_readme.py reads them, which runs them all and checks
+    their exit status) name only flags and values the command line takes."""
+    import importlib.util
+    import shlex
+    from pathlib import Path
+
+    from bayes_scaling.cli import _parser
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_readme", root / "benchmarks" / "bench_readme.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    commands = bench.commands((root / "README.md").read_text())
+    assert "bayes-scaling fit --law chinchilla --law kaplan --law power-c --out results" in commands
+    assert "bayes-scaling review" in commands and len(commands) >= 10
+    for command in commands:
+        args = _parser().parse_args(shlex.split(command)[1:])  # argparse exits (status 2) on a bad flag
+        assert args.command == shlex.split(command)[1], command
+    # and the reader is not blind: a flag the command line lacks fails to parse
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["fit", "--no-such-flag"])

@@ -3,6 +3,7 @@ import numpy as np
 
 import bayes_scaling as bs
 from bayes_scaling._model import model_data, stack_data
+from bayes_scaling.priors import resolve
 
 
 def test_stacked_data_sets_of_different_lengths_equal_each_one_padded():
@@ -13,10 +14,11 @@ def test_stacked_data_sets_of_different_lengths_equal_each_one_padded():
         )
         for s in (8, 5, 9)
     ]
-    stacked = stack_data(sets, law)
+    spec = resolve(law)
+    stacked = stack_data(sets, law, spec)
     assert stacked.y.shape == (3, 128)  # 72 runs, the longest, pad to 128
     for i, data in enumerate(sets):
-        single = model_data(data, law, pad=128)
+        single = model_data(data, law, spec, pad=128)
         mine = jax.tree.map(lambda a, i=i: a[i], stacked)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), mine, single)
         n = len(data)
