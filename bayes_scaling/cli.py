@@ -22,6 +22,7 @@ from . import report
 from ._outputs import Folder
 from ._programs import enable_cache
 from ._sampler import Settings
+from .data import COUNTS, Dataset
 from .design import checked
 from .diagnostics import Health
 from .forecast import targets
@@ -52,6 +53,26 @@ def _common() -> argparse.ArgumentParser:
         help="column of unique training tokens U, for runs that repeat their data over D/U epochs; an empty cell "
         "or no column is a single epoch (default: unique_tokens; read by --law data-constrained)",
     )
+    p.add_argument(
+        "--params-count",
+        choices=COUNTS,
+        default="total",
+        help="what the parameter column counts: total (embeddings included, Hoffmann et al.) or non-embedding "
+        "(Kaplan et al.) (default: total)",
+    )
+    p.add_argument(
+        "--fit-on",
+        choices=COUNTS,
+        help="fit the law on total or non-embedding parameter counts (default: what --params-count says; the "
+        "other needs the embedding parameters)",
+    )
+    p.add_argument(
+        "--embedding-col",
+        default="embedding_params",
+        help="column of embedding parameters per run, read when present (default: embedding_params)",
+    )
+    p.add_argument("--vocab", help="vocabulary size (a number, or a column): embedding parameters = vocab x width")
+    p.add_argument("--width-col", help="column of model width (d_model), with --vocab")
     p.add_argument("--loss-col", default="loss", help="column of final loss, or of a metric (default: loss)")
     p.add_argument("--metric", action="store_true", help="the loss column is a score in (0, 1]; fit -log(score)")
     p.add_argument(
@@ -315,7 +336,15 @@ def _load(args: argparse.Namespace, laws: list) -> object:
     if args.csv is None:
         given = [
             flag
-            for flag, on in (("--metric", args.metric), ("--units", args.units), ("--group-col", args.group_col))
+            for flag, on in (
+                ("--metric", args.metric),
+                ("--units", args.units),
+                ("--group-col", args.group_col),
+                ("--vocab", args.vocab),
+                ("--width-col", args.width_col),
+                ("--fit-on", args.fit_on not in (None, "total")),
+                ("--params-count", args.params_count != "total"),
+            )
             if on
         ]
         if given:
@@ -337,10 +366,25 @@ def _load(args: argparse.Namespace, laws: list) -> object:
             min_rows=max(law.min_runs for law in laws),
             allow_unusual=args.allow_unusual,
             group=args.group_col,
+            params=args.params_count,
+            embedding=args.embedding_col,
+            vocab=_vocab(args.vocab),
+            width=args.width_col,
+            fit_on=args.fit_on,
         )
     if args.drop_highest >= len(data):
         raise ValueError(f"--drop-highest {args.drop_highest} would drop all {len(data)} runs")
     return data.drop_highest(args.drop_highest)
+
+
+def _vocab(text: str | None) -> float | str | None:
+    """``--vocab``: a vocabulary size (a number), else the name of a column of them."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -352,6 +396,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: bool = True) -> tuple:
     """Fit one law and print its posterior table; return (result, table)."""
     print(f"\nfitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
+    print(_counted(data))
     result = bs.fit(
         data,
         law,
@@ -373,6 +418,13 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
         d = result.intrinsic_dimension()
         print(f"implied intrinsic dimension 4/{d['exponent']}: {d['median']:.3g} (90% {d['lo']:.3g}-{d['hi']:.3g})")
     return result, table
+
+
+def _counted(data: Dataset) -> str:
+    """One line saying what the parameter counts N that the law is fitted on count."""
+    counted, source = data.columns.get("params", "total"), data.columns.get("embedding")
+    line = f"parameters N counted: {counted}" + (" (embeddings included)" if counted == "total" else "")
+    return line + (f"; embedding parameters from {source}" if source else "; embedding parameters not given")
 
 
 def _fit_from_args(args: argparse.Namespace) -> tuple:

@@ -54,10 +54,11 @@ class Dataset:
     ----------
     frame : DataFrame with float64 columns ``N`` (parameters), ``D`` (training
         tokens), ``C`` (training FLOP) and ``loss`` (nats/token, or the metric),
-        one row per run; runs that repeat their data add ``U`` (unique tokens), runs in groups
-        a text column ``group``.
+        one row per run; runs that repeat their data add ``U`` (unique tokens), runs with known
+        embedding parameters ``N_embedding``, runs in groups a text column ``group``.
     source : where the runs came from (a file path or ``"your DataFrame"``).
-    columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``.
+    columns : the user's column names, ``{"N": ..., "D": ..., "C": ..., "loss": ...}``, and what
+        ``N`` counts: ``columns["params"]``, ``"total"`` or ``"non-embedding"`` (absent: total).
     """
 
     frame: pd.DataFrame
@@ -220,6 +221,11 @@ def load_data(
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     group: str | Sequence[str] | None = None,
     allow_unusual: bool = False,
+    params: str = "total",
+    embedding: str | None = "embedding_params",
+    vocab: float | str | None = None,
+    width: str | None = None,
+    fit_on: str | None = None,
     _batch: np.ndarray | None = None,
 ) -> Dataset:
     """Read and validate training runs from a CSV path or a DataFrame.
@@ -251,6 +257,14 @@ def load_data(
     allow_unusual : values outside what real training runs have (:data:`PLAUSIBLE`: N in
         1e3-1e15, D in 1e3-1e17, C in 1e6-1e33; a loss above :data:`LOSS_MAX` = 20 nats/token
         unless ``metric``) are warnings instead of errors.
+    params : what the ``n`` column counts: ``"total"`` (every parameter, embeddings included:
+        Hoffmann et al.'s convention) or ``"non-embedding"`` (Kaplan et al.'s).
+    embedding, vocab, width : the embedding parameters of each run: a column (``embedding``, read
+        when present), or the vocabulary size (a number, or a column) times the model width (a
+        column), one embedding matrix (tied input and output embeddings; double ``vocab`` for untied).
+    fit_on : the count the law is fitted on, ``"total"`` or ``"non-embedding"`` (default: what
+        ``params`` says); the other needs the embedding parameters. The frame's ``N`` is that count,
+        its ``N_embedding`` the embedding parameters (when known), and ``columns["params"]`` says which.
 
     Returns
     -------
@@ -346,10 +360,83 @@ def load_data(
                 DataWarning,
                 stacklevel=2,
             )
+    counted = _counts(frame, clean, params, embedding, vocab, width, fit_on, source, n, scale["N"])
     columns = {"N": n, "D": d, "C": c if has_c else None, "loss": loss, "metric": metric, "group": group}
+    columns |= {"params": counted[0], "embedding": counted[1]}
     if "U" in out:
         columns["U"] = u if u is not None and u in frame.columns else None
     return Dataset(clean, source, columns)
+
+
+#: What a parameter count may count.
+COUNTS = ("total", "non-embedding")
+
+
+def _counts(
+    frame: pd.DataFrame,
+    clean: pd.DataFrame,
+    params: str,
+    embedding: str | None,
+    vocab: float | str | None,
+    width: str | None,
+    fit_on: str | None,
+    source: str,
+    n: str,
+    scale: float,
+) -> tuple[str, str | None]:
+    """Set ``clean``'s ``N`` to the count fitted on and add ``N_embedding`` where embeddings are known.
+
+    Returns the count fitted on and where the embedding parameters came from (None: unknown). Errors
+    name the file, column and row of an embedding count that is not a positive number, or not below a
+    total it is part of.
+    """
+    for name, value in (("params", params), ("fit_on", fit_on or params)):
+        if value not in COUNTS:
+            raise ValueError(f"{source}: {name} = {value!r}; a parameter count is one of {', '.join(COUNTS)}")
+    fit_on = fit_on or params
+    if embedding is not None and embedding in frame.columns:
+        if vocab is not None or width is not None:
+            raise ValueError(
+                f"{source}: give the embedding parameters once: column {embedding!r} or vocabulary size and width"
+            )
+        emb = _column(frame, embedding, source) * scale
+        said = f"column {embedding!r}"
+    elif vocab is not None or width is not None:
+        if vocab is None or width is None:
+            raise ValueError(f"{source}: embedding parameters from vocabulary size and width need both")
+        if width not in frame.columns:
+            raise ValueError(f"{source}: missing width column {width!r} (columns found: {', '.join(frame.columns)})")
+        if isinstance(vocab, str):
+            if vocab not in frame.columns:
+                raise ValueError(f"{source}: missing vocabulary column {vocab!r}")
+            size, said = _column(frame, vocab, source), f"column {vocab!r} x column {width!r}"
+        else:
+            if not float(vocab) > 0:
+                raise ValueError(f"{source}: vocabulary size {vocab!r} is not a positive number")
+            size, said = float(vocab), f"vocabulary {float(vocab):g} x column {width!r}"
+        emb = size * _column(frame, width, source)
+    else:
+        if fit_on != params:
+            raise ValueError(
+                f"{source}: to fit on {fit_on} parameters when column {n!r} counts {params} ones, give the "
+                f"embedding parameters: a column {embedding or 'embedding_params'!r} (--embedding-col) or the "
+                "vocabulary size and width (--vocab, --width-col)"
+            )
+        return fit_on, None
+    given = clean["N"].to_numpy()
+    if params == "total":
+        bad = emb >= given
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{source}: {said}, {_where(source, row)}: {emb[row]:g} embedding parameters, not fewer than the "
+                f"{given[row]:g} parameters in total (column {n!r}); is column {n!r} a non-embedding count "
+                "(params='non-embedding', --params-count non-embedding)?"
+            )
+    total = given if params == "total" else given + emb
+    clean["N"] = total if fit_on == "total" else total - emb
+    clean["N_embedding"] = emb
+    return fit_on, said
 
 
 def _unique(

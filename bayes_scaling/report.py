@@ -30,7 +30,7 @@ LAYOUT = {
     "Distance": (["distance"], ["distance"]),
     "Forecast": (["forecast", "drivers"], ["fit"]),
     "Backtests": (["backtests"], ["backtest"]),
-    "Model-form sensitivity": (["models", "pooling"], []),
+    "Model-form sensitivity": (["models", "pooling", "parameter_counts"], []),
     "Prior sensitivity": (["priors"], []),
     "Posterior predictive checks": (["residual_trends"], ["ppc"]),
 }

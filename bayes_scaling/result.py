@@ -18,7 +18,7 @@ from numpyro.distributions.transforms import biject_to
 
 from . import _arviz, _stats, laws
 from ._evaluate import log_likelihood
-from ._model import PLAIN, Design
+from ._model import PLAIN, Design, form, prior_arrays
 from ._outputs import atomic_file
 from ._programs import PROGRAMS
 from ._sampler import Output, Settings
@@ -74,7 +74,8 @@ class Result:
     source : the groups by name: ``posterior`` (the law's parameters on their natural
         scales, ``sigma`` and the sampler's internal ``log_*_c``), ``sample_stats``,
         ``log_likelihood`` (``log_loss``), ``observed_data`` (``log_loss``),
-        ``constant_data`` (``N``, ``D``, ``C``; ``U`` for runs that gave unique tokens), ``prior``,
+        ``constant_data`` (``N``, ``D``, ``C``; ``U`` for runs that gave unique tokens, ``N_embedding`` for known
+        embedding parameters; its attribute ``params`` says what ``N`` counts), ``prior``,
         and for a calibrated fit ``extrapolation``.
     law : the fitted law.
     spec : priors and likelihood settings used.
@@ -292,6 +293,11 @@ class Result:
         lo, med, hi = np.quantile(d, [(1 - ci) / 2, 0.5, (1 + ci) / 2])
         return pd.Series({"exponent": name, "median": med, "lo": lo, "hi": hi})
 
+    @property
+    def params_counted(self) -> str:
+        """What the fitted parameter counts ``N`` count: ``"total"`` (embeddings included) or ``"non-embedding"``."""
+        return str(self.group("constant_data").attrs.get("params", "total"))
+
     def data(self, group: str | None = None) -> pd.DataFrame:
         """The fitted runs: columns ``N``, ``D``, ``C``, ``loss`` (and ``group`` with groups); only ``group``'s
         runs when one is named (all of them for ``"new"``)."""
@@ -451,22 +457,23 @@ def from_sampler(
             return _loglik_group(law, spec, posterior_group(), dataset.frame, design)
 
         def constant_group() -> xr.Dataset:
-            const = {k: dataset.frame[k].to_numpy() for k in ("N", "D", "C", "U") if k in dataset.frame.columns}
+            const = {k: dataset.frame[k].to_numpy() for k in RUN_COLUMNS if k in dataset.frame.columns}
             if labels:
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
+            group.attrs["params"] = dataset.columns.get("params", "total")
             for x, value in (centre or {}).items() if labels else ():
                 value = np.asarray(value, np.float64)
                 group[f"centre_{x}"] = float(value[i] if value.ndim else value)
             return group
 
         def prior_group() -> xr.Dataset:
-            program = PROGRAMS.get(
-                ("prior", spec.to_json(), prior_draws),
-                lambda: jax.jit(lambda key: _prior_draws(spec, prior_draws, key)),
-                f"prior {spec.to_json()} {prior_draws}",
+            program = PROGRAMS.get(  # one program per prior families: the priors' values are its arguments
+                ("prior", form(spec), prior_draws),
+                lambda: jax.jit(lambda key, args: _prior_draws(spec, prior_draws, key, args)),
+                f"prior {form(spec)} {prior_draws}",
             )
-            prior = program(jax.random.fold_in(jax.random.key(seed), 1))
+            prior = program(jax.random.fold_in(jax.random.key(seed), 1), prior_arrays(spec))
             return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})
 
         return LazyGroups(
@@ -487,10 +494,14 @@ def from_sampler(
     return results
 
 
+#: The numeric columns of a run that a result keeps (``U`` and ``N_embedding`` when the runs gave them).
+RUN_COLUMNS = ("N", "D", "C", "U", "N_embedding")
+
+
 def _runs(const: Mapping, observed: Mapping) -> pd.DataFrame:
     """The fitted runs from a result's ``constant_data`` and ``observed_data``: ``N``, ``D``, ``C``, ``U`` (unique
-    tokens, when the runs gave them) and ``loss``."""
-    frame = pd.DataFrame({k: np.asarray(const[k]) for k in ("N", "D", "C", "U") if k in const})
+    tokens, when the runs gave them), ``N_embedding`` (embedding parameters, when known) and ``loss``."""
+    frame = pd.DataFrame({k: np.asarray(const[k]) for k in RUN_COLUMNS if k in const})
     frame["loss"] = np.exp(np.asarray(observed["log_loss"]))
     return frame
 
@@ -552,10 +563,14 @@ def _loglik_group(law: Law, spec: Spec, posterior: Mapping, runs: pd.DataFrame, 
     return _group({"log_loss": out.reshape(chains, n, -1)}, extra="config" if design.replicates else "run")
 
 
-def _prior_draws(spec: Spec, n: int, key: jax.Array) -> dict:
-    """``n`` draws of every prior, each of shape (1, n): one chain, as ArviZ's prior group expects."""
+def _prior_draws(spec: Spec, n: int, key: jax.Array, args: Mapping[str, Mapping[str, jax.Array]]) -> dict:
+    """``n`` draws of every prior (``spec``'s families with the arguments ``args``, as :func:`prior_arrays`
+    gives them), each of shape (1, n): one chain, as ArviZ's prior group expects."""
     keys = jax.random.split(key, len(spec.priors))
-    return {name: p.build().sample(k, (1, n)) for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)}
+    return {
+        name: p.build(args[name]).sample(k, (1, n))
+        for k, (name, p) in zip(keys, sorted(spec.priors.items()), strict=True)
+    }
 
 
 def _group(

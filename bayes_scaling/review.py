@@ -55,7 +55,8 @@ RULE = (
     "a target more than 2 decades of compute beyond the largest run (two points beyond 6 decades); a target "
     "further beyond the data than "
     "the longest backtest reached; laws that disagree (stacked 95% band over 1.5x as wide as this law's, "
-    "or another law's median outside it); a prior change moving the median by more than "
+    "or the median of another law that PSIS-LOO does not rule out outside it: ruled out means elpd below the "
+    "best's by over 4 and over 2 standard errors); a prior change moving the median by more than "
     f"{PRIOR_SHIFT_MAX:.0%} of the 95% band; a residual trend (|slope/se| > {TREND_Z_MAX:g}). "
     "0 points: low; 1-2: medium; 3 or more: high."
 )
@@ -345,6 +346,57 @@ def backtest_points(table: pd.DataFrame, mode: str, decades: float) -> tuple[tup
 
 
 def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
+    """Other law families, pooling choices (groups) and, when the runs know their embedding parameters, the
+    other parameter count: each refitted and forecast at the target."""
+    found = _laws(ctx, names)
+    if "N_embedding" not in ctx.data.frame.columns or "N" not in ctx.result.law.inputs:
+        return found
+    table, said = _param_counts(ctx)
+    return Finding(found.tables | {"parameter_counts": table}, f"{found.note} {said}".strip(), found.points)
+
+
+def _param_counts(ctx: Context) -> tuple[pd.DataFrame, str]:
+    """The reviewed law refitted on the other parameter count (total or non-embedding), forecast at the target.
+
+    The embedding parameters at the target are extrapolated from the runs' (a power of N fitted by least
+    squares on log scales); the target keeps its D and compute.
+    """
+    result, runs = ctx.result, ctx.data.frame
+    counted = result.params_counted
+    other = "non-embedding" if counted == "total" else "total"
+    sign = -1.0 if counted == "total" else 1.0
+    emb = runs["N_embedding"].to_numpy()
+    slope, intercept = np.polyfit(np.log(runs["N"].to_numpy()), np.log(emb), 1)
+    n = float(ctx.points["N"].iloc[0])
+    at_target = float(np.exp(intercept + slope * np.log(n)))
+    rows = [{"params": counted, "as_fitted": True, "N": n, "N_embedding": at_target, **_band(ctx.forecast)}]
+    moved = runs.assign(N=runs["N"].to_numpy() + sign * emb)
+    if n + sign * at_target <= 0 or not (moved["N"] > 0).all():
+        return pd.DataFrame(rows), f"Not refitted on {other} parameter counts: the embeddings exceed the count."
+    data = Dataset(moved, f"{ctx.data.source} ({other} parameters)", ctx.data.columns | {"params": other})
+    refit = _fit(data, result.law, result.spec, ctx.settings, ctx.seed, ctx.mode == "calibrated", quiet=True)
+    point = ctx.points.assign(N=n + sign * at_target)
+    band = forecast(refit, point, seed=ctx.seed, mode=ctx.mode)
+    rows.append({"params": other, "as_fitted": False, "N": n + sign * at_target, "N_embedding": at_target})
+    rows[-1] |= _band(band)
+    table = pd.DataFrame(rows)
+    shift = table["loss_median"].iloc[1] / table["loss_median"].iloc[0] - 1
+    width = table["loss_hi95"].iloc[0] - table["loss_lo95"].iloc[0]
+    said = (
+        f"Fitted on {counted} parameter counts; refitted on {other} ones (embedding parameters at the target "
+        f"extrapolated from the runs as N^{slope:.2f}: {at_target:.3g}), the forecast median moves by {shift:+.1%} "
+        f"({(table['loss_median'].iloc[1] - table['loss_median'].iloc[0]) / width:+.0%} of this forecast's 95% band)."
+    )
+    return table, said
+
+
+def _band(table: pd.DataFrame) -> dict[str, float]:
+    """The median and 95% band of a one-row forecast table."""
+    row = table.iloc[0]
+    return {k: float(row[k]) for k in ("loss_median", "loss_lo95", "loss_hi95")}
+
+
+def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     result = ctx.result
     if names is None:
         names = [n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name]
@@ -378,7 +430,8 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
                 + f", unlike {result.law.name}: LOO compares fits of the same observations only"
             )
     voters = [r for r in fits if r.law.name not in why_not]
-    weights = compare(voters)["weight"] if len(voters) > 1 else pd.Series({result.law.name: 1.0})
+    loo = compare(voters) if len(voters) > 1 else pd.DataFrame({"weight": [1.0]}, index=[result.law.name])
+    weights = loo["weight"]
     rows = []
     for r, h in zip(fits, health, strict=True):
         band = forecast(r, ctx.points, seed=ctx.seed, mode=ctx.mode).iloc[0]
@@ -389,6 +442,8 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
                 "votes": r.law.name in weights.index,
                 "why_not": why_not.get(r.law.name, ""),
                 "loo_weight": float(weights.get(r.law.name, np.nan)),
+                "elpd_diff": float(loo["elpd_diff"].get(r.law.name, np.nan)) if "elpd_diff" in loo else np.nan,
+                "dse": float(loo["dse"].get(r.law.name, np.nan)) if "dse" in loo else np.nan,
                 "loss_median": band["loss_median"],
                 "loss_lo95": band["loss_lo95"],
                 "loss_hi95": band["loss_hi95"],
@@ -402,6 +457,8 @@ def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
             "votes": True,
             "why_not": "",
             "loo_weight": 1.0,
+            "elpd_diff": np.nan,
+            "dse": np.nan,
             "loss_median": mix["loss_median"],
             "loss_lo95": mix["loss_lo95"],
             "loss_hi95": mix["loss_hi95"],
@@ -459,7 +516,7 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
         + "."
     )
     points = ()
-    if own["elpd_diff"] > 2 * max(own["dse"], 1e-9) and own["elpd_diff"] > 4:
+    if ruled_out(float(own["elpd_diff"]), float(own["dse"])):
         best = table.index[0]
         points = (
             (
@@ -471,16 +528,23 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
     return pooling, said, points
 
 
+def ruled_out(elpd_diff: float, dse: float) -> bool:
+    """PSIS-LOO clearly prefers another fit: elpd lower than the best's by more than 4 and by more than two
+    standard errors of the difference (NaN, as for the best fit itself: not ruled out)."""
+    return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
+
+
 def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:
     """The verdict's point from the model-form section, with the numbers behind it, and a sentence.
 
     ``table`` has a row per law (``law``, ``votes``, ``why_not``, ``loss_median``, ``loss_lo95``,
-    ``loss_hi95``) and a ``stacked`` row (the mixture of the laws that vote). Only laws whose fits
-    passed or only warned on the convergence checks, and that read the runs as the same observations
-    (a law of compute alone may read runs of one budget as replicates), vote; the others are listed
-    with their reason. One
-    point when the stacked 95% band is over 1.5x as wide as ``law``'s, or another voting law's median
-    lies outside ``law``'s 95% band.
+    ``loss_hi95``, and from PSIS-LOO ``elpd_diff`` and ``dse``, each law's elpd below the best's and the
+    standard error of that difference) and a ``stacked`` row (the mixture of the laws that vote). Only laws
+    whose fits passed or only warned on the convergence checks, and that read the runs as the same
+    observations (a law of compute alone may read runs of one budget as replicates), vote; the others are
+    listed with their reason. One point when the stacked 95% band is over 1.5x as wide as ``law``'s, or
+    the median of another voting law that the runs do not rule out (:func:`ruled_out`) lies outside
+    ``law``'s 95% band: a law the data clearly reject says little about where the loss goes beyond them.
     """
     rows = table.set_index("law")
     own, mix = rows.loc[law], rows.loc["stacked"]
@@ -488,7 +552,13 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
     ratio = (mix["loss_hi95"] - mix["loss_lo95"]) / (hi - lo)
     others = rows.drop(index=[law, "stacked"])
     voting, silent = others[others["votes"]], others[~others["votes"].astype(bool)]
-    outside = voting[(voting["loss_median"] < lo) | (voting["loss_median"] > hi)]
+    rejected = [
+        name
+        for name, row in voting.iterrows()
+        if ruled_out(float(row.get("elpd_diff", np.nan)), float(row.get("dse", np.nan)))
+    ]
+    counted = voting.drop(index=rejected)
+    outside = counted[(counted["loss_median"] < lo) | (counted["loss_median"] > hi)]
     note = (
         f"PSIS-LOO stacking weights of the {len(voting) + 1} law families that vote; the stacked 95% "
         f"band ({mix['loss_lo95']:.4g}-{mix['loss_hi95']:.4g}) is {ratio:.2f}x as wide as this law's "
@@ -496,6 +566,16 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
     )
     if len(silent):
         note += " Not voting: " + "; ".join(f"{name} ({row.why_not})" for name, row in silent.iterrows()) + "."
+    if rejected:
+        note += (
+            " Ruled out by PSIS-LOO (their medians do not count): "
+            + "; ".join(
+                f"{name} (elpd lower than the best by {voting.loc[name, 'elpd_diff']:.1f}, standard error "
+                f"{voting.loc[name, 'dse']:.1f}; median {voting.loc[name, 'loss_median']:.4g})"
+                for name in rejected
+            )
+            + "."
+        )
     points = ()
     if ratio > 1.5 or len(outside):
         where = "; ".join(f"{name}'s median {row.loss_median:.4g}" for name, row in outside.iterrows())

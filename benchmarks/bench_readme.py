@@ -5,7 +5,8 @@ Run:  python benchmarks/bench_readme.py [--out FILE]
 The commands are read from the README (:func:`commands`): each ``bayes-scaling`` line of its bash blocks
 (continuation lines joined, comments dropped, ``cmd && cmd`` split) and each inline ``bayes-scaling ...``
 in backticks; a usage synopsis runs in its shortest form (every ``[optional part]`` dropped), and a
-command naming a placeholder (``NAME``, ``COL``, ``FILE``) or a pipe is left out. The user's files the
+command naming a placeholder (``NAME``, ``COL``, ``FILE``), a pipe, or no subcommand (the program's name in
+prose) is left out. The user's files the
 README names are made from shipped ones: ``runs.csv`` is the embedded runs, ``my_priors.toml`` a copy of
 ``models/chinchilla.toml`` (as the README tells users to make it). Each command runs in a fresh process
 in one scratch folder, sharing one program cache (the first runs pay the compilations). Every command
@@ -50,7 +51,7 @@ def commands(readme: str) -> list[str]:
         while "[" in command:  # drop optional parts, innermost first
             command = re.sub(r"\s*\[[^\[\]]*\]", "", command)
         command = " ".join(command.split())
-        if "|" in command or PLACEHOLDERS.search(command.removeprefix("bayes-scaling")):
+        if "|" in command or PLACEHOLDERS.search(command.removeprefix("bayes-scaling")) or " " not in command:
             continue
         if command not in runnable:
             runnable.append(command)

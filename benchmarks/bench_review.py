@@ -80,7 +80,7 @@ def sweep(index: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = bs.fit(runs, seed=index, **SETTINGS)
-        verdict = bs.review(result, N=n, D=d, seed=index).verdict
+        review = bs.review(result, N=n, D=d, seed=index)
         row = bs.forecast(result, N=n, D=d, levels=(0.9,)).iloc[0]
     return {
         "sweep": index,
@@ -89,7 +89,8 @@ def sweep(index: int) -> dict:
         "noise": noise,
         "runs": size,
         "decades": decades,
-        "verdict": verdict,
+        "verdict": review.verdict,
+        "reasons": " | ".join(review.reasons),
         "outside90": not (row["run_lo90"] <= realized <= row["run_hi90"]),
         "abs_error": abs(row["run_median"] / realized - 1),
         "seconds": time.perf_counter() - started,

@@ -33,6 +33,7 @@ def test_fit_on_embedded_data_writes_every_output(tmp_path, capsys, monkeypatch)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "to 240 runs from chinchilla_hoffmann2022_fig4.csv (embedded)" in out
+    assert "parameters N counted: total (embeddings included); embedding parameters not given" in out
     assert "sampler health: pass: max R-hat" in out and "share of divergent draws 0 (<= 0)" in out
     for name in ("E", "alpha", "beta", "r_hat", "ess_bulk", "GPT-3", "GPT-4 scale"):
         assert name in out
@@ -318,3 +319,26 @@ def test_every_command_the_readme_shows_parses():
     # and the reader is not blind: a flag the command line lacks fails to parse
     with pytest.raises(SystemExit):
         _parser().parse_args(["fit", "--no-such-flag"])
+
+
+def test_parameter_counts_from_the_command_line(tmp_path, capsys):
+    from bayes_scaling.cli import _counted, _load, _parser
+
+    ne = np.geomspace(2e7, 2e9, 8)
+    width = 64.0 * (ne / 1e6) ** (1 / 3)
+    runs = pd.DataFrame(
+        {"params": ne + 32000 * width, "tokens": 20 * ne, "loss": 2 + 400 * ne**-0.34, "d_model": width}
+    )
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path, index=False)
+    flags = ["--fit-on", "non-embedding", "--vocab", "32000", "--width-col", "d_model"]
+    data = _load(_parser().parse_args(["fit", str(path), *flags]), [bs.laws.get("chinchilla")])
+    np.testing.assert_allclose(data.frame["N"], ne, rtol=1e-9)
+    assert _counted(data) == (
+        "parameters N counted: non-embedding; embedding parameters from vocabulary 32000 x column 'd_model'"
+    )
+    # Without embeddings, a non-embedding fit of a total count is an error (exit status 2); columns need a CSV.
+    assert main(["fit", str(path), "--fit-on", "non-embedding", "--out", str(tmp_path / "out")]) == 2
+    assert "to fit on non-embedding parameters when column 'params' counts total ones" in capsys.readouterr().err
+    assert main(["fit", "--vocab", "32000", "--width-col", "d_model", "--out", str(tmp_path / "out")]) == 2
+    assert "--vocab and --width-col describe a CSV's columns" in capsys.readouterr().err

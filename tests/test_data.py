@@ -50,6 +50,8 @@ def test_configurable_column_names():
         "loss": "val_loss",
         "metric": False,
         "group": None,
+        "params": "total",
+        "embedding": None,
     }
 
 
@@ -220,3 +222,65 @@ def test_unique_tokens_are_read_and_an_empty_cell_is_one_epoch(tmp_path):
     # No such column: a single epoch everywhere.
     plain = bs.load_data(runs(), needs=("N", "D", "U"))
     np.testing.assert_array_equal(plain.frame["U"], plain.frame["D"])
+
+
+def embedded_sweep() -> pd.DataFrame:
+    """Runs whose parameter column counts embeddings too: a 32,000-token vocabulary times a width that grows as
+    the cube root of the non-embedding parameters (64 at 1e6)."""
+    ne = np.geomspace(2e7, 2e9, 6)
+    width = 64.0 * (ne / 1e6) ** (1 / 3)
+    return pd.DataFrame(
+        {
+            "params": ne + 32000 * width,
+            "tokens": 20 * ne,
+            "loss": 2.0 + 400 * ne**-0.34,
+            "embedding_params": 32000 * width,
+            "d_model": width,
+            "non_embedding": ne,
+        }
+    )
+
+
+def test_parameter_counts_fit_on_either_convention():
+    runs = embedded_sweep()
+    ne, total = runs["non_embedding"].to_numpy(), runs["params"].to_numpy()
+    data = bs.load_data(runs, fit_on="non-embedding")
+    np.testing.assert_allclose(data.frame["N"], ne, rtol=1e-12)
+    np.testing.assert_allclose(data.frame["N_embedding"], runs["embedding_params"], rtol=1e-12)
+    assert data.columns["params"] == "non-embedding" and data.columns["embedding"] == "column 'embedding_params'"
+    # Compute stays the compute of the runs as given: 6 x total x D
+    np.testing.assert_allclose(data.frame["C"], 6 * total * runs["tokens"], rtol=1e-12)
+    plain = bs.load_data(runs)  # the default: fit on what the column counts (total), embeddings kept beside
+    np.testing.assert_allclose(plain.frame["N"], total, rtol=1e-12)
+    assert plain.columns["params"] == "total"
+    # Vocabulary size times width gives the same embeddings; a non-embedding column is turned into totals.
+    by_width = bs.load_data(runs.drop(columns="embedding_params"), vocab=32000, width="d_model", fit_on="non-embedding")
+    np.testing.assert_allclose(by_width.frame["N"], ne, rtol=1e-9)
+    assert by_width.columns["embedding"] == "vocabulary 32000 x column 'd_model'"
+    kaplan = runs.assign(params=ne)
+    both = bs.load_data(kaplan, params="non-embedding", fit_on="total")
+    np.testing.assert_allclose(both.frame["N"], total, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("change", "options", "message"),
+    [
+        (
+            {"embedding_params": [1e9] * 6},
+            {},
+            r"your DataFrame: column 'embedding_params', row 0: 1e\+09 embedding parameters, not fewer than the",
+        ),
+        ({"embedding_params": [1e6, 1e6, -5.0, 1e6, 1e6, 1e6]}, {}, "column 'embedding_params', row 2: value -5"),
+        (None, {"fit_on": "non-embedding", "embedding": None}, "to fit on non-embedding parameters when column"),
+        (None, {"params": "all"}, "params = 'all'; a parameter count is one of total, non-embedding"),
+        (None, {"vocab": 32000}, "embedding parameters from vocabulary size and width need both"),
+    ],
+)
+def test_bad_parameter_counts_are_named(change, options, message):
+    runs = embedded_sweep()
+    if change:
+        runs = runs.assign(**change)
+    if options.get("vocab") or options.get("embedding", "x") is None:
+        runs = runs.drop(columns="embedding_params")
+    with pytest.raises(ValueError, match=message):
+        bs.load_data(runs, **options)

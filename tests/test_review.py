@@ -197,6 +197,27 @@ def test_laws_whose_fits_failed_do_not_vote():
     assert points[0][0] == 1 and "power-c's median 2.5" in points[0][1] and "1.87-1.92" in points[0][1]
 
 
+def test_laws_the_runs_rule_out_do_not_count_as_disagreement():
+    own = {"law": "chinchilla", "votes": True, "why_not": "", "elpd_diff": 0.0, "dse": 0.0}
+    rows = [
+        own | {"loss_median": 1.90, "loss_lo95": 1.87, "loss_hi95": 1.92},
+        {"law": "kaplan", "votes": True, "why_not": "", "loss_median": 1.37, "loss_lo95": 1.3, "loss_hi95": 1.45},
+        {"law": "stacked", "votes": True, "why_not": "", "loss_median": 1.90, "loss_lo95": 1.87, "loss_hi95": 1.92},
+    ]
+    # Kaplan's median lies far outside; PSIS-LOO puts its elpd 35 below the best's (se 8): ruled out.
+    rows[1] |= {"elpd_diff": 35.0, "dse": 8.0}
+    points, note = model_points(pd.DataFrame(rows), "chinchilla")
+    assert points == ()
+    assert "Ruled out by PSIS-LOO (their medians do not count): kaplan (elpd lower than the best by 35.0" in note
+    # Lower by 5 with a standard error of 3 (under two): not ruled out, its median counts.
+    rows[1] |= {"elpd_diff": 5.0, "dse": 3.0}
+    points, _ = model_points(pd.DataFrame(rows), "chinchilla")
+    assert points[0][0] == 1 and "kaplan's median 1.37" in points[0][1]
+    # Lower by 3 (under 4), however sure: not ruled out either.
+    rows[1] |= {"elpd_diff": 3.0, "dse": 0.5}
+    assert model_points(pd.DataFrame(rows), "chinchilla")[0][0][0] == 1
+
+
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 # Measures the page after it loads: its scroll width against the window's, and every image decoded.
 PROBE = """<script>window.addEventListener("load", () => { const images = [...document.images];
@@ -228,3 +249,26 @@ def test_the_page_fits_1200_pixels_and_every_figure_loads_in_a_browser(embedded_
     measured = json.loads(html.unescape(re.search(r"<title>(\{.*?\})</title>", shown.stdout).group(1)))
     assert measured["scroll"] <= measured["client"], measured  # no horizontal overflow at 1200 px
     assert measured["images"] == 4 and measured["loaded"] == 4, measured
+
+
+def test_the_review_refits_on_the_other_parameter_count():
+    """Runs whose law holds on non-embedding parameters, fitted on them: the review refits on totals and shows
+    how far the forecast moves, with the embeddings at the target extrapolated from the runs'."""
+    runs = bs.datasets.sweep(n_range=(1e7, 1e9), tokens_per_param=(5.0, 100.0), sizes=8, ratios=5)
+    runs = bs.simulate(TRUTH, runs, sigma=0.005, seed=3)
+    emb = 32000 * 64.0 * (runs["params"] / 1e6) ** (1 / 3)  # vocabulary x width, width as N^(1/3)
+    runs = runs.assign(params=runs["params"] + emb, embedding_params=emb).drop(columns="flops")
+    result = bs.fit(bs.load_data(runs, fit_on="non-embedding"), **FAST)
+    assert result.params_counted == "non-embedding"
+    n, d = 1e10, 2e11
+    report = bs.review(result, N=n, D=d, cutoffs=(), laws=(), prior_scales=(), **FAST_REFIT)
+    table = report.tables["parameter_counts"]
+    assert list(table["params"]) == ["non-embedding", "total"] and list(table["as_fitted"]) == [True, False]
+    at_target = 32000 * 64.0 * (n / 1e6) ** (1 / 3)
+    assert table["N_embedding"].iloc[0] == pytest.approx(at_target, rel=0.02)  # the runs' power, extrapolated
+    assert table["N"].iloc[1] == pytest.approx(n + table["N_embedding"].iloc[0], rel=1e-12)
+    truth = TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] / d ** TRUTH["beta"]
+    assert table["loss_lo95"].iloc[0] <= truth <= table["loss_hi95"].iloc[0]  # the count the law holds on
+    note = report.notes["Model-form sensitivity"]
+    shift = table["loss_median"].iloc[1] / table["loss_median"].iloc[0] - 1
+    assert "refitted on total ones" in note and f"moves by {shift:+.1%}" in note
