@@ -297,9 +297,10 @@ def test_version(capsys):
     assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"bayes-scaling {bs.__version__}"
 
 
-def test_every_command_the_readme_shows_parses():
-    """The README's commands (read as benchmarks/bench_readme.py reads them, which runs them all and checks
-    their exit status) name only flags and values the command line takes."""
+def test_every_command_the_readme_shows_parses_and_the_fast_ones_run(tmp_path, capsys):
+    """The README's commands (read as benchmarks/bench_readme.py reads them, which runs them all as written and
+    checks their exit status) name only flags and values the command line takes; the fast ones (plain fits)
+    run here, with the suite's short chains, and exit with status 0."""
     import importlib.util
     import shlex
     from pathlib import Path
@@ -319,6 +320,13 @@ def test_every_command_the_readme_shows_parses():
     # and the reader is not blind: a flag the command line lacks fails to parse
     with pytest.raises(SystemExit):
         _parser().parse_args(["fit", "--no-such-flag"])
+    capsys.readouterr()
+    fast = [command for command in commands if "--plain" in command]
+    assert len(fast) >= 2
+    short = ["--chains", str(FAST["chains"]), "--warmup", str(FAST["warmup"]), "--draws", str(FAST["draws"])]
+    for i, command in enumerate(fast):
+        assert main([*shlex.split(command)[1:], *short, "--out", str(tmp_path / str(i))]) == 0, command
+        assert (tmp_path / str(i) / "posterior.nc").is_file()
 
 
 def test_parameter_counts_from_the_command_line(tmp_path, capsys):
