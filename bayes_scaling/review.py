@@ -22,7 +22,7 @@ import scipy.special
 
 from . import _arviz, _calibration, laws
 from ._geometry import beyond
-from ._model import padded_length
+from ._model import design, padded_length
 from ._sampler import Settings
 from .backtest import _backtest
 from .compare import compare
@@ -404,8 +404,13 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     others = [laws.get(name) for name in names if laws.get(name).name != result.law.name]
 
     def refit(law: Law) -> Result:
-        data = _as_dataset(ctx.data, law)
-        return _fit(data, law, resolve(law), ctx.settings, ctx.seed, ctx.mode == "calibrated", quiet=True)
+        data, spec = _as_dataset(ctx.data, law), resolve(law)
+        # A law that reads the runs as other observations (replicates of shared configurations, or not) cannot
+        # vote: PSIS-LOO compares fits of the same observations. Its band is shown from a plain fit, without
+        # the internal refits of the calibrated mode (for power-c on the embedded runs, 4 s of ill-conditioned
+        # refits of the lower half of the compute range).
+        votes = design(data, law, spec).replicates == result.design.replicates
+        return _fit(data, law, spec, ctx.settings, ctx.seed, votes and ctx.mode == "calibrated", quiet=True)
 
     with ThreadPoolExecutor(max(len(others), 1)) as pool:
         fits += list(pool.map(refit, others))
@@ -434,10 +439,12 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     weights = loo["weight"]
     rows = []
     for r, h in zip(fits, health, strict=True):
-        band = forecast(r, ctx.points, seed=ctx.seed, mode=ctx.mode).iloc[0]
+        mode = "calibrated" if _calibration.calibrated(r) else "plain"
+        band = forecast(r, ctx.points, seed=ctx.seed, mode=mode).iloc[0]
         rows.append(
             {
                 "law": r.law.name,
+                "mode": mode,
                 "health": h.level,
                 "votes": r.law.name in weights.index,
                 "why_not": why_not.get(r.law.name, ""),
@@ -449,10 +456,16 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
                 "loss_hi95": band["loss_hi95"],
             }
         )
-    mix = stacked(voters, weights, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
+    # The stacked band mixes the voting laws that PSIS-LOO does not rule out (their stacking weights,
+    # renormalized): a law the runs reject can hold a few percent of stacking weight (Student-t tails) and
+    # would stretch the band with a forecast the data do not support.
+    kept = weights[[name for name in weights.index if not _rejected(loo, name)]]
+    kept = kept if kept.sum() > 0 else pd.Series(1.0, index=kept.index)
+    mix = stacked(voters, kept, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
     rows.append(
         {
             "law": "stacked",
+            "mode": ctx.mode,
             "health": "",
             "votes": True,
             "why_not": "",
@@ -534,12 +547,20 @@ def ruled_out(elpd_diff: float, dse: float) -> bool:
     return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
 
 
+def _rejected(loo: pd.DataFrame, name: str) -> bool:
+    """Whether PSIS-LOO rules out fit ``name`` of a comparison table (:func:`ruled_out`)."""
+    if "elpd_diff" not in loo.columns:
+        return False
+    return ruled_out(float(loo.loc[name, "elpd_diff"]), float(loo.loc[name, "dse"]))
+
+
 def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:
     """The verdict's point from the model-form section, with the numbers behind it, and a sentence.
 
     ``table`` has a row per law (``law``, ``votes``, ``why_not``, ``loss_median``, ``loss_lo95``,
     ``loss_hi95``, and from PSIS-LOO ``elpd_diff`` and ``dse``, each law's elpd below the best's and the
-    standard error of that difference) and a ``stacked`` row (the mixture of the laws that vote). Only laws
+    standard error of that difference) and a ``stacked`` row (the mixture of the laws that vote and that
+    PSIS-LOO does not rule out). Only laws
     whose fits passed or only warned on the convergence checks, and that read the runs as the same
     observations (a law of compute alone may read runs of one budget as replicates), vote; the others are
     listed with their reason. One point when the stacked 95% band is over 1.5x as wide as ``law``'s, or
