@@ -191,5 +191,7 @@ def _ess(x: jax.Array) -> jax.Array:
     tau = -1.0 + 2.0 * head + jnp.where((pair_k >= 0) | (even_k > 0), even_k, 0.0)
     tau = jnp.maximum(tau, 1.0 / np.log10(m * n))
     ess = jnp.where(jnp.isnan(rho).any(-1), jnp.nan, m * n / tau)
-    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < jnp.finfo(x.dtype).resolution
+    # A constant series (ArviZ's test: a range under float64's resolution, 1e-15, whatever the dtype; float32's
+    # 1e-6 would call the squared deviations of a small parameter, sigma ~ 5e-3, constant).
+    constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(np.float64).resolution
     return jnp.where(constant, float(m * n), ess)
