@@ -104,6 +104,13 @@ class Dataset:
         return Dataset(self.frame[np.asarray(mask)].reset_index(drop=True), self.source, self.columns)
 
 
+def _require(frame: pd.DataFrame, column: str, source: str, kind: str = "") -> None:
+    """An error naming the source, the missing column (of ``kind``: ``"group "``, ...) and the columns found."""
+    if column not in frame.columns:
+        found = ", ".join(map(str, frame.columns))
+        raise ValueError(f"{source}: missing {kind}column {column!r} (columns found: {found})")
+
+
 def _where(source: str, row: int) -> str:
     """Name a data row for an error message: 0-based row ``row`` of the data."""
     if source == "your DataFrame":
@@ -291,9 +298,7 @@ def load_data(
     elif has_c:
         required.add("C")  # a compute column, when given, is always checked: it sets the extrapolation axis
     for column in [loss, *(names[k] for k in ("N", "D", "C") if k in required)]:
-        if column not in frame.columns:
-            found = ", ".join(map(str, frame.columns))
-            raise ValueError(f"{source}: missing column {column!r} (columns found: {found})")
+        _require(frame, column, source)
 
     scale = {"N": 1.0, "D": 1.0, "C": 1.0, **(units or {})}
     out = {"loss": _column(frame, loss, source, metric=metric)}
@@ -404,11 +409,9 @@ def _counts(
     elif vocab is not None or width is not None:
         if vocab is None or width is None:
             raise ValueError(f"{source}: embedding parameters from vocabulary size and width need both")
-        if width not in frame.columns:
-            raise ValueError(f"{source}: missing width column {width!r} (columns found: {', '.join(frame.columns)})")
+        _require(frame, width, source, "width ")
         if isinstance(vocab, str):
-            if vocab not in frame.columns:
-                raise ValueError(f"{source}: missing vocabulary column {vocab!r}")
+            _require(frame, vocab, source, "vocabulary ")
             size, said = _column(frame, vocab, source), f"column {vocab!r} x column {width!r}"
         else:
             if not float(vocab) > 0:
@@ -459,10 +462,8 @@ def _unique(
 
 def _labels(frame: pd.DataFrame, names: list[str], source: str) -> np.ndarray:
     """Each run's group label from the columns ``names`` (several joined by ``/``); errors name column and row."""
-    missing = [name for name in names if name not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns))
-        raise ValueError(f"{source}: missing group column {missing[0]!r} (columns found: {found})")
+    for name in names:
+        _require(frame, name, source, "group ")
     parts = []
     for name in names:
         raw = frame[name]

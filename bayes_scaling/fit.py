@@ -179,6 +179,7 @@ def _fit(
     # The largest internal split must hold three runs per parameter, sigma and one.
     needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
     prior = _calibration.kappa_prior(spec, law.axes)
+    report = (lambda health, what: None) if quiet else warn
     prior_alone = calibrate and len(dataset) < needed and set(law.axes) <= set(spec.extrapolation)
     if calibrate and len(dataset) < needed and not prior_alone:
         if not quiet:
@@ -192,8 +193,7 @@ def _fit(
         calibrate = False
     if not calibrate or prior_alone:  # no internal backtests
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
-        if not quiet:
-            warn(result.health(), f"fit of {law.name} to {dataset.source}")
+        report(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
         # Too few runs for the backtests: kappa is the error learned across studies, alone.
@@ -204,16 +204,14 @@ def _fit(
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool, pad, quiet)
         result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
-        if not quiet:
-            warn(result.health(), f"fit of {law.name} to {dataset.source}")
+        report(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
     kappa, health = _calibration.fit_kappa(
         evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed, prior
     )
-    if not quiet:
-        warn(health, "fit of the extrapolation error (kappa)")
+    report(health, "fit of the extrapolation error (kappa)")
     return _calibration.with_kappa(result, kappa, evidence)
 
 

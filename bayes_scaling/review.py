@@ -370,22 +370,20 @@ def _param_counts(ctx: Context) -> tuple[pd.DataFrame, str]:
     n = float(ctx.points["N"].iloc[0])
     at_target = float(np.exp(intercept + slope * np.log(n)))
     rows = [{"params": counted, "as_fitted": True, "N": n, "N_embedding": at_target, **_band(ctx.forecast)}]
-    moved = runs.assign(N=runs["N"].to_numpy() + sign * emb)
-    if n + sign * at_target <= 0 or not (moved["N"] > 0).all():
+    moved, n_other = runs.assign(N=runs["N"].to_numpy() + sign * emb), n + sign * at_target
+    if n_other <= 0 or not (moved["N"] > 0).all():
         return pd.DataFrame(rows), f"Not refitted on {other} parameter counts: the embeddings exceed the count."
     data = Dataset(moved, f"{ctx.data.source} ({other} parameters)", ctx.data.columns | {"params": other})
     refit = _fit(data, result.law, result.spec, ctx.settings, ctx.seed, ctx.mode == "calibrated", quiet=True)
-    point = ctx.points.assign(N=n + sign * at_target)
-    band = forecast(refit, point, seed=ctx.seed, mode=ctx.mode)
-    rows.append({"params": other, "as_fitted": False, "N": n + sign * at_target, "N_embedding": at_target})
-    rows[-1] |= _band(band)
+    band = forecast(refit, ctx.points.assign(N=n_other), seed=ctx.seed, mode=ctx.mode)
+    rows.append({"params": other, "as_fitted": False, "N": n_other, "N_embedding": at_target, **_band(band)})
     table = pd.DataFrame(rows)
-    shift = table["loss_median"].iloc[1] / table["loss_median"].iloc[0] - 1
-    width = table["loss_hi95"].iloc[0] - table["loss_lo95"].iloc[0]
+    own, moved_to = rows[0]["loss_median"], rows[1]["loss_median"]
+    width = rows[0]["loss_hi95"] - rows[0]["loss_lo95"]
     said = (
         f"Fitted on {counted} parameter counts; refitted on {other} ones (embedding parameters at the target "
-        f"extrapolated from the runs as N^{slope:.2f}: {at_target:.3g}), the forecast median moves by {shift:+.1%} "
-        f"({(table['loss_median'].iloc[1] - table['loss_median'].iloc[0]) / width:+.0%} of this forecast's 95% band)."
+        f"extrapolated from the runs as N^{slope:.2f}: {at_target:.3g}), the forecast median moves by "
+        f"{moved_to / own - 1:+.1%} ({(moved_to - own) / width:+.0%} of this forecast's 95% band)."
     )
     return table, said
 
@@ -401,7 +399,7 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     if names is None:
         names = [n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name]
     fits = [result]
-    others = [laws.get(name) for name in names if laws.get(name).name != result.law.name]
+    others = [law for law in map(laws.get, names) if law.name != result.law.name]
 
     def refit(law: Law) -> Result:
         data, spec = _as_dataset(ctx.data, law), resolve(law)
@@ -435,7 +433,8 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
                 + f", unlike {result.law.name}: LOO compares fits of the same observations only"
             )
     voters = [r for r in fits if r.law.name not in why_not]
-    loo = compare(voters) if len(voters) > 1 else pd.DataFrame({"weight": [1.0]}, index=[result.law.name])
+    alone = pd.DataFrame({"weight": [1.0], "elpd_diff": [0.0], "dse": [0.0]}, index=[result.law.name])
+    loo = compare(voters) if len(voters) > 1 else alone
     weights = loo["weight"]
     rows = []
     for r, h in zip(fits, health, strict=True):
@@ -449,8 +448,8 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
                 "votes": r.law.name in weights.index,
                 "why_not": why_not.get(r.law.name, ""),
                 "loo_weight": float(weights.get(r.law.name, np.nan)),
-                "elpd_diff": float(loo["elpd_diff"].get(r.law.name, np.nan)) if "elpd_diff" in loo else np.nan,
-                "dse": float(loo["dse"].get(r.law.name, np.nan)) if "dse" in loo else np.nan,
+                "elpd_diff": float(loo["elpd_diff"].get(r.law.name, np.nan)),
+                "dse": float(loo["dse"].get(r.law.name, np.nan)),
                 "loss_median": band["loss_median"],
                 "loss_lo95": band["loss_lo95"],
                 "loss_hi95": band["loss_hi95"],
@@ -459,7 +458,7 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     # The stacked band mixes the voting laws that PSIS-LOO does not rule out (their stacking weights,
     # renormalized): a law the runs reject can hold a few percent of stacking weight (Student-t tails) and
     # would stretch the band with a forecast the data do not support.
-    kept = weights[[name for name in weights.index if not _rejected(loo, name)]]
+    kept = weights[[name for name, row in loo.iterrows() if not ruled_out(row["elpd_diff"], row["dse"])]]
     kept = kept if kept.sum() > 0 else pd.Series(1.0, index=kept.index)
     mix = stacked(voters, kept, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
     rows.append(
@@ -545,13 +544,6 @@ def ruled_out(elpd_diff: float, dse: float) -> bool:
     """PSIS-LOO clearly prefers another fit: elpd lower than the best's by more than 4 and by more than two
     standard errors of the difference (NaN, as for the best fit itself: not ruled out)."""
     return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
-
-
-def _rejected(loo: pd.DataFrame, name: str) -> bool:
-    """Whether PSIS-LOO rules out fit ``name`` of a comparison table (:func:`ruled_out`)."""
-    if "elpd_diff" not in loo.columns:
-        return False
-    return ruled_out(float(loo.loc[name, "elpd_diff"]), float(loo.loc[name, "dse"]))
 
 
 def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:

@@ -114,6 +114,8 @@ def timed(command: list[str], cache: str) -> tuple[float, float, str]:
 
 def speed(repeat: int) -> str:
     """Cold and warm wall time and peak memory of a review and of a plain fit, measured in one run."""
+    import jax
+
     import bayes_scaling as bs
 
     script = os.path.join(os.path.dirname(sys.executable), "bayes-scaling")  # the console script, as users run it
@@ -135,7 +137,7 @@ def speed(repeat: int) -> str:
                 ]
     lines = [
         f"# python benchmarks/bench_review.py --speed --repeat {repeat}",
-        f"# {platform.platform()}, {os.cpu_count()} cores; bayes_scaling {bs.__version__}, jax {jax_version()}",
+        f"# {platform.platform()}, {os.cpu_count()} cores; bayes_scaling {bs.__version__}, jax {jax.__version__}",
         "",
         f"{'command (fresh process, embedded runs)':42s} {'cold s':>8s} {'cold GB':>8s} {'warm s':>8s} {'warm GB':>8s}",
     ]
@@ -153,12 +155,6 @@ def speed(repeat: int) -> str:
         f"verdicts of the {len(verdicts)} reviews: {sorted(set(verdicts))}",
     ]
     return "\n".join(lines)
-
-
-def jax_version() -> str:
-    import jax
-
-    return jax.__version__
 
 
 def main() -> None:
