@@ -13,9 +13,13 @@ The calibrated mode learns how fast from the fitted runs themselves:
    :class:`Evidence` table;
 2. a small NumPyro model (:func:`fit_kappa`), fitted with NUTS, explains those residuals as
    ``r ~ StudentT(df, 0, sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i))`` with
-   ``kappa_i ~ HalfNormal(0.1)`` per input: the log of the reducible loss drifts away
+   ``kappa_i`` per input from the prior learned across studies (``[extrapolation]`` in the
+   law's TOML; else ``HalfNormal(0.1)``): the log of the reducible loss drifts away
    from the law as a random walk along each input, ``kappa_i`` its scale per square
-   root of a decade beyond the data along input ``i``;
+   root of a decade beyond the data along input ``i``. The held-out runs of one refit
+   share that refit's misfit, so each refit's rows weigh as :data:`PER_REFIT`
+   independent ones (:func:`weights`): a sweep's own backtests update the prior
+   without overruling it;
 3. a calibrated forecast adds ``share * sqrt(sum_i kappa_i**2 * d_i) * z`` to the log
    loss of every draw (:func:`error_scale`; ``z`` standard normal, ``d_i`` zero inside the
    data): bands inside the data are unchanged, bands beyond widen as fast as the law's
@@ -80,6 +84,9 @@ KAPPA_SCALE = 0.1
 #: That prior as the kappa model reads it (:func:`kappa_prior`): ``(0, scale, 0)``, a HalfNormal.
 _HALFNORMAL = (0.0, KAPPA_SCALE, 0.0)
 
+#: The weight of one refit's held-out runs in the kappa likelihood, as this many independent rows (:func:`weights`).
+PER_REFIT = 8.0
+
 
 class Evidence(NamedTuple):
     """The internal backtests' held-out runs, m rows: what the extrapolation error is learned from.
@@ -117,19 +124,40 @@ class Evidence(NamedTuple):
         return len(self.residual)
 
 
+def weights(evidence: Evidence, study: np.ndarray | None = None, per_refit: float | None = None) -> np.ndarray:
+    """Each row's weight in the kappa likelihood: ``min(1, per_refit / n)`` for the n held-out rows of one refit.
+
+    The held-out runs of one refit are not independent draws of the extrapolation error: they
+    are points of one misfit of the law, shared by neighbours (on the embedded runs the residuals
+    of a refit split on N scatter, but their mean moves with the refit). Counted as independent,
+    a few hundred rows of four refits would swamp any prior of ``kappa`` (a sweep's own evidence
+    would overrule what other studies showed). Weighted, each refit counts as
+    ``per_refit`` (:data:`PER_REFIT`) rows: a power likelihood that keeps the residuals'
+    scale (the weights do not move the estimate of ``kappa``, only how sure it is). The rows of a
+    refit are those of one study (``study``), input split on and share kept.
+    """
+    per_refit = PER_REFIT if per_refit is None else per_refit
+    study = np.zeros(evidence.rows, int) if study is None else np.asarray(study)
+    keys = pd.MultiIndex.from_arrays([study, np.asarray(evidence.split_on, str), np.asarray(evidence.split, float)])
+    codes, _ = pd.factorize(keys)
+    counts = np.bincount(codes, minlength=1)[codes] if evidence.rows else np.zeros(0)
+    return np.minimum(1.0, per_refit / np.maximum(counts, 1))
+
+
 class KappaData(NamedTuple):
-    """The kappa model's data, float32, rows padded (and masked) to a power of two.
+    """The kappa model's data, float32, rows padded (weight 0) to a power of two.
 
     ``prior`` (inputs, 3): per input ``(1, loc, scale)`` for a LogNormal prior of ``kappa``, or
-    ``(0, scale, 0)`` for a HalfNormal one (:func:`kappa_prior`). ``study`` (rows,): each row's
-    study, for the population model (zeros otherwise).
+    ``(0, scale, 0)`` for a HalfNormal one (:func:`kappa_prior`). ``weight`` (rows,): each row's
+    weight in the likelihood (:func:`weights`; 0 for padding). ``study`` (rows,): each row's study,
+    for the population model (zeros otherwise).
     """
 
     residual: jax.Array
     scale: jax.Array
     share: jax.Array
     reach: jax.Array
-    mask: jax.Array
+    weight: jax.Array
     df: jax.Array
     prior: jax.Array
     study: jax.Array
@@ -187,12 +215,12 @@ def _likelihood(data: KappaData, kappa: jax.Array) -> None:
     """The residuals given ``kappa`` per row and input, (rows, inputs): the random walk beyond the data."""
     growth = jnp.sum(kappa**2 * data.reach, axis=-1)  # random walk: variance grows linearly
     scale = jnp.sqrt(data.scale**2 + data.share**2 * growth)
-    with numpyro.handlers.mask(mask=data.mask > 0):
+    with numpyro.handlers.scale(scale=data.weight):
         numpyro.sample("r", dist.StudentT(data.df, 0.0, scale), obs=data.residual)
 
 
 def _kappa_model(data: KappaData) -> None:
-    """Residuals of internal backtests (rows padded to a power of two, masked)."""
+    """Residuals of internal backtests (rows padded to a power of two, weighted: :func:`weights`)."""
     size = data.reach.shape[-1]
     kappa = numpyro.sample("kappa", dist.ImproperUniform(constraints.positive, (), (size,)))
     numpyro.factor("kappa_prior", _log_prior(kappa, data.prior))
@@ -213,15 +241,22 @@ def kappa_settings(chains: int, draws: int) -> Settings:
 
 
 def fit_kappa(
-    evidence: Evidence, df: float, settings: Settings, seed: int, prior: np.ndarray | None = None
+    evidence: Evidence,
+    df: float,
+    settings: Settings,
+    seed: int,
+    prior: np.ndarray | None = None,
+    per_refit: float | None = None,
 ) -> tuple[np.ndarray, Health]:
     """Posterior draws of ``kappa``, shape (chains, draws, inputs), by NUTS, and the sampler's health.
 
     The residuals of the internal backtests are Student-t with ``df`` degrees of freedom and
     scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``; ``prior`` as :func:`kappa_prior`
-    gives it (None: ``HalfNormal(KAPPA_SCALE)`` along every input).
+    gives it (None: ``HalfNormal(KAPPA_SCALE)`` along every input); each refit's rows weigh as ``per_refit``
+    independent ones (:func:`weights`; default :data:`PER_REFIT`).
     """
-    out = sample(KAPPA, settings, jax.random.key(seed), _kappa_data(evidence, df, prior), whole=True)
+    data = _kappa_data(evidence, df, prior, per_refit=per_refit)
+    out = sample(KAPPA, settings, jax.random.key(seed), data, whole=True)
     names = tuple(f"kappa_{k}" for k in evidence.inputs)
     stats = Stats.from_arrays(out.health, names, settings.max_tree_depth)
     return np.asarray(out.samples["kappa"], np.float64), assess(stats)
@@ -234,9 +269,13 @@ def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, settings: Setti
 
 
 def _kappa_data(
-    evidence: Evidence, df: float, prior: np.ndarray | None = None, study: np.ndarray | None = None
+    evidence: Evidence,
+    df: float,
+    prior: np.ndarray | None = None,
+    study: np.ndarray | None = None,
+    per_refit: float | None = None,
 ) -> KappaData:
-    """The kappa model's data, rows padded (and masked) to a power of two from 512."""
+    """The kappa model's data, rows padded (weight 0) to a power of two from 512."""
     # One compilation per power of two from 512 (rows cost little time): the fit of a sweep of up to about 330
     # runs and the fits of its subsets (a review's backtests) share one kappa program.
     n, size = evidence.rows, padded_length(evidence.rows, 512)
@@ -252,7 +291,7 @@ def _kappa_data(
         scale=pad(evidence.scale, 1.0),
         share=pad(evidence.share, 0.0),
         reach=pad(evidence.reach, 0.0),
-        mask=pad(np.ones(n), 0.0),
+        weight=pad(weights(evidence, study, per_refit), 0.0),
         df=np.float32(df),
         prior=np.asarray(prior, np.float32),
         study=pad(np.zeros(n) if study is None else study, 0.0).astype(np.int32),
@@ -284,7 +323,7 @@ POPULATION = Target(_population_model, _population_start, ("mu", "tau"), "kappa 
 
 
 def learn_population(
-    evidence: dict[str, Evidence], df: float, settings: Settings, seed: int = 0
+    evidence: dict[str, Evidence], df: float, settings: Settings, seed: int = 0, per_refit: float | None = None
 ) -> tuple[dict[str, tuple[float, float]], np.ndarray, Health]:
     """The extrapolation error across studies: a LogNormal prior of ``kappa`` per input for a new study.
 
@@ -293,6 +332,7 @@ def learn_population(
     studies by Normal(mu_i, tau_i) (non-centred; hyperpriors :data:`POPULATION_LOC` ...). A new study's
     ``log kappa_i`` is predicted by the mixture over the posterior of (mu_i, tau_i), summarized as one
     Normal with its mean and variance: ``loc = E[mu]``, ``scale = sqrt(Var[mu] + E[tau**2])``.
+    Each study's rows (one refit) weigh as ``per_refit`` independent ones, as in a fit (:func:`weights`).
 
     Returns
     -------
@@ -302,7 +342,7 @@ def learn_population(
     rows = Evidence.concatenate([evidence[name] for name in names])
     study = np.concatenate([np.full(evidence[name].rows, i) for i, name in enumerate(names)])
     dummy = np.zeros((len(names), 3), np.float32)
-    data = _kappa_data(rows, df, dummy, study)
+    data = _kappa_data(rows, df, dummy, study, per_refit)
     out = sample(POPULATION, settings, jax.random.key(seed), data, whole=True)
     names_checked = tuple(f"{s}_{x}" for s in ("mu", "tau") for x in rows.inputs)
     stats = Stats.from_arrays(out.health, names_checked, settings.max_tree_depth)

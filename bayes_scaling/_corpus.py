@@ -13,7 +13,8 @@ at least :data:`CUTOFF_DECADES` decades of compute below its largest run and for
 0-1.5 decades beyond; each held-out run's residual, plain predictive scale, reducible share and
 distance beyond the refit's runs along N and D make an :class:`~bayes_scaling._calibration.Evidence`
 table, as the internal backtests do. :func:`~bayes_scaling._calibration.learn_population` explains
-every study's table with its own ``kappa``, drawn from a population; the population's predictive for
+every study's table with its own ``kappa``, drawn from a population (each study's held-out runs weighing
+as one refit's do in a fit: :func:`~bayes_scaling._calibration.weights`); the population's predictive for
 a new study is the ``[extrapolation]`` prior shipped in ``models/chinchilla.toml`` (and the laws that
 share its terms), which every fit updates with its own internal backtests, and which a sweep too small
 for those (15-29 runs) uses alone. ``python benchmarks/bench_corpus.py`` relearns it and checks it
@@ -29,6 +30,7 @@ import pandas as pd
 
 from . import _calibration, datasets
 from ._calibration import Evidence
+from ._model import padded_length
 from ._sampler import Settings
 from .data import Dataset
 from .diagnostics import Health
@@ -72,7 +74,8 @@ def far_evidence(
     train = data.frame["C"].to_numpy() <= cutoff(data, decades)
     spec = spec or resolve(law)
     settings = settings or Settings()
-    return _internal_backtest(data, law, spec, settings, seed, 0, "C", float(train.mean()), train)
+    pad = padded_length(len(data))
+    return _internal_backtest(data, law, spec, settings, seed, 0, pad, "C", float(train.mean()), train)
 
 
 def learn(

@@ -1,6 +1,7 @@
 """The extrapolation error learned across real studies, checked study by study (leave one out).
 
-Run:  python benchmarks/bench_corpus.py [--part all|loo|small] [--studies 50] [--bend 0.03 ...] [--out FILE]
+Run:  python benchmarks/bench_corpus.py [--part all|loo|small] [--studies 50] [--bend 0.03 ...] [--per-refit 8]
+      [--out FILE]
 
 Corpus (bayes_scaling/_corpus.py): the embedded Chinchilla runs and the ten set-ups of Porian et al.
 (2024), each its own study. For each study: the Chinchilla law fitted (plain) below a compute cutoff
@@ -15,10 +16,10 @@ Corpus (bayes_scaling/_corpus.py): the embedded Chinchilla runs and the ten set-
    same fit with the previous default prior (HalfNormal(0.1), its own backtests only) and of its plain bands.
 3. Small sweeps (``--part small``): ``--studies`` simulated sweeps of 20 runs (5 sizes, 1e7-1e8 parameters, x 4
    ratios, 5-80 tokens per parameter; Student-t noise of 1%) from a Chinchilla law whose data term bends beyond
-   the sweep (its exponent beta changes by a random amount, Normal(0, ``--bend``), smoothly over a decade of
-   tokens around 1e10); each fitted (plain, too few runs for internal backtests) and calibrated with the shipped prior
-   alone, as ``fit`` does; forecasts of 6 runs 1-2 decades of compute beyond (3 ratios x 2 distances).
-   Coverage of the calibrated and the plain 50/80/90% bands of a new run.
+   the sweep (its exponent beta changes by a random amount, Normal(0, ``--bend``), above 1e10 tokens, just beyond
+   the sweep's largest 8e9, over a tenth of a decade); each fitted (plain, too few runs for internal backtests)
+   and calibrated with the shipped prior alone, as ``fit`` does; forecasts of 6 runs 1-2 decades of compute
+   beyond (3 ratios x 2 distances). Coverage of the calibrated and the plain 50/80/90% bands of a new run.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 import bayes_scaling as bs
-from bayes_scaling import _corpus
+from bayes_scaling import _calibration, _corpus
 from bayes_scaling.priors import resolve
 
 SETTINGS = bs.Settings(chains=4, warmup=500, draws=1000)
@@ -45,15 +46,18 @@ SETTINGS = bs.Settings(chains=4, warmup=500, draws=1000)
 TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
 
 
+#: Where the small sweeps' data term bends: just above their largest run's 8e9 tokens; over a tenth of a decade.
+KNEE, WIDTH = 1e10, 0.1 * np.log(10)
+
+
 def bent(n: np.ndarray, d: np.ndarray, change: float | np.ndarray) -> np.ndarray:
-    """The truth of the small sweeps: the Chinchilla law whose data exponent moves by ``change`` above 1e10 tokens."""
-    x = np.log(d / 1e10)
-    bend = change * np.logaddexp(0.0, x / np.log(10)) * np.log(10)  # a softplus over about a decade of tokens
+    """The truth of the small sweeps: the Chinchilla law whose data exponent moves by ``change`` above
+    :data:`KNEE` tokens (beyond the sweep: at its largest run the log of the data term moves by 0.09 ``change``)."""
+    bend = change * WIDTH * np.logaddexp(0.0, np.log(d / KNEE) / WIDTH)  # a softplus: 0 below the knee, slope above
     return TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] * np.exp(-TRUTH["beta"] * np.log(d) - bend)
 
 
 def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
-    from bayes_scaling import _calibration
     from bayes_scaling._calibration import Evidence
 
     rng = np.random.default_rng(0)
@@ -102,6 +106,12 @@ def main() -> None:
     parser.add_argument(
         "--bend", type=float, action="append", help="spread of the bend's change of beta (part 3; default 0.03)"
     )
+    parser.add_argument(
+        "--per-refit",
+        type=float,
+        help="weight of one refit's held-out runs in the kappa likelihood, as this many runs (default: the "
+        "package's, 8; inf: every run independent)",
+    )
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
     lines: list[str] = []
@@ -110,8 +120,11 @@ def main() -> None:
         print(text, flush=True)
         lines.append(text)
 
+    if args.per_refit is not None:
+        _calibration.PER_REFIT = args.per_refit
     bends = "".join(f" --bend {b:g}" for b in args.bend or [])
-    say(f"# python benchmarks/bench_corpus.py --part {args.part} --studies {args.studies}{bends}")
+    weight = "" if args.per_refit is None else f" --per-refit {args.per_refit:g}"
+    say(f"# python benchmarks/bench_corpus.py --part {args.part} --studies {args.studies}{bends}{weight}")
     say(f"# {platform.platform()}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}")
     start = time.perf_counter()
     if args.part == "small":

@@ -12,9 +12,11 @@ Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
 Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends
 beyond the data (the data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens
 starting at the sweep's largest run), noise of 0.5% or 3% on log loss (Student-t, 4 dof), 20, 60 or 250
-runs (a grid over 1e7-1e9 parameters and 2-200 tokens per parameter, thinned to that many, evenly in
-compute); the target: a compute-optimal-ish run (20 tokens per parameter) 1, 2 or 3 decades of compute
-beyond the largest run. Each sweep is fitted (``bs.fit``, calibrated default, 4 chains x (500 + 500)) and
+runs, wide or narrow (a grid over 1e7-1e9 parameters and 2-200 tokens per parameter: 6 decades of compute,
+or over 1e7-1e8 parameters and 5-50 tokens per parameter: 3 decades, as many sweeps are; thinned to that many
+runs, evenly in compute); the target: a compute-optimal-ish run (20 tokens per parameter) 1, 2 or 3 decades
+of compute beyond the largest run. Each sweep is fitted (``bs.fit``, the defaults: calibrated, 4 chains x
+(500 + 1000)) and
 reviewed (``bs.review`` at the target, every section); then a new run at the target is drawn from the
 truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
 band, and the median absolute error of the median forecast. The levels should be ordered: low < medium
@@ -36,7 +38,11 @@ import numpy as np
 import pandas as pd
 
 TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
-SETTINGS = {"chains": 4, "warmup": 500, "draws": 500}
+#: The sweeps' grids (thinned to each sweep's size): parameters and tokens per parameter.
+GRIDS = {
+    "wide": {"n_range": (1e7, 1e9), "tokens_per_param": (2.0, 200.0)},
+    "narrow": {"n_range": (1e7, 1e8), "tokens_per_param": (5.0, 50.0)},
+}
 
 
 def law(n: np.ndarray, d: np.ndarray, change: float, start: float) -> np.ndarray:
@@ -50,13 +56,14 @@ def law(n: np.ndarray, d: np.ndarray, change: float, start: float) -> np.ndarray
     )
 
 
-def plan(index: int) -> tuple[np.random.Generator, bool, float, float, int]:
-    """Sweep ``index``'s random generator, whether its law bends, by how much, its noise and its size."""
+def plan(index: int) -> tuple[np.random.Generator, bool, float, float, str, int]:
+    """Sweep ``index``'s random generator, whether its law bends, by how much, its noise, grid and size."""
     rng = np.random.default_rng(index)
     bends = bool(rng.integers(2))
     change = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15)) if bends else 0.0
     noise = float(rng.choice([0.005, 0.03]))
-    return rng, bends, change, noise, int(rng.choice([20, 60, 250]))
+    size = int(rng.choice([20, 60, 250]))
+    return rng, bends, change, noise, str(rng.choice(list(GRIDS))), size
 
 
 def sweep(index: int) -> dict:
@@ -65,8 +72,8 @@ def sweep(index: int) -> dict:
 
     import bayes_scaling as bs
 
-    rng, bends, change, noise, size = plan(index)
-    grid = bs.datasets.sweep(n_range=(1e7, 1e9), tokens_per_param=(2.0, 200.0), sizes=25, ratios=10)
+    rng, bends, change, noise, width, size = plan(index)
+    grid = bs.datasets.sweep(**GRIDS[width], sizes=25, ratios=10)
     grid = grid.sort_values("flops").iloc[np.linspace(0, len(grid) - 1, size).round().astype(int)]
     start = float(grid["tokens"].max())
     mean = law(grid["params"].to_numpy(), grid["tokens"].to_numpy(), change, start)
@@ -79,7 +86,7 @@ def sweep(index: int) -> dict:
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = bs.fit(runs, seed=index, **SETTINGS)
+        result = bs.fit(runs, seed=index)
         review = bs.review(result, N=n, D=d, seed=index)
         row = bs.forecast(result, N=n, D=d, levels=(0.9,)).iloc[0]
     return {
@@ -87,6 +94,7 @@ def sweep(index: int) -> dict:
         "bends": bends,
         "change": change,
         "noise": noise,
+        "grid": width,
         "runs": size,
         "decades": decades,
         "verdict": review.verdict,
@@ -200,6 +208,8 @@ def main() -> None:
     lines.append(summary.to_string(float_format="{:.3f}".format))
     lines += ["", "by truth (bends or holds) and verdict: sweeps"]
     lines.append(pd.crosstab(table["bends"], table["verdict"]).to_string())
+    lines += ["", "by grid, target distance (decades) and verdict: sweeps"]
+    lines.append(pd.crosstab([table["grid"], table["decades"]], table["verdict"]).to_string())
     text = "\n".join(lines)
     print(text)
     if args.out:
