@@ -132,15 +132,15 @@ def weights(evidence: Evidence, study: np.ndarray | None = None, per_refit: floa
     of a refit split on N scatter, but their mean moves with the refit). Counted as independent,
     a few hundred rows of four refits would swamp any prior of ``kappa`` (a sweep's own evidence
     would overrule what other studies showed). Weighted, each refit counts as
-    ``per_refit`` (:data:`PER_REFIT`) rows: a power likelihood that keeps the residuals'
-    scale (the weights do not move the estimate of ``kappa``, only how sure it is). The rows of a
-    refit are those of one study (``study``), input split on and share kept.
+    ``per_refit`` (:data:`PER_REFIT`) rows: a power likelihood, in which refits count alike
+    (not by their number of held-out runs) and the posterior is wider, so the prior keeps a say.
+    The rows of a refit are those of one study (``study``), input split on and share kept.
     """
     per_refit = PER_REFIT if per_refit is None else per_refit
     study = np.zeros(evidence.rows, int) if study is None else np.asarray(study)
     keys = pd.MultiIndex.from_arrays([study, np.asarray(evidence.split_on, str), np.asarray(evidence.split, float)])
     codes, _ = pd.factorize(keys)
-    counts = np.bincount(codes, minlength=1)[codes] if evidence.rows else np.zeros(0)
+    counts = np.bincount(codes, minlength=1)[codes]
     return np.minimum(1.0, per_refit / np.maximum(counts, 1))
 
 
