@@ -140,8 +140,8 @@ def weights(evidence: Evidence, study: np.ndarray | None = None, per_refit: floa
     study = np.zeros(evidence.rows, int) if study is None else np.asarray(study)
     keys = pd.MultiIndex.from_arrays([study, np.asarray(evidence.split_on, str), np.asarray(evidence.split, float)])
     codes, _ = pd.factorize(keys)
-    counts = np.bincount(codes, minlength=1)[codes]
-    return np.minimum(1.0, per_refit / np.maximum(counts, 1))
+    counts = np.bincount(codes)[codes]  # each row's refit's rows (at least the row itself)
+    return np.minimum(1.0, per_refit / counts)
 
 
 class KappaData(NamedTuple):

@@ -16,9 +16,8 @@ runs, wide or narrow (a grid over 1e7-1e9 parameters and 2-200 tokens per parame
 or over 1e7-1e8 parameters and 5-50 tokens per parameter: 3 decades, as many sweeps are; thinned to that many
 runs, evenly in compute); the target: a compute-optimal-ish run (20 tokens per parameter) 1, 2 or 3 decades
 of compute beyond the largest run. Each sweep is fitted (``bs.fit``, the defaults: calibrated, 4 chains x
-(500 + 1000)) and
-reviewed (``bs.review`` at the target, every section); then a new run at the target is drawn from the
-truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
+(500 + 1000)) and reviewed (``bs.review`` at the target, every section); then a new run at the target is
+drawn from the truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
 band, and the median absolute error of the median forecast. The levels should be ordered: low < medium
 < high in both. Sweeps run in ``--workers`` processes (CPU).
 """
