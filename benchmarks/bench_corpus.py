@@ -1,7 +1,7 @@
 """The extrapolation error learned across real studies, checked study by study (leave one out).
 
 Run:  python benchmarks/bench_corpus.py [--part all|loo|small] [--studies 50] [--bend 0.03 ...] [--per-refit 8]
-      [--out FILE]
+      [--subsets 3] [--out FILE]
 
 Corpus (bayes_scaling/_corpus.py): the embedded Chinchilla runs and the ten set-ups of Porian et al.
 (2024), each its own study. For each study: the Chinchilla law fitted (plain) below a compute cutoff
@@ -19,7 +19,14 @@ Corpus (bayes_scaling/_corpus.py): the embedded Chinchilla runs and the ten set-
    the sweep (its exponent beta changes by a random amount, Normal(0, ``--bend``), above 1e10 tokens, just beyond
    the sweep's largest 8e9, over a tenth of a decade); each fitted (plain, too few runs for internal backtests)
    and calibrated with the shipped prior alone, as ``fit`` does; forecasts of 6 runs 1-2 decades of compute
-   beyond (3 ratios x 2 distances). Coverage of the calibrated and the plain 50/80/90% bands of a new run.
+   beyond (3 ratios x 2 distances). Coverage of the calibrated and the plain 50/80/90% bands of a new run, and
+   how far the bend itself moves those runs (median over sweeps of the largest move, %).
+4. Small real sweeps (with parts 1-2): in each study, ``--subsets`` sweeps of 20 runs below the cutoff (one run
+   drawn from each twentieth of those runs ordered by compute, as a small sweep spans its compute range), each
+   fitted with the prior learned from the other studies (as in part 2; too few runs for internal backtests, so
+   the prior alone) and forecasting the study's runs above the cutoff. Coverage as in part 2, calibrated and
+   plain. Also printed: the prior learned from the 20-run sweeps' own far evidence (one per study), beside the
+   shipped one learned from the full sweeps.
 """
 
 from __future__ import annotations
@@ -57,10 +64,64 @@ def bent(n: np.ndarray, d: np.ndarray, change: float | np.ndarray) -> np.ndarray
     return TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] * np.exp(-TRUTH["beta"] * np.log(d) - bend)
 
 
+def small_subsets(data: bs.Dataset, runs: int, seed: int) -> bs.Dataset:
+    """A small sweep of ``runs`` runs of a study below its cutoff (one drawn from each of ``runs`` equal strata of
+    those runs ordered by compute), together with the study's runs above the cutoff (still beyond the sweep)."""
+    compute = data.frame["C"].to_numpy()
+    below = np.flatnonzero(compute <= _corpus.cutoff(data))
+    order = below[np.argsort(compute[below], kind="stable")]
+    edges = np.linspace(0, len(order), runs + 1).astype(int)
+    rng = np.random.default_rng(seed)
+    keep = np.zeros(len(compute), bool)
+    keep[order[rng.integers(edges[:-1], edges[1:])]] = True
+    return data.subset(keep | (compute > _corpus.cutoff(data)))
+
+
+def small_real(studies: dict, held: dict, priors: dict, subsets: int, say: object) -> None:
+    base = resolve(bs.laws.get("chinchilla"))
+    rows, evidence = [], {}
+    for name, data in studies.items():
+        for seed in range(subsets):
+            sweep = small_subsets(data, 20, seed)
+            train = sweep.subset(sweep.frame["C"].to_numpy() <= _corpus.cutoff(sweep))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if seed == 0:
+                    evidence[name], _ = _corpus.far_evidence(sweep, settings=SETTINGS)
+                result = bs.fit(
+                    train, priors=dataclasses.replace(base, extrapolation=priors[name]), seed=seed, settings=SETTINGS
+                )
+            assert _calibration.calibrated(result), name
+            mine = {mode: _corpus.score(result, held[name], mode=mode) for mode in ("calibrated", "plain")}
+            rows.append(
+                {"study": name, "runs": mine["plain"]["runs"]}
+                | {f"{m[:3]}{k}": v for m, s in mine.items() for k, v in s.items() if k != "runs"}
+            )
+    table = pd.DataFrame(rows)
+    columns = ["calcover50", "calcover80", "calcover90", "calmedian_error", "placover50", "placover80", "placover90"]
+    say(table.groupby("study", sort=False)[["runs", *columns]].mean().to_string(float_format="{:.3f}".format))
+    weights = table["runs"] / table["runs"].sum()
+    say(f"\nover every held-out run of the {len(table)} sweeps (each weighted by its runs) and the median study:")
+    for column in columns:
+        say(
+            f"  {column:16s} all runs {np.sum(weights * table[column]):.3f}   "
+            f"median study {table.groupby('study')[column].mean().median():.3f}"
+        )
+    prior, _, health = _corpus.learn(evidence)
+    say("the prior learned from these 20-run sweeps' far evidence (one per study), beside the shipped one:")
+    for x, p in prior.items():
+        shipped = dict(base.extrapolation[x].args)
+        say(
+            f"  kappa_{x}: loc {dict(p.args)['loc']} scale {dict(p.args)['scale']}   "
+            f"(shipped: loc {shipped['loc']} scale {shipped['scale']}; population sampler {health.level})"
+        )
+
+
 def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
     from bayes_scaling._calibration import Evidence
 
     rng = np.random.default_rng(0)
+    moves = []
     grid = bs.datasets.sweep(n_range=(1e7, 1e8), tokens_per_param=(5.0, 80.0), sizes=5, ratios=4)
     sets, held = [], []
     for _ in range(studies):
@@ -76,6 +137,7 @@ def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
                 rows.append({"N": n, "D": ratio * n, "C": c})
         points = pd.DataFrame(rows)
         truth = bent(points["N"].to_numpy(), points["D"].to_numpy(), change)
+        moves.append(np.max(np.abs(truth / bent(points["N"].to_numpy(), points["D"].to_numpy(), 0.0) - 1)))
         held.append(points.assign(loss=truth * np.exp(0.01 * rng.standard_t(4.0, len(points)))))
     law = bs.laws.get("chinchilla")
     spec = resolve(law)
@@ -83,7 +145,11 @@ def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fits = bs.fit_many(sets, law, settings=SETTINGS, seed=0)
-    say(f"{studies} fits of 20 runs in {time.perf_counter() - start:.0f} s")
+    say(
+        f"{studies} fits of 20 runs in {time.perf_counter() - start:.0f} s; the bend moves the far runs by up to "
+        f"{100 * np.median(moves):.2f}% (median over sweeps; quartiles {100 * np.quantile(moves, 0.25):.2f}-"
+        f"{100 * np.quantile(moves, 0.75):.2f}%)"
+    )
     prior = _calibration.kappa_prior(spec, law.axes)
     scores = {"calibrated": [], "plain": []}
     for i, (result, points) in enumerate(zip(fits, held, strict=True)):
@@ -112,6 +178,7 @@ def main() -> None:
         help="weight of one refit's held-out runs in the kappa likelihood, as this many runs (default: the "
         "package's, 8; inf: every run independent)",
     )
+    parser.add_argument("--subsets", type=int, default=3, help="20-run sweeps per real study (part 4)")
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
     lines: list[str] = []
@@ -157,10 +224,11 @@ def main() -> None:
 
     say("\n2. leave one out: each study's prior learned from the others")
     base = resolve(bs.laws.get("chinchilla"))
-    rows = []
+    rows, loo = [], {}
     for name, data in studies.items():
         others = {k: v for k, v in evidence.items() if k != name}
         learned, _, _ = _corpus.learn(others)
+        loo[name] = learned
         train = data.subset(data.frame["C"].to_numpy() <= _corpus.cutoff(data))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -193,6 +261,8 @@ def main() -> None:
         say(
             f"  {column:14s} all runs {np.sum(weights * table[column]):.3f}   median study {table[column].median():.3f}"
         )
+    say(f"\n4. small real sweeps: {args.subsets} x 20 runs below each study's cutoff, prior learned from the others")
+    small_real(studies, held, loo, args.subsets, say)
     if args.part == "all":
         for spread in args.bend or [0.03]:
             say(f"\n3. small sweeps: {args.studies} simulated 20-run sweeps, bend Normal(0, {spread}); 1-2 decades out")
