@@ -26,6 +26,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import NamedTuple
@@ -146,7 +147,14 @@ CHUNKS = 20
 
 
 def sample(
-    target: Target, settings: Settings, key: jax.Array, data: object, *, progress: bool = False, whole: bool = False
+    target: Target,
+    settings: Settings,
+    key: jax.Array,
+    data: object,
+    *,
+    progress: bool = False,
+    whole: bool = False,
+    cores: int = 1,
 ) -> Output:
     """Sample one posterior.
 
@@ -158,6 +166,11 @@ def sample(
     data : the model's data (a pytree of arrays).
     progress : draw a progress bar on stderr between chunks of NUTS iterations.
     whole : run the sampler as one compiled program (no progress bar; ``"hmc"`` always is).
+    cores : split the chains into this many equal parts (at most; :func:`parts`), each advanced in a
+        thread of its own: compiled programs release Python's lock, so the parts run on separate cores.
+        The mode search and each chain's start and key are those of the unsplit sampler, and a chain's
+        iterations do not depend on the others', so the split leaves the draws as they are up to
+        floating-point rounding (XLA vectorizes a batch of 2 chains differently from one of 4).
     """
     if settings.algorithm == "hmc" or whole:
         out = _whole(target, settings)(key, data)
@@ -167,15 +180,35 @@ def sample(
         size = -(-total // CHUNKS)
         started = time.perf_counter()
         state, start = begin(key, data)
-        traces = []
-        for first in range(0, total, size):
-            state, trace = advance(state, data, np.int32(first))
-            traces.append(trace)
-            if progress:
-                jax.block_until_ready(state)
-                _report(min(first + size, total), total, time.perf_counter() - started)
+        k = parts(settings.chains, cores)
+        width = settings.chains // k
+        pieces = [jax.tree.map(lambda a, i=i: a[i * width : (i + 1) * width], state) for i in range(k)]
+
+        def run(i: int) -> list:
+            piece, traces = pieces[i], []
+            for first in range(0, total, size):
+                piece, trace = advance(piece, data, np.int32(first))
+                traces.append(trace)
+                if progress and i == 0:
+                    jax.block_until_ready(piece)
+                    _report(min(first + size, total), total, time.perf_counter() - started)
+            return jax.block_until_ready(traces)
+
+        if k == 1:
+            traces = run(0)
+        else:
+            with ThreadPoolExecutor(k) as pool:
+                split = list(pool.map(run, range(k)))
+            # Each chunk's trace is (iterations, chains, ...): the parts' chains side by side, in order.
+            traces = [jax.tree.map(lambda *a: jnp.concatenate(a, axis=1), *chunk) for chunk in zip(*split, strict=True)]
         out = finish(data, start, traces)
     return Output(**out, health=_health(target.checked, settings)(out["samples"], out["stats"]))
+
+
+def parts(chains: int, cores: int) -> int:
+    """Into how many equal parts :func:`sample` splits ``chains`` on ``cores`` cores: the largest divisor of
+    ``chains`` that is at most ``cores`` (equal parts share one compiled program)."""
+    return max(d for d in range(1, max(1, min(chains, cores)) + 1) if chains % d == 0)
 
 
 def prepare(target: Target, settings: Settings, data: object) -> None:

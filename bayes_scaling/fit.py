@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -123,7 +124,9 @@ def fit(
     settings : sampler settings (:class:`~bayes_scaling.Settings`); any of its fields may
         also be given as a keyword (``chains=``, ``warmup=``, ``draws=``, ``target_accept=``,
         ``dense=``, ``max_tree_depth=``, ``laplace_init=``, ``algorithm=``).
-    seed : the same seed gives identical draws on the same machine.
+    seed : the same seed gives identical draws on the same machine. A fit without internal backtests
+        started from the main thread splits its chains across the machine's cores (2 + 2 on two
+        cores), each part in a thread: its draws depend on the number of cores, not only the seed.
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
         the Chinchilla law, run in threads beside the main fit), starting from the prior
@@ -191,8 +194,8 @@ def _fit(
                 stacklevel=3,
             )
         calibrate = False
-    if not calibrate or prior_alone:  # no internal backtests
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
+    if not calibrate or prior_alone:  # no internal backtests: the fit alone, its chains on every core
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores())
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
@@ -225,16 +228,24 @@ def _fit_plain(
     pad: int,
     progress: bool = False,
     plan: Design = PLAIN,
+    cores: int = 1,
 ) -> Result:
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
-    sampler."""
+    sampler. Its chains are split across ``cores`` threads (:func:`bayes_scaling._sampler.sample`)."""
     arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
-    out = sample(model, settings, jax.random.key(seed), arrays, progress=progress)
+    out = sample(model, settings, jax.random.key(seed), arrays, progress=progress, cores=cores)
     batch = jax.tree.map(lambda a: np.asarray(a)[None], out)
     centre = {x: float(v) for x, v in arrays.centre.items()}
     (result,) = from_sampler(batch, [dataset], law, spec, [seed], settings, prior_draws, plan, model.checked, centre)
     return result
+
+
+def _cores() -> int:
+    """Cores a fit's chains may use: every core for a fit started from the main thread; one in a worker
+    thread (internal refits, a review's sections, :func:`fit` called from a thread pool), whose fits
+    already share the cores."""
+    return (os.cpu_count() or 1) if threading.current_thread() is threading.main_thread() else 1
 
 
 def _needed(law: Law, plan: Design) -> int:

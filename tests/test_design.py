@@ -1,6 +1,7 @@
 """Sweep design: reweighted posteriors against exact refits, greedy picks, objectives, errors, CLI."""
 
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -54,7 +55,14 @@ def test_reweighted_variance_matches_exact_refits(sweep_fit):
         assert 1 / np.sum(w**2) > 1000  # the reweighting is trusted here
         reweighted.append(w @ (g - w @ g) ** 2)
         data = pd.concat([_sweep(), outcomes.iloc[[i]]], ignore_index=True)
-        refit = bs.fit(data, seed=i + 1, calibrate=False)
+        # A fit of these runs fails its convergence check for about one seed in twenty (with the chains together
+        # or split across cores alike): such a refit is redone with another seed, as a user would.
+        for attempt in range(3):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", bs.ConvergenceWarning)
+                refit = bs.fit(data, seed=i + 1 + 100 * attempt, calibrate=False)
+            if refit.health().level != "fail":
+                break
         assert refit.health().level != "fail"
         refitted.append(np.var(_target_loss(refit)))
     ratio = np.array(reweighted) / np.array(refitted)
