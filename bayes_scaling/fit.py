@@ -124,9 +124,10 @@ def fit(
     settings : sampler settings (:class:`~bayes_scaling.Settings`); any of its fields may
         also be given as a keyword (``chains=``, ``warmup=``, ``draws=``, ``target_accept=``,
         ``dense=``, ``max_tree_depth=``, ``laplace_init=``, ``algorithm=``).
-    seed : the same seed gives identical draws on the same machine. A fit without internal backtests
-        started from the main thread splits its chains across the machine's cores (2 + 2 on two
-        cores), each part in a thread: its draws depend on the number of cores, not only the seed.
+    seed : the same seed gives identical draws on the same machine. On a CPU, a fit without internal
+        backtests started from the main thread splits its chains across the machine's cores (2 + 2 on
+        two cores; ``$BAYES_SCALING_CORES`` caps them), each part in a thread: its draws depend on the
+        number of cores, not only the seed.
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
         the Chinchilla law, run in threads beside the main fit), starting from the prior
@@ -242,10 +243,18 @@ def _fit_plain(
 
 
 def _cores() -> int:
-    """Cores a fit's chains may use: every core for a fit started from the main thread; one in a worker
-    thread (internal refits, a review's sections, :func:`fit` called from a thread pool), whose fits
-    already share the cores."""
-    return (os.cpu_count() or 1) if threading.current_thread() is threading.main_thread() else 1
+    """Cores a fit's chains may use: on a CPU, every core (or ``$BAYES_SCALING_CORES``) for a fit started from
+    the main thread; one in a worker thread (internal refits, a review's sections, :func:`fit` called from a
+    thread pool), whose fits already share the cores. On an accelerator the chains stay together: one device
+    runs them at once."""
+    if jax.default_backend() != "cpu" or threading.current_thread() is not threading.main_thread():
+        return 1
+    limit = os.environ.get("BAYES_SCALING_CORES", "").strip()
+    if not limit:
+        return os.cpu_count() or 1
+    if not limit.isdigit() or int(limit) < 1:
+        raise ValueError(f"BAYES_SCALING_CORES must be a positive whole number of cores, got {limit!r}")
+    return int(limit)
 
 
 def _needed(law: Law, plan: Design) -> int:

@@ -30,6 +30,7 @@ import warnings
 import jax
 import numpy as np
 import pandas as pd
+from _report import Report
 
 import bayes_scaling as bs
 
@@ -49,11 +50,7 @@ def main() -> None:
     parser.add_argument("--loo", type=int, default=5, help="studies compared by PSIS-LOO (a single fit each)")
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    say = Report()
 
     say(f"# python benchmarks/bench_constrained.py --studies {args.studies} --loo {args.loo}")
     say(f"# {platform.platform()}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}")
@@ -98,9 +95,7 @@ def main() -> None:
     say("\nregret (mean extra loss, nats/token) of three ways to spend 1e22 FLOP with U unique tokens")
     regret = {f"{u:.0e}": bs.optimal.decide(fits[0], 1e22, unique_tokens=u)["regret_mean"] for u in (1e10, 3e10, 1e11)}
     say(pd.DataFrame(regret).T[["bayes", "one epoch", "ignoring the limit"]].to_string(float_format="{:.4f}".format))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    say.write(args.out)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import warnings
 import jax
 import numpy as np
 import pandas as pd
+from _report import Report
 
 import bayes_scaling as bs
 from bayes_scaling import _calibration, _corpus
@@ -181,11 +182,7 @@ def main() -> None:
     parser.add_argument("--subsets", type=int, default=3, help="20-run sweeps per real study (part 4)")
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    say = Report()
 
     if args.per_refit is not None:
         _calibration.PER_REFIT = args.per_refit
@@ -198,9 +195,7 @@ def main() -> None:
         for spread in args.bend or [0.03]:
             say(f"\n3. small sweeps: {args.studies} simulated 20-run sweeps, bend Normal(0, {spread}); 1-2 decades out")
             small_sweeps(args.studies, say, spread)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write("\n".join(lines) + "\n")
+        say.write(args.out)
         return
     studies = _corpus.studies()
     evidence, held = {}, {}
@@ -268,9 +263,7 @@ def main() -> None:
             say(f"\n3. small sweeps: {args.studies} simulated 20-run sweeps, bend Normal(0, {spread}); 1-2 decades out")
             small_sweeps(args.studies, say, spread)
     say(f"\ntotal {time.perf_counter() - start:.0f} s")
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    say.write(args.out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from _report import Report
 
 import bayes_scaling as bs
 from bayes_scaling._model import model_data, target
@@ -209,11 +210,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", help="also write the report to this file")
     args = parser.parse_args()
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    say = Report()
 
     import blackjax
     import nutpie
@@ -265,9 +262,7 @@ def main() -> None:
     report = pd.DataFrame(table).T
     report["vs nutpie"] = report["ESS/s (median)"] / report.loc["nutpie", "ESS/s (median)"]
     say("\n" + report.to_string(float_format="{:.3g}".format))
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(lines) + "\n")
+    say.write(args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ CACHE = os.environ.setdefault("BAYES_SCALING_CACHE", str(Path(tempfile.gettempdi
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(CACHE) / "xla"))
 bs.enable_cache(CACHE)
 
+# pytest-xdist runs one test process per core: a fit in each keeps its chains together (a fit split across
+# the cores would share them with the other process). tests/test_programs.py tests the split itself.
+os.environ.setdefault("BAYES_SCALING_CORES", "1")
+
 # Short chains keep the suite fast; 4 x 500 draws still give bulk ESS well above 400 here.
 # calibrate=False skips the internal backtests (four refits) except where a test is about them.
 FAST = {"chains": 4, "warmup": 300, "draws": 500, "calibrate": False}

@@ -1,3 +1,5 @@
+import os
+import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +129,19 @@ def test_sampler_settings_are_one_record_and_bad_ones_are_named():
         bs.Settings(target_accept=1.0)
     with pytest.raises(ValueError, match=r"data must be a CSV path, a DataFrame or a Dataset, got list"):
         bs.fit([1, 2, 3])
+
+
+def test_the_cores_a_fit_may_split_its_chains_across_are_read_and_checked(monkeypatch):
+    fit_module = sys.modules["bayes_scaling.fit"]
+    monkeypatch.setenv("BAYES_SCALING_CORES", "3")
+    assert fit_module._cores() == 3
+    monkeypatch.setenv("BAYES_SCALING_CORES", "")
+    assert fit_module._cores() == (os.cpu_count() or 1)
+    monkeypatch.setenv("BAYES_SCALING_CORES", "two")
+    with pytest.raises(ValueError, match=r"BAYES_SCALING_CORES must be a positive whole number of cores, got 'two'"):
+        bs.fit(bs.datasets.chinchilla(drop_highest=5), calibrate=False)
+    with ThreadPoolExecutor(1) as pool:  # a fit in a worker thread keeps its chains together
+        assert pool.submit(fit_module._cores).result() == 1
 
 
 def test_same_seed_gives_identical_draws(epoch_fit):
