@@ -23,6 +23,7 @@ under the target's key and the settings, so data of the same shape reuse it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -182,10 +183,9 @@ def sample(
         state, start = begin(key, data)
         k = parts(settings.chains, cores)
         width = settings.chains // k
-        pieces = [jax.tree.map(lambda a, i=i: a[i * width : (i + 1) * width], state) for i in range(k)]
 
         def run(i: int) -> list:
-            piece, traces = pieces[i], []
+            piece, traces = _take(state, i * width, width) if k > 1 else state, []
             for first in range(0, total, size):
                 piece, trace = advance(piece, data, np.int32(first))
                 traces.append(trace)
@@ -194,15 +194,22 @@ def sample(
                     _report(min(first + size, total), total, time.perf_counter() - started)
             return jax.block_until_ready(traces)
 
-        if k == 1:
-            traces = run(0)
-        else:
-            with ThreadPoolExecutor(k) as pool:
-                split = list(pool.map(run, range(k)))
-            # Each chunk's trace is (iterations, chains, ...): the parts' chains side by side, in order.
-            traces = [jax.tree.map(lambda *a: jnp.concatenate(a, axis=1), *chunk) for chunk in zip(*split, strict=True)]
-        out = finish(data, start, traces)
+        # Each part's chunks of (iterations, chains, ...), joined by ``finish`` (chunks, then parts side by side).
+        parts_traces = [run(0)] if k == 1 else list(_pool(k).map(run, range(k)))
+        out = finish(data, start, parts_traces)
     return Output(**out, health=_health(target.checked, settings)(out["samples"], out["stats"]))
+
+
+@partial(jax.jit, static_argnums=2)
+def _take(state: object, first: int, width: int) -> object:
+    """Chains ``first .. first + width - 1`` of a vmapped NUTS state: one compiled slice for every leaf."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, first, width), state)
+
+
+@functools.cache
+def _pool(size: int) -> ThreadPoolExecutor:
+    """The ``size`` threads that advance the parts of a split fit, started once per process."""
+    return ThreadPoolExecutor(size, thread_name_prefix="bayes_scaling-chains")
 
 
 def parts(chains: int, cores: int) -> int:
@@ -346,7 +353,7 @@ def _program(target: Target, settings: Settings, checked: bool = False) -> Calla
             )
         else:
             _, trace = advance(state, data, jnp.int32(0), total)
-        return finish(data, start, [trace])
+        return finish(data, start, [[trace]])
 
     return run
 
@@ -399,7 +406,8 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
     - ``advance(state, data, first, n)``: NUTS iterations ``first .. first + n - 1`` (those
       past the last are skipped); returns the state and that chunk's draws (n, chains, dim)
       and statistics (n, chains).
-    - ``finish(data, start, traces)``: the chunks joined, warm-up dropped, draws constrained.
+    - ``finish(data, start, parts)``: each part's chunks joined, the parts' chains side by side, warm-up
+      dropped, draws constrained (``parts``: a list over parts of lists over chunks).
     """
     total = settings.warmup + settings.draws
 
@@ -459,9 +467,10 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
 
         return jax.lax.scan(one, state, first + jnp.arange(n))
 
-    def finish(data: dict, start: dict, traces: list) -> dict:
+    def finish(data: dict, start: dict, parts: list) -> dict:
         unravel, _ = _potential(model, initial, data)
-        zs, stats = jax.tree.map(lambda *a: jnp.concatenate(a)[settings.warmup : total], *traces)
+        joined = [jax.tree.map(lambda *a: jnp.concatenate(a), *chunks) for chunks in parts]  # (iterations, width, ...)
+        zs, stats = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[settings.warmup : total], *joined)
         # (draws, chains, ...) -> (chains, draws, ...)
         zs = jnp.swapaxes(zs, 0, 1)
         stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), stats)
