@@ -169,9 +169,10 @@ def sample(
     whole : run the sampler as one compiled program (no progress bar; ``"hmc"`` always is).
     cores : split the chains into this many equal parts (at most; :func:`parts`), each advanced in a
         thread of its own: compiled programs release Python's lock, so the parts run on separate cores.
-        The mode search and each chain's start and key are those of the unsplit sampler, and a chain's
-        iterations do not depend on the others', so the split leaves the draws as they are up to
-        floating-point rounding (XLA vectorizes a batch of 2 chains differently from one of 4).
+        The mode search and each chain's start and key are those of the unsplit sampler and a chain's
+        iterations do not depend on the others', but XLA vectorizes a batch of 2 chains differently
+        from one of 4 and NUTS amplifies the last-bit differences: the same key and ``cores`` give the
+        same draws, other ``cores`` other draws of the same posterior.
     """
     if settings.algorithm == "hmc" or whole:
         out = _whole(target, settings)(key, data)
@@ -185,7 +186,8 @@ def sample(
         width = settings.chains // k
 
         def run(i: int) -> list:
-            piece, traces = _take(state, i * width, width) if k > 1 else state, []
+            piece = _take(state, i * width, width) if k > 1 else state
+            traces = []
             for first in range(0, total, size):
                 piece, trace = advance(piece, data, np.int32(first))
                 traces.append(trace)

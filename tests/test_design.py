@@ -1,12 +1,11 @@
 """Sweep design: reweighted posteriors against exact refits, greedy picks, objectives, errors, CLI."""
 
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, healthy_fit
 
 import bayes_scaling as bs
 import bayes_scaling.design  # the module (``bs.design`` is the function)
@@ -56,14 +55,8 @@ def test_reweighted_variance_matches_exact_refits(sweep_fit):
         reweighted.append(w @ (g - w @ g) ** 2)
         data = pd.concat([_sweep(), outcomes.iloc[[i]]], ignore_index=True)
         # A fit of these runs fails its convergence check for about one seed in twenty (with the chains together
-        # or split across cores alike): such a refit is redone with another seed, as a user would.
-        for attempt in range(3):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", bs.ConvergenceWarning)
-                refit = bs.fit(data, seed=i + 1 + 100 * attempt, calibrate=False)
-            if refit.health().level != "fail":
-                break
-        assert refit.health().level != "fail"
+        # or split across cores alike).
+        refit = healthy_fit(data, [i + 1 + 100 * attempt for attempt in range(3)], calibrate=False)
         refitted.append(np.var(_target_loss(refit)))
     ratio = np.array(reweighted) / np.array(refitted)
     common = np.median(ratio)
