@@ -2,7 +2,7 @@
 
 The package itself needs ArviZ only to hand a result to ArviZ (:func:`inference_data`), for
 PSIS-LOO and stacking (:func:`compare`, :func:`pareto_k`) and for PSIS weights
-(:func:`psis_log_weights`); its own diagnostics are computed in JAX and saved files are plain
+(:func:`psis_log_weights`); its own diagnostics are its own (:mod:`._stats`) and saved files are plain
 netCDF groups that both lines read. ArviZ is imported only inside these functions (importing it
 costs seconds a fit does not need). The array functions :func:`rhat`, :func:`ess` and
 :func:`mcse` give ArviZ's reference values of one parameter's draws, for tests.

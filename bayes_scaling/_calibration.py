@@ -11,7 +11,8 @@ The calibrated mode learns how fast from the fitted runs themselves:
    reducible share ``1 - E/L`` of its forecast, and how many decades it lies beyond the
    refit's data along every input (:func:`bayes_scaling._geometry.beyond`): an
    :class:`Evidence` table;
-2. a small NumPyro model (:func:`fit_kappa`), fitted with NUTS, explains those residuals as
+2. a small model (:func:`fit_kappa`; one or two parameters, so its posterior is computed on a
+   grid, :func:`_grid_posterior`, not sampled) explains those residuals as
    ``r ~ StudentT(df, 0, sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i))`` with
    ``kappa_i`` per input from the prior learned across studies (``[extrapolation]`` in the
    law's TOML; else ``HalfNormal(0.1)``): the log of the reducible loss drifts away
@@ -56,6 +57,7 @@ stays near zero, and the calibrated bands stay as sharp as the plain ones.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -65,12 +67,12 @@ import numpyro
 import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
-from numpyro.distributions import constraints
 
 from ._geometry import beyond
 from ._model import Target, padded_length
-from ._sampler import Settings, prepare, sample
-from .diagnostics import Health, Stats, assess
+from ._programs import PROGRAMS, Program
+from ._sampler import Settings, sample
+from .diagnostics import Check, Health, Stats, _status, assess
 from .laws import Law
 from .priors import Spec
 from .result import Result
@@ -211,61 +213,121 @@ def _log_prior(kappa: jax.Array, prior: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(prior[:, 0] > 0, lognormal, dist.HalfNormal(prior[:, 1]).log_prob(kappa)))
 
 
-def _likelihood(data: KappaData, kappa: jax.Array) -> None:
-    """The residuals given ``kappa`` per row and input, (rows, inputs): the random walk beyond the data."""
-    growth = jnp.sum(kappa**2 * data.reach, axis=-1)  # random walk: variance grows linearly
+def _log_likelihood(data: KappaData, kappa: jax.Array) -> jax.Array:
+    """The weighted log density of the residuals given ``kappa`` ((inputs,), or (rows, inputs) per row): the
+    random walk beyond the data (variance growing linearly with the decades ``reach``)."""
+    growth = jnp.sum(kappa**2 * data.reach, axis=-1)
     scale = jnp.sqrt(data.scale**2 + data.share**2 * growth)
-    with numpyro.handlers.scale(scale=data.weight):
-        numpyro.sample("r", dist.StudentT(data.df, 0.0, scale), obs=data.residual)
+    return jnp.sum(data.weight * dist.StudentT(data.df, 0.0, scale).log_prob(data.residual))
 
 
-def _kappa_model(data: KappaData) -> None:
-    """Residuals of internal backtests (rows padded to a power of two, weighted: :func:`weights`)."""
-    size = data.reach.shape[-1]
-    kappa = numpyro.sample("kappa", dist.ImproperUniform(constraints.positive, (), (size,)))
-    numpyro.factor("kappa_prior", _log_prior(kappa, data.prior))
-    _likelihood(data, kappa)
+#: The range of ``log kappa`` the grid posterior searches: kappa from 1e-6 (no drift any forecast could show) to
+#: 10 (the log loss drifting by a factor e^10 per square root of a decade); a posterior reaching towards the
+#: upper end fails its check (:data:`EDGE`).
+LOG_KAPPA = (float(np.log(1e-6)), float(np.log(10.0)))
+#: Grid points per input and pass, by number of inputs (at most 4096 points a pass).
+GRID_POINTS = {1: 512, 2: 64, 3: 16}
+#: Passes: each zooms onto the cells within :data:`SUPPORT` of the densest one (plus a cell on each side).
+GRID_PASSES = 3
+#: Cells whose log density is within this of the densest hold all but about e^-25 of the posterior.
+SUPPORT = 25.0
 
 
-def _kappa_start(data: KappaData, key: jax.Array) -> dict:
-    """Start the mode search at ``kappa`` 0.02 along every input."""
-    return {"kappa": jnp.full(data.reach.shape[-1], jnp.log(0.02))}
+def _grid_posterior(key: jax.Array, data: KappaData, size: int) -> jax.Array:
+    """``size`` draws of ``kappa`` (size, inputs) from its posterior on a grid over :data:`LOG_KAPPA`.
+
+    The log posterior of ``u = log kappa`` (prior, Jacobian and :func:`_log_likelihood`) is evaluated at the
+    centres of a regular grid over :data:`LOG_KAPPA`, then of a grid over the cells that hold its mass,
+    :data:`GRID_PASSES` times. On the last grid it is taken as linear inside each cell (its slope along each
+    input by central differences): a draw picks a cell by that density's mass in it and a point inside by
+    the inverse CDF of its exponential profile along each input. Exact up to the log density's curvature
+    within a cell; no chains to converge.
+    """
+    d = data.reach.shape[-1]
+    g = GRID_POINTS[d]
+    lo, hi = jnp.full(d, LOG_KAPPA[0]), jnp.full(d, LOG_KAPPA[1])
+
+    def log_density(u: jax.Array) -> jax.Array:
+        kappa = jnp.exp(u)
+        return _log_prior(kappa, data.prior) + jnp.sum(u) + _log_likelihood(data, kappa)
+
+    for _ in range(GRID_PASSES):
+        width = (hi - lo) / g
+        axes = lo[:, None] + (jnp.arange(g) + 0.5) * width[:, None]  # (inputs, g) cell centres
+        points = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+        lp = jax.vmap(log_density)(points)
+        lp = jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+        kept = (lp > jnp.max(lp) - SUPPORT)[:, None]
+        last = (points, lp, width)
+        lo = jnp.maximum(jnp.min(jnp.where(kept, points, jnp.inf), 0) - width, LOG_KAPPA[0])
+        hi = jnp.minimum(jnp.max(jnp.where(kept, points, -jnp.inf), 0) + width, LOG_KAPPA[1])
+    points, lp, width = last
+    # The log density's rise across each cell along each input, a = slope * width (clipped: a cell next to one
+    # of no mass is steep, and its mass sits at its denser side).
+    slope = jnp.stack(jnp.gradient(lp.reshape((g,) * d)), -1).reshape(-1, d) if d > 1 else jnp.gradient(lp)[:, None]
+    rise = jnp.clip(jnp.where(jnp.isfinite(slope), slope, 0.0), -30.0, 30.0)
+    b = jnp.maximum(jnp.abs(rise), 1e-6)
+    log_profile = jnp.where(b < 1e-3, b**2 / 24, b / 2 + jnp.log(-jnp.expm1(-b)) - jnp.log(b))  # log sinh(b/2)/(b/2)
+    mass = jax.nn.softmax(lp + jnp.sum(log_profile, -1))
+    uniform = jax.random.uniform(key, (size, d + 1))
+    cells = jnp.searchsorted(jnp.cumsum(mass), uniform[:, 0] * jnp.sum(mass), method="compare_all")
+    cells = jnp.minimum(cells, len(mass) - 1)
+    a, t = jnp.where(jnp.abs(rise[cells]) < 1e-6, 1e-6, rise[cells]), uniform[:, 1:]
+    inside = jnp.log1p(t * jnp.expm1(a)) / a  # in (0, 1): the inverse CDF of exp(a x) on [0, 1]
+    u = points[cells] + (inside - 0.5) * width
+    return jnp.exp(u)
 
 
-KAPPA = Target(_kappa_model, _kappa_start, ("kappa",), "kappa", "kappa")
+def _grid_program(size: int) -> Program:
+    """:func:`_grid_posterior` of ``size`` draws as a compiled program, kept on disk."""
+    return PROGRAMS.get(
+        ("kappa grid", size),
+        lambda: jax.jit(partial(_grid_posterior, size=size)),
+        f"kappa grid {size} {LOG_KAPPA} {GRID_POINTS} {GRID_PASSES} {SUPPORT}",
+    )
 
 
-def kappa_settings(chains: int, draws: int) -> Settings:
-    """Sampler settings of the kappa model: the fit's chains and draws, 500 warm-up iterations."""
-    return Settings(chains=chains, warmup=500, draws=draws)
+#: The grid's check: the share of draws of ``kappa`` above half the upper end of :data:`LOG_KAPPA` (a drift of
+#: 5 per square root of a decade) passes up to the first value, warns up to the second.
+EDGE = (1e-3, 1e-2)
 
 
 def fit_kappa(
     evidence: Evidence,
     df: float,
-    settings: Settings,
+    shape: tuple[int, int],
     seed: int,
     prior: np.ndarray | None = None,
     per_refit: float | None = None,
 ) -> tuple[np.ndarray, Health]:
-    """Posterior draws of ``kappa``, shape (chains, draws, inputs), by NUTS, and the sampler's health.
+    """Posterior draws of ``kappa``, float64 of shape (*shape, inputs) (independent draws, shaped as a fit's
+    chains and draws), from a grid (:func:`_grid_posterior`), and the grid's check.
 
     The residuals of the internal backtests are Student-t with ``df`` degrees of freedom and
     scale ``sqrt(scale**2 + share**2 * sum_i kappa_i**2 * d_i)``; ``prior`` as :func:`kappa_prior`
     gives it (None: ``HalfNormal(KAPPA_SCALE)`` along every input); each refit's rows weigh as ``per_refit``
-    independent ones (:func:`weights`; default :data:`PER_REFIT`).
+    independent ones (:func:`weights`; default :data:`PER_REFIT`). The check fails when the posterior reaches
+    towards the upper end of :data:`LOG_KAPPA` (:data:`EDGE`).
     """
     data = _kappa_data(evidence, df, prior, per_refit=per_refit)
-    out = sample(KAPPA, settings, jax.random.key(seed), data, whole=True)
-    names = tuple(f"kappa_{k}" for k in evidence.inputs)
-    stats = Stats.from_arrays(out.health, names, settings.max_tree_depth)
-    return np.asarray(out.samples["kappa"], np.float64), assess(stats)
+    draws = _grid_program(int(np.prod(shape)))(jax.random.key(seed), data)
+    kappa = np.asarray(draws, np.float64).reshape(*shape, len(evidence.inputs))
+    half = float(np.exp(LOG_KAPPA[1])) / 2
+    share = float(np.mean(np.any(kappa > half, axis=-1)))
+    status = _status(share, EDGE, higher_is_better=False)
+    check = Check(f"share of kappa draws above {half:g}", share, f"<= {EDGE[0]:g} (warn <= {EDGE[1]:g})", status)
+    top = float(np.exp(LOG_KAPPA[1]))
+    problems = (
+        () if status == "pass" else (f"{share:.2g} of kappa's draws lie above {half:g}, near its grid's end {top:g}",)
+    )
+    return kappa, Health((check,), problems)
 
 
-def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, settings: Settings) -> None:
-    """Read and compile the kappa programs for evidence of ``rows`` rows, without running them."""
+def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, shape: tuple[int, int]) -> None:
+    """Read and compile the kappa program for evidence of ``rows`` rows, without running it."""
     blank = Evidence(inputs, *(np.zeros(rows) for _ in range(5)), np.zeros((rows, len(inputs))))
-    prepare(KAPPA, settings, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), _kappa_data(blank, df)))
+    data = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), _kappa_data(blank, df))
+    _grid_program(int(np.prod(shape))).prepare(jax.ShapeDtypeStruct((), jax.random.key(0).dtype), data)
 
 
 def _kappa_data(
@@ -311,7 +373,7 @@ def _population_model(data: KappaData) -> None:
     tau = numpyro.sample("tau", dist.HalfNormal(TAU_SCALE).expand([size]).to_event(1))
     z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([studies, size]).to_event(2))
     kappa = numpyro.deterministic("kappa", jnp.exp(mu + tau * z))  # (studies, inputs)
-    _likelihood(data, kappa[data.study])
+    numpyro.factor("r", _log_likelihood(data, kappa[data.study]))
 
 
 def _population_start(data: KappaData, key: jax.Array) -> dict:

@@ -19,9 +19,13 @@ Lock policy, the only locks around compiled programs:
 
 - the registry's lock guards its table, held only to look up or insert an entry, never
   while tracing, reading or compiling;
-- each :class:`Program` holds one lock of its own, held while it reads, traces or compiles
-  itself for a new argument shape: threads asking for the same program at once wait for
-  one compilation instead of each doing it. Calls of a compiled program take no lock;
+- each :class:`Program` holds two locks of its own, one held while it reads or traces itself
+  for a new argument shape, one while it compiles itself: threads asking for the same program
+  at once wait for one compilation instead of each doing it, and a thread that only needs the
+  program's output shapes (to prepare the next program) need not wait for its compilation.
+  Calls of a compiled program take no lock;
+- :data:`COMPILING`, a semaphore: at most two XLA compilations at once (a fit compiles its sampler's
+  steps side by side on two cores; more at once would add XLA's memory, not speed);
 - :data:`TRACING`, one lock for the whole process, held only while a program is traced (not while
   XLA compiles it): NumPyro keeps its effect handlers on one process-wide stack, so two threads
   tracing models at once (a fit's internal refits, on a machine with many cores and an empty
@@ -43,8 +47,9 @@ import numpy as np
 
 #: Held while any program is traced (see the module's docstring); re-entrant.
 TRACING = threading.RLock()
-#: Held while XLA compiles a program: one compilation at a time (see the module's docstring).
-COMPILING = threading.Lock()
+#: Held while XLA compiles a program: at most two compilations at once (one per core on a two-core machine:
+#: a fit's sampler steps compile side by side; more at once would add XLA's memory without adding cores).
+COMPILING = threading.BoundedSemaphore(max(1, min(2, os.cpu_count() or 1)))
 
 
 @functools.cache
@@ -73,8 +78,9 @@ class Program:
     def __init__(self, fn: Callable, tag: str | None, registry: Programs) -> None:
         self.fn, self.tag, self._registry = fn, tag, registry
         self._found: dict[str, Callable] = {}  # read back or traced, jitted
+        self._keys: dict[tuple, tuple[str, Path | None]] = {}  # arguments' signature -> (key, file)
         self._compiled: set[str] = set()
-        self._lock = threading.Lock()
+        self._finding, self._compiling = threading.Lock(), threading.Lock()
 
     def __call__(self, *args: object) -> object:
         return self._ready(args)(*args)
@@ -100,15 +106,19 @@ class Program:
     def _find(self, args: tuple) -> tuple[str, Callable]:
         """``(key, jitted program)`` for ``args``' shapes, read back (or traced and stored) once."""
         leaves, tree = jax.tree.flatten(args)
-        shapes = [(tuple(getattr(a, "shape", np.shape(a))), str(getattr(a, "dtype", type(a).__name__))) for a in leaves]
-        key, path = f"{tree} {shapes}", None  # in memory only, unless stored
-        folder = self._registry.directory
-        if folder is not None and self.tag is not None:
-            text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
-            key = hashlib.sha256(text.encode()).hexdigest()[:32]
-            path = folder / f"{key}.jaxexport"
+        signature = (tree, self._registry.directory, *((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves))
+        if signature not in self._keys:  # a chunked fit calls its programs dozens of times: the key is made once
+            shapes = [(tuple(shape), str(getattr(dtype, "name", dtype))) for shape, dtype in signature[2:]]
+            key, path = f"{tree} {shapes}", None  # in memory only, unless stored
+            folder = self._registry.directory
+            if folder is not None and self.tag is not None:
+                text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
+                key = hashlib.sha256(text.encode()).hexdigest()[:32]
+                path = folder / f"{key}.jaxexport"
+            self._keys[signature] = key, path
+        key, path = self._keys[signature]
         if key not in self._found:
-            with self._lock:
+            with self._finding:
                 if key not in self._found:
                     self._found[key] = self.fn if path is None else self._load(path, args)
         return key, self._found[key]
@@ -117,7 +127,7 @@ class Program:
         """The jitted program for ``args``' shapes, compiled (jit's own cache keeps the executable)."""
         key, call = self._find(args)
         if key not in self._compiled:
-            with self._lock:
+            with self._compiling:
                 if key not in self._compiled:
                     with TRACING:
                         lowered = call.lower(*args)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -181,9 +182,15 @@ def sample(
         total = settings.warmup + settings.draws
         size = -(-total // CHUNKS)
         started = time.perf_counter()
-        state, start = begin(key, data)
         k = parts(settings.chains, cores)
         width = settings.chains // k
+        # On an empty cache XLA compiles ``advance`` and ``finish`` in a thread while ``begin`` compiles here (a
+        # thread per core: fits running at once, as a review's, each get theirs without queueing).
+        chunks = len(range(0, total, size))
+        helpers = _pool(os.cpu_count() or 1, "prepare")
+        ahead = helpers.submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
+        state, start = begin(key, data)
+        ahead.result()
 
         def run(i: int) -> list:
             piece = _take(state, i * width, width) if k > 1 else state
@@ -199,7 +206,10 @@ def sample(
         # Each part's chunks of (iterations, chains, ...), joined by ``finish`` (chunks, then parts side by side).
         parts_traces = [run(0)] if k == 1 else list(_pool(k).map(run, range(k)))
         out = finish(data, start, parts_traces)
-    return Output(**out, health=_health(target.checked, settings)(out["samples"], out["stats"]))
+    # The convergence checks of one fit's draws run on the host: milliseconds, and no program to compile.
+    out = jax.tree.map(np.asarray, out)
+    steps = 2**settings.max_tree_depth - 1
+    return Output(**out, health=_stats.site_health(out["samples"], out["stats"], target.checked, steps))
 
 
 @partial(jax.jit, static_argnums=2)
@@ -209,28 +219,39 @@ def _take(state: object, first: int, width: int) -> object:
 
 
 @functools.cache
-def _pool(size: int) -> ThreadPoolExecutor:
-    """The ``size`` threads that advance the parts of a split fit, started once per process."""
-    return ThreadPoolExecutor(size, thread_name_prefix="bayes_scaling-chains")
+def _pool(size: int, task: str = "chains") -> ThreadPoolExecutor:
+    """``size`` threads for a ``task``, started once per process: the parts of a split fit, or the preparing of
+    a fit's programs."""
+    return ThreadPoolExecutor(size, thread_name_prefix=f"bayes_scaling-{task}")
+
+
+def _prepare(programs: tuple[Program, ...], key: jax.Array, data: object, width: int, k: int, chunks: int) -> None:
+    """Read (or trace) and compile a chunked fit's ``advance`` and ``finish`` (``programs``: begin, advance,
+    finish), its chains in ``k`` parts of ``width``, its iterations in ``chunks``."""
+    begin, advance, finish = programs
+    # Shaped as the arrays the calls will get: outputs of compiled programs, placed on the default device (a
+    # stored program lowered for unplaced arguments would compile once more when called).
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+    def placed(tree: object, width: int | None = None) -> object:
+        def one(a: jax.ShapeDtypeStruct) -> jax.ShapeDtypeStruct:
+            shape = a.shape if width is None else (width, *a.shape[1:])
+            return jax.ShapeDtypeStruct(shape, a.dtype, weak_type=a.weak_type, sharding=device)
+
+        return jax.tree.map(one, tree)
+
+    state, start = placed(begin.shapes(key, data))
+    piece = placed(state, width)
+    first = jax.ShapeDtypeStruct((), np.int32)
+    advance.prepare(piece, data, first)
+    trace = placed(advance.shapes(piece, data, first)[1])
+    finish.prepare(data, start, [[trace] * chunks] * k)
 
 
 def parts(chains: int, cores: int) -> int:
     """Into how many equal parts :func:`sample` splits ``chains`` on ``cores`` cores: the largest divisor of
     ``chains`` that is at most ``cores`` (equal parts share one compiled program)."""
     return max(d for d in range(1, max(1, min(chains, cores)) + 1) if chains % d == 0)
-
-
-def prepare(target: Target, settings: Settings, data: object) -> None:
-    """Read (or trace) and compile :func:`sample`'s whole-program sampler for data shaped like ``data``.
-
-    ``data`` may hold :class:`jax.ShapeDtypeStruct`. Nothing runs: a thread can prepare the
-    programs of a later fit while others sample.
-    """
-    run = _whole(target, settings)
-    args = (jax.ShapeDtypeStruct((), jax.random.key(0).dtype), data)
-    out = run.shapes(*args)
-    run.prepare(*args)
-    _health(target.checked, settings).prepare(out["samples"], out["stats"])
 
 
 def sample_many(
@@ -308,22 +329,6 @@ def _whole(target: Target, settings: Settings) -> Program:
     return PROGRAMS.get(("whole", target.key, settings), build, tag)
 
 
-def _health(checked: tuple[str, ...], settings: Settings) -> Program:
-    """The compiled convergence statistics ``health(samples, stats)`` of the sites ``checked``.
-
-    A single fit computes them apart from its sampler: that program is compiled once per
-    shape of draws and shared by every sampler of that shape (programs for other priors,
-    data sizes or laws), instead of being compiled into each of them.
-    """
-    steps = 2**settings.max_tree_depth - 1
-    build = partial(jax.jit, partial(_site_health, checked, steps))
-    return PROGRAMS.get(("site health", checked, steps), build, f"health {checked} {steps}")
-
-
-def _site_health(checked: tuple[str, ...], max_steps: int, samples: dict, stats: dict) -> dict:
-    return _stats.site_health(samples, stats, checked, max_steps)
-
-
 def _jitter(key: jax.Array, settings: Settings) -> jax.Array:
     """The trajectory-length jitter of :mod:`bayes_scaling._hmc`, one Uniform(0, 1) per iteration, from ``key``."""
     return jax.random.uniform(jax.random.fold_in(key, 2), (settings.warmup + settings.draws,))
@@ -360,31 +365,34 @@ def _program(target: Target, settings: Settings, checked: bool = False) -> Calla
     return run
 
 
-def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) -> tuple[jax.Array, jax.Array]:
-    """Minimize ``f`` by Levenberg-Marquardt damped Newton steps; return the minimum and the Hessian there.
+def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) -> tuple[jax.Array, ...]:
+    """Minimize ``f`` by Levenberg-Marquardt damped Newton steps; return the minimum, the gradient and the Hessian
+    there.
 
     A step ``(H + lam·(|diag H| + 1)) s = -g`` is kept only if it lowers ``f``; ``lam``
     shrinks after a kept step and grows after a rejected one, so far from the mode
     the method falls back to short gradient steps. (Cheaper to compile than BFGS
-    with its line search, and the Hessian is needed anyway for the mass matrix.)
+    with its line search, and the Hessian is needed anyway for the mass matrix.) Each
+    iteration evaluates ``f``, its gradient and Hessian once, at the trial point (the first
+    trial is ``x`` itself): one copy of them in the compiled program.
     """
-    grad, hess = jax.grad(f), jax.hessian(f)
+    grad = jax.grad(f)
+
+    def evaluate(x: jax.Array) -> tuple:
+        return f(x), grad(x), jax.jacfwd(grad)(x)
 
     def body(_: int, carry: tuple) -> tuple:
-        x, fx, lam = carry
-        h = hess(x)
-        damping = lam * (jnp.abs(jnp.diag(h)) + 1.0)
-        trial = x - jnp.linalg.solve(h + jnp.diag(damping), grad(x))
-        ft = f(trial)
+        x, fx, g, h, lam = carry
+        trial = x - jnp.linalg.solve(h + jnp.diag(lam * (jnp.abs(jnp.diag(h)) + 1.0)), g)
+        ft, gt, ht = evaluate(trial)
         better = jnp.isfinite(ft) & (ft < fx)
-        return (
-            jnp.where(better, trial, x),
-            jnp.where(better, ft, fx),
-            jnp.where(better, lam * 0.3, lam * 10.0),
-        )
+        x, fx, g, h = (jnp.where(better, new, old) for new, old in ((trial, x), (ft, fx), (gt, g), (ht, h)))
+        return x, fx, g, h, jnp.where(better, lam * 0.3, lam * 10.0)
 
-    x, _, _ = jax.lax.fori_loop(0, steps, body, (x, f(x), jnp.asarray(1.0, x.dtype)))
-    return x, hess(x)
+    n = x.shape[0]
+    start = (x, jnp.asarray(jnp.inf, x.dtype), jnp.zeros_like(x), jnp.eye(n, dtype=x.dtype), jnp.asarray(1.0, x.dtype))
+    x, _, g, h, _ = jax.lax.fori_loop(0, steps + 1, body, start)
+    return x, g, h
 
 
 def _potential(model: Callable, initial: Callable, data: dict) -> tuple[Callable, Callable]:
@@ -420,7 +428,7 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
         dim = flat0.shape[0]
         if settings.laplace_init:
             # Hierarchical models (groups) have more dimensions and curved ridges: more steps to the mode.
-            mode, hess = _newton(potential, flat0, steps=60 if dim <= 10 else 300)
+            mode, grad, hess = _newton(potential, flat0, steps=60 if dim <= 10 else 300)
             hess = 0.5 * (hess + hess.T)
             cov = jnp.linalg.inv(hess)
             chol = jnp.linalg.cholesky(cov)
@@ -435,7 +443,7 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
             cov = jnp.where(ok, cov, jnp.where(usable, fixed, jnp.eye(dim)))
             chol = jnp.where(ok, chol, jnp.where(usable, jnp.linalg.cholesky(fixed), 0.1 * jnp.eye(dim)))
             # Converged: one Newton step from the mode moves less than 0.1 posterior sd.
-            newton = cov @ jax.grad(potential)(mode)
+            newton = cov @ grad
             converged = ok & (jnp.max(jnp.abs(newton) / jnp.sqrt(jnp.diag(cov))) < 0.1)
         else:
             mode, cov, chol, converged = flat0, jnp.eye(dim), 0.1 * jnp.eye(dim), jnp.array(False)

@@ -1,29 +1,54 @@
-"""The numeric core of the convergence checks, in JAX: R-hat, ESS, MCSE, E-BFMI.
+"""The numeric core of the convergence checks: R-hat, ESS, MCSE, E-BFMI, in NumPy or in JAX.
 
 Rank-normalized split R-hat and bulk/tail ESS (Vehtari et al. 2021), vectorized over a
-leading batch axis and free of Python loops, so that K fits are checked in one compiled
-pass on the device that holds their draws. They follow ArviZ's definitions (tested against
-``az.rhat``, ``az.ess`` and ``az.mcse``); in float32 unless JAX runs in 64-bit mode. The
-verdicts drawn from them (thresholds, pass/warn/fail) live in :mod:`bayes_scaling.diagnostics`.
+leading batch axis. Each function runs on the array module of its input: on JAX arrays
+(inside the batched sampler's program, so that K fits are checked in one compiled pass on
+the device that holds their draws; float32 unless JAX runs in 64-bit mode) or on NumPy
+arrays (a single fit's draws on the host: milliseconds, and nothing to compile). They follow
+ArviZ's definitions (tested against ``az.rhat``, ``az.ess`` and ``az.mcse``). The verdicts
+drawn from them (thresholds, pass/warn/fail) live in :mod:`bayes_scaling.diagnostics`.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from types import ModuleType
+
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
-from jax.scipy.special import ndtri
+import scipy.special
 from jax.typing import ArrayLike
 
 
+def _xp(x: ArrayLike) -> ModuleType:
+    """The array module of ``x``: ``jax.numpy`` for JAX arrays (and tracers), else NumPy."""
+    return jnp if isinstance(x, jax.Array) else np
+
+
+def _host(fn: Callable) -> Callable:
+    """``fn`` of one array, run on a float64 copy of a NumPy input without floating-point warnings (a constant
+    or non-finite series gives NaN, as ArviZ); a JAX input passes through."""
+
+    @functools.wraps(fn)
+    def run(x: ArrayLike) -> object:
+        if isinstance(x, jax.Array):
+            return fn(x)
+        with np.errstate(all="ignore"):
+            return fn(np.asarray(x, np.float64))
+
+    return run
+
+
 def health(
-    x: jax.Array, diverging: jax.Array, energy: jax.Array, n_steps: jax.Array | None, max_steps: int | None
-) -> dict[str, jax.Array]:
-    """Every convergence statistic of one fit, as JAX array operations.
+    x: ArrayLike, diverging: ArrayLike, energy: ArrayLike, n_steps: ArrayLike | None, max_steps: int | None
+) -> dict[str, ArrayLike]:
+    """Every convergence statistic of one fit.
 
     The checks run where the draws are: inside the batched sampler's program (vmapped over
-    the fits of each device), and for a single fit in a compiled step right after its
-    sampler, shared by every sampler with the same shape of draws.
+    the fits of each device, in JAX), and for a single fit on the host (in NumPy).
 
     Parameters
     ----------
@@ -37,58 +62,80 @@ def health(
     ``rhat``, ``ess_bulk``, ``ess_tail`` (P,); counts ``divergent``, ``saturated`` and
     ``draws`` (); ``bfmi`` (chains,).
     """
-    saturated = jnp.zeros((), jnp.int32) if n_steps is None else jnp.sum(n_steps >= max_steps)
+    xp = _xp(x)
+    saturated = xp.zeros((), xp.int32) if n_steps is None else xp.sum(n_steps >= max_steps)
     return {
         **rank_stats(x),
-        "divergent": jnp.sum(diverging),
+        "divergent": xp.sum(diverging),
         "saturated": saturated,
-        "draws": jnp.asarray(diverging.size),
+        "draws": xp.asarray(diverging.size),
         "bfmi": bfmi(energy),
     }
 
 
-def site_health(samples: dict, stats: dict, checked: tuple[str, ...], max_steps: int) -> dict[str, jax.Array]:
+def site_health(samples: dict, stats: dict, checked: tuple[str, ...], max_steps: int) -> dict[str, ArrayLike]:
     """:func:`health` of every component of the sample sites ``checked``, in order.
 
     ``samples`` maps site names to draws of shape (chains, draws, ...); ``stats`` holds
     ``diverging``, ``energy`` and ``n_steps``, each (chains, draws).
     """
+    xp = _xp(stats["diverging"])
     chains, draws = stats["diverging"].shape
-    x = jnp.concatenate([samples[k].reshape(chains, draws, -1) for k in checked], -1)
-    return health(jnp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], max_steps)
+    x = xp.concatenate([samples[k].reshape(chains, draws, -1) for k in checked], -1)
+    return health(xp.moveaxis(x, -1, 0), stats["diverging"], stats["energy"], stats["n_steps"], max_steps)
 
 
-def bfmi(energy: ArrayLike) -> jax.Array:
+@_host
+def bfmi(energy: ArrayLike) -> ArrayLike:
     """E-BFMI of each chain, as ArviZ: energy of shape (..., chains, draws) -> (..., chains)."""
-    energy = jnp.asarray(energy)
-    return jnp.square(jnp.diff(energy, axis=-1)).mean(-1) / jnp.var(energy, axis=-1, ddof=1)
+    xp = _xp(energy)
+    return xp.square(xp.diff(energy, axis=-1)).mean(-1) / xp.var(energy, axis=-1, ddof=1)
 
 
-def _split(x: jax.Array) -> jax.Array:
+def _split(x: ArrayLike) -> ArrayLike:
     """(B, chains, n) -> (B, 2 chains, n // 2): each chain's first and last halves."""
     half = x.shape[-1] // 2
-    return jnp.concatenate([x[..., :half], x[..., -half:]], axis=-2)
+    return _xp(x).concatenate([x[..., :half], x[..., -half:]], axis=-2)
 
 
-def _ranks(flat: jax.Array, ordered: jax.Array) -> jax.Array:
+def _ranks(flat: ArrayLike, ordered: ArrayLike) -> ArrayLike:
     """Ranks from 1 along the last axis, ties sharing their average rank; shape (B, n) -> (B, n).
 
     ``ordered`` is ``flat`` sorted along its last axis. The same as
     ``scipy.stats.rankdata(method="average", axis=-1)``: a value's average rank is
     ``(#smaller + #smaller-or-equal + 1) / 2``, both counts read off the sorted row.
     """
+    if _xp(flat) is np:
+        return _average_ranks(flat)
     count = jax.vmap(lambda row, v, side: jnp.searchsorted(row, v, side=side), (0, 0, None))
     return (count(ordered, flat, "left") + count(ordered, flat, "right") + 1).astype(flat.dtype) / 2
 
 
-def _rhat(x: jax.Array) -> jax.Array:
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """:func:`_ranks` in NumPy, (B, n) -> (B, n): one argsort, each tie block's first and last position read
+    off the sorted rows by running maxima and minima (no loop over rows)."""
+    order = np.argsort(x, axis=-1, kind="stable")
+    s = np.take_along_axis(x, order, -1)
+    n = s.shape[-1]
+    position = np.broadcast_to(np.arange(n), s.shape)
+    change = s[:, 1:] != s[:, :-1]
+    edge = np.ones_like(s[:, :1], bool)
+    start = np.maximum.accumulate(np.where(np.concatenate([edge, change], -1), position, 0), axis=-1)
+    end = np.minimum.accumulate(np.where(np.concatenate([change, edge], -1), position, n - 1)[:, ::-1], axis=-1)
+    ranks = np.empty(s.shape, x.dtype)
+    np.put_along_axis(ranks, order, (start + end[:, ::-1]) / 2 + 1, -1)
+    return ranks
+
+
+def _rhat(x: ArrayLike) -> ArrayLike:
+    xp = _xp(x)
     n = x.shape[-1]
-    between = n * jnp.var(x.mean(-1), axis=-1, ddof=1)
-    within = jnp.mean(jnp.var(x, axis=-1, ddof=1), axis=-1)
-    return jnp.sqrt((between / within + n - 1) / n)  # constant draws: NaN, as ArviZ
+    between = n * xp.var(x.mean(-1), axis=-1, ddof=1)
+    within = xp.mean(xp.var(x, axis=-1, ddof=1), axis=-1)
+    return xp.sqrt((between / within + n - 1) / n)  # constant draws: NaN, as ArviZ
 
 
-def _quantile(ordered: jax.Array, p: float) -> jax.Array:
+def _quantile(ordered: ArrayLike, p: float) -> ArrayLike:
     """Quantile ``p`` of each sorted row, interpolated linearly (NumPy's default): (B, n) -> (B,)."""
     position = p * (ordered.shape[-1] - 1)
     below = int(np.floor(position))
@@ -96,8 +143,8 @@ def _quantile(ordered: jax.Array, p: float) -> jax.Array:
     return ordered[:, below] + (position - below) * (ordered[:, above] - ordered[:, below])
 
 
-@jax.jit
-def rank_stats(x: ArrayLike) -> dict[str, jax.Array]:
+@_host
+def rank_stats(x: ArrayLike) -> dict[str, ArrayLike]:
     """Rank-normalized split R-hat and bulk and tail ESS of B series, shape (B, chains, draws) -> (B,) each.
 
     ``rhat``: the larger of the R-hat of the rank-normalized split chains and of their
@@ -106,60 +153,46 @@ def rank_stats(x: ArrayLike) -> dict[str, jax.Array]:
     NaN for a series with a non-finite draw. Two sorts and one autocorrelation pass for
     all of it, which keeps the compiled program small.
     """
-    x = jnp.asarray(x)
+    xp = _xp(x)
+    ndtri = jax.scipy.special.ndtri if xp is jnp else scipy.special.ndtri
     b, _, n = x.shape
     split = _split(x)
     pooled = split.reshape(b, -1)
-    ordered = jnp.sort(pooled, axis=-1)
-    folded = jnp.abs(pooled - _quantile(ordered, 0.5)[:, None])
-    both = jnp.concatenate([pooled, folded])
-    scores = (_ranks(both, jnp.concatenate([ordered, jnp.sort(folded, axis=-1)])) - 0.375) / (both.shape[1] + 0.25)
+    ordered = xp.sort(pooled, axis=-1)
+    folded = xp.abs(pooled - _quantile(ordered, 0.5)[:, None])
+    both = xp.concatenate([pooled, folded])
+    scores = (_ranks(both, xp.concatenate([ordered, xp.sort(folded, axis=-1)])) - 0.375) / (both.shape[1] + 0.25)
     z = ndtri(scores).reshape(2 * b, *split.shape[1:])
     # Tail quantiles are those of every draw (with an odd draw count, splitting drops the middle ones).
-    every = ordered if n % 2 == 0 else jnp.sort(x.reshape(b, -1), axis=-1)
+    every = ordered if n % 2 == 0 else xp.sort(x.reshape(b, -1), axis=-1)
     low, high = ((split <= _quantile(every, q)[:, None, None]).astype(x.dtype) for q in (0.05, 0.95))
-    ess = _ess(jnp.concatenate([z[:b], low, high]))
-    valid = jnp.isfinite(x).reshape(b, -1).all(-1)
+    ess = _ess(xp.concatenate([z[:b], low, high]))
+    valid = xp.isfinite(x).reshape(b, -1).all(-1)
     return {
-        "rhat": jnp.where(valid, jnp.maximum(_rhat(z[:b]), _rhat(z[b:])), jnp.nan),
-        "ess_bulk": jnp.where(valid, ess[:b], jnp.nan),
-        "ess_tail": jnp.where(valid, jnp.minimum(ess[b : 2 * b], ess[2 * b :]), jnp.nan),
+        "rhat": xp.where(valid, xp.maximum(_rhat(z[:b]), _rhat(z[b:])), xp.nan),
+        "ess_bulk": xp.where(valid, ess[:b], xp.nan),
+        "ess_tail": xp.where(valid, xp.minimum(ess[b : 2 * b], ess[2 * b :]), xp.nan),
     }
 
 
-@jax.jit
-def mcse(x: ArrayLike) -> dict[str, jax.Array]:
+@_host
+def mcse(x: ArrayLike) -> dict[str, ArrayLike]:
     """Monte Carlo standard errors of the mean and of the sd, as ArviZ, (B, chains, draws) -> (B,) each.
 
     ``mcse_mean = sd / sqrt(ESS)`` and ``mcse_sd = sqrt(var(s) / (4 mean(s) ESS_s))``,
     ``s`` the squared deviations from the mean, each ESS that of the split raw chains.
     """
-    x = jnp.asarray(x)
+    xp = _xp(x)
     b = x.shape[0]
     squares = (x - x.mean((1, 2), keepdims=True)) ** 2
-    ess = _ess(jnp.concatenate([_split(x), _split(squares)]))
+    ess = _ess(xp.concatenate([_split(x), _split(squares)]))
     sd = x.reshape(b, -1).std(-1, ddof=1)
     mean_sq = squares.reshape(b, -1).mean(-1)
     var_sq = (squares**2).reshape(b, -1).mean(-1) - mean_sq**2
-    return {"mcse_mean": sd / jnp.sqrt(ess[:b]), "mcse_sd": jnp.sqrt(var_sq / ess[b:] / mean_sq / 4)}
+    return {"mcse_mean": sd / xp.sqrt(ess[:b]), "mcse_sd": xp.sqrt(var_sq / ess[b:] / mean_sq / 4)}
 
 
-def rhat_rank(x: ArrayLike) -> jax.Array:
-    """Rank-normalized split R-hat (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["rhat"]
-
-
-def ess_bulk(x: ArrayLike) -> jax.Array:
-    """Bulk effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["ess_bulk"]
-
-
-def ess_tail(x: ArrayLike) -> jax.Array:
-    """Tail effective sample size (see :func:`rank_stats`), shape (B, chains, draws) -> (B,)."""
-    return rank_stats(x)["ess_tail"]
-
-
-def _ess(x: jax.Array) -> jax.Array:
+def _ess(x: ArrayLike) -> ArrayLike:
     """Effective sample size with Geyer's initial monotone sequence, (B, chains, n) -> (B,).
 
     ArviZ walks the autocorrelations a pair of lags at a time; here the same sequence is read
@@ -168,30 +201,31 @@ def _ess(x: jax.Array) -> jax.Array:
     is the running minimum of ``S``, ``tau = -1 + 2 * sum_{k<K} min(S_0..S_k) + rho_2K``
     (``rho_2K`` kept only if positive or if ``S_K >= 0``), and ESS = chains * n / tau.
     """
+    xp = _xp(x)
     _, m, n = x.shape
     fast = 1 << (2 * n - 1).bit_length()
     centred = x - x.mean(-1, keepdims=True)
-    f = jnp.fft.rfft(centred, n=fast, axis=-1)
-    acov = jnp.fft.irfft(f * jnp.conj(f), n=fast, axis=-1)[..., :n] / n
+    f = xp.fft.rfft(centred, n=fast, axis=-1)
+    acov = xp.fft.irfft(f * xp.conj(f), n=fast, axis=-1)[..., :n] / n
     mean_var = acov[..., 0].mean(-1) * n / (n - 1.0)
     var_plus = mean_var * (n - 1.0) / n
     if m > 1:
-        var_plus = var_plus + jnp.var(x.mean(-1), axis=-1, ddof=1)
+        var_plus = var_plus + xp.var(x.mean(-1), axis=-1, ddof=1)
     rho = 1.0 - (mean_var[:, None] - acov.mean(1)) / var_plus[:, None]  # (B, n)
     half = n // 2
-    even = rho[:, 0 : 2 * half : 2].at[:, 0].set(1.0)
+    even = xp.concatenate([xp.ones_like(rho[:, :1]), rho[:, 2 : 2 * half : 2]], axis=1)  # rho_0 = 1
     pairs = even + rho[:, 1 : 2 * half : 2]  # (B, half)
     last_pair = (n - 3) // 2  # the walk reads lags up to n - 3
-    stop = jnp.where((pairs <= 0).any(-1), jnp.argmax(pairs <= 0, -1), half)
-    kept = jnp.minimum(stop, last_pair)  # K
-    monotone = jax.lax.cummin(pairs, axis=1)
-    head = jnp.sum(jnp.where(jnp.arange(half) < kept[:, None], monotone, 0.0), -1)
-    even_k = jnp.take_along_axis(even, kept[:, None], 1)[:, 0]
-    pair_k = jnp.take_along_axis(pairs, kept[:, None], 1)[:, 0]
-    tau = -1.0 + 2.0 * head + jnp.where((pair_k >= 0) | (even_k > 0), even_k, 0.0)
-    tau = jnp.maximum(tau, 1.0 / np.log10(m * n))
-    ess = jnp.where(jnp.isnan(rho).any(-1), jnp.nan, m * n / tau)
+    stop = xp.where((pairs <= 0).any(-1), xp.argmax(pairs <= 0, -1), half)
+    kept = xp.minimum(stop, last_pair)  # K
+    monotone = jax.lax.cummin(pairs, axis=1) if xp is jnp else np.minimum.accumulate(pairs, axis=1)
+    head = xp.sum(xp.where(xp.arange(half) < kept[:, None], monotone, 0.0), -1)
+    even_k = xp.take_along_axis(even, kept[:, None], 1)[:, 0]
+    pair_k = xp.take_along_axis(pairs, kept[:, None], 1)[:, 0]
+    tau = -1.0 + 2.0 * head + xp.where((pair_k >= 0) | (even_k > 0), even_k, 0.0)
+    tau = xp.maximum(tau, 1.0 / np.log10(m * n))
+    ess = xp.where(xp.isnan(rho).any(-1), xp.nan, m * n / tau)
     # A constant series (ArviZ's test: a range under float64's resolution, 1e-15, whatever the dtype; float32's
     # 1e-6 would call the squared deviations of a small parameter, sigma ~ 5e-3, constant).
     constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(np.float64).resolution
-    return jnp.where(constant, float(m * n), ess)
+    return xp.where(constant, float(m * n), ess)

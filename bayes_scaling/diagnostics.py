@@ -2,7 +2,7 @@
 
 Every place that judges a sampler (a fit's warning, ``fit_many``, the review's health
 table, the command line's line and exit status) goes through :func:`assess`: the
-statistics of a fit (:class:`Stats`, computed in JAX where the draws are) against
+statistics of a fit (:class:`Stats`, from :mod:`bayes_scaling._stats`) against
 :class:`Thresholds`, giving a :class:`Health` with one :class:`Check` per statistic,
 each ``pass``, ``warn`` or ``fail``, and one sentence per finding. The same words
 everywhere: at ``fail`` a loud :class:`ConvergenceWarning` (and exit status 3 on the command
@@ -15,17 +15,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from jax.typing import ArrayLike
 
 from . import _stats
-from ._programs import PROGRAMS
 
 LEVELS = ("pass", "warn", "fail")
 
@@ -255,18 +251,14 @@ def measure(
     max_tree_depth : the NUTS depth whose draws count as saturated (None: not checked).
     """
     names = tuple(draws)
-    x = jnp.stack([jnp.asarray(draws[k], jnp.float32) for k in names])
+    x = np.stack([np.asarray(draws[k]) for k in names])
     if max_tree_depth is not None and "n_steps" in sample_stats:
-        steps = jnp.asarray(sample_stats["n_steps"])
+        steps = np.asarray(sample_stats["n_steps"])
     elif max_tree_depth is not None and "tree_depth" in sample_stats:
-        steps = 2 ** jnp.asarray(sample_stats["tree_depth"]) - 1
+        steps = 2 ** np.asarray(sample_stats["tree_depth"]) - 1
     else:
         steps, max_tree_depth = None, None
     max_steps = None if max_tree_depth is None else 2**max_tree_depth - 1
-    program = PROGRAMS.get(("health", max_steps), lambda: jax.jit(partial(_health, max_steps)))
-    h = program(x, jnp.asarray(sample_stats["diverging"]), jnp.asarray(sample_stats["energy"], jnp.float32), steps)
+    diverging, energy = np.asarray(sample_stats["diverging"]), np.asarray(sample_stats["energy"])
+    h = _stats.health(x, diverging, energy, steps, max_steps)
     return Stats.from_arrays(h, names, max_tree_depth)
-
-
-def _health(max_steps: int | None, x: jax.Array, diverging: jax.Array, energy: jax.Array, steps: jax.Array | None):
-    return _stats.health(x, diverging, energy, steps, max_steps)

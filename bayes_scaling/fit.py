@@ -212,9 +212,7 @@ def _fit(
         evidence = collect()
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
-    kappa, health = _calibration.fit_kappa(
-        evidence, spec.df, _calibration.kappa_settings(settings.chains, settings.draws), seed, prior
-    )
+    kappa, health = _calibration.fit_kappa(evidence, spec.df, (settings.chains, settings.draws), seed, prior)
     report(health, "fit of the extrapolation error (kappa)")
     return _calibration.with_kappa(result, kappa, evidence)
 
@@ -317,8 +315,8 @@ def _internal_backtests(
     # Queued after the first refits, which read the sampler programs: reading the kappa programs
     # then overlaps with their sampling instead of delaying the reading of those programs.
     held_out = sum(int((~train).sum()) for _, _, train in splits)
-    kappa_settings = _calibration.kappa_settings(settings.chains, settings.draws)
-    ready = pool.submit(_calibration.prepare_kappa, held_out, law.axes, spec.df, kappa_settings)
+    shape = (settings.chains, settings.draws)
+    ready = pool.submit(_calibration.prepare_kappa, held_out, law.axes, spec.df, shape)
     pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
 
     def collect() -> Evidence:

@@ -3,14 +3,15 @@
 Run:  python benchmarks/bench_fit.py
       python benchmarks/bench_fit.py --against DIR    (DIR: a source checkout of another version)
 
-Prints, for a fresh ``bayes-scaling fit`` process (cold cache, then the median of five
-with the cache of compiled and traced programs warm; plain and calibrated),
+Prints, for a fresh ``bayes-scaling fit`` process (an empty cache, then the median of five
+with the cache of compiled and traced programs warm; plain and calibrated, each its own cache),
 a first and a second fit in one process, and NumPyro's ``MCMC.run`` on the same
 model with the same chains and draws: wall time, min bulk ESS over E, A, B, alpha,
 beta, ESS per second and max R-hat, and the machine.
 
 With ``--against DIR`` it instead times this tree and the version in DIR in one run,
-alternating between them (so both see the same machine load): a fresh calibrated and a
+alternating between them (so both see the same machine load): a fresh calibrated
+``bayes-scaling fit`` into an empty cache, a fresh calibrated and a
 fresh plain ``bayes-scaling fit`` with a warm cache (each version its own), a warm in-process
 ``fit(calibrate=False)`` and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
 devices); medians of the rounds and the ratio this / other.
@@ -123,7 +124,7 @@ def warm_fit(source: Path) -> float:
 def against(other: Path, rounds: int = 5) -> None:
     """This tree and ``other`` timed alternately in one run; medians and ratios."""
     versions = {"this": ROOT, "other": other}
-    kinds = ("calibrated", "plain", "warm fit", "fit_many")
+    kinds = ("cold", "calibrated", "plain", "warm fit", "fit_many")
     times = {(v, what): [] for v in versions for what in kinds}
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         caches = {"this": a, "other": b}
@@ -132,12 +133,15 @@ def against(other: Path, rounds: int = 5) -> None:
             fresh_cli(caches[name], "--plain", source=source)
         for _ in range(rounds):
             for name, source in versions.items():
+                with tempfile.TemporaryDirectory() as empty:  # the first run of a new user: nothing compiled
+                    times[name, "cold"].append(fresh_cli(empty, source=source))
                 times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
                 times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
                 times[name, "warm fit"].append(warm_fit(source))
                 times[name, "fit_many"].append(warm_many(source))
     print(f"this: {ROOT}\nother: {other}\n{rounds} rounds, alternating; medians (range)")
     labels = {
+        "cold": "fresh `bayes-scaling fit`, empty cache",
         "calibrated": "fresh `bayes-scaling fit`",
         "plain": "fresh `bayes-scaling fit --plain`",
         "warm fit": "fit(calibrate=False), warm, median of 5",
@@ -178,25 +182,25 @@ def steps(cache: str, calibrate: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="a source checkout of another version to time beside this one")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --against (each version once a round)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)
     if args.against is not None:
-        against(args.against.resolve())
-        print(f"\nreproduce: python benchmarks/bench_fit.py --against {args.against}")
+        against(args.against.resolve(), args.rounds)
+        print(f"\nreproduce: python benchmarks/bench_fit.py --against {args.against} --rounds {args.rounds}")
         return
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"jax {jax.__version__} on {jax.devices()[0].platform}, numpyro {numpyro.__version__}"
     )
     print("model: Chinchilla law, 245 embedded runs, 4 chains x (500 warm-up + 1000 draws), dense mass matrix\n")
-    with tempfile.TemporaryDirectory() as cache:
-        for name, extra in (("--plain", ("--plain",)), ("(calibrated default)", ())):
-            state = "cold cache" if extra else "cache holding only the plain fit's programs"
-            row(f"fresh `bayes-scaling fit {name}`, {state}", fresh_cli(cache, *extra), None)
+    for name, extra in (("--plain", ("--plain",)), ("(calibrated default)", ())):
+        with tempfile.TemporaryDirectory() as cache:  # each command its own cache, empty at first
+            row(f"fresh `bayes-scaling fit {name}`, empty cache", fresh_cli(cache, *extra), None)
             times = sorted(fresh_cli(cache, *extra) for _ in range(5))
             span = f"{times[0]:.1f}-{times[-1]:.1f} s"
             row(f"fresh `bayes-scaling fit {name}`, warm cache, median of 5 ({span})", times[2], None)
-        for calibrate in (False, True):
+            calibrate = not extra
             print(f"  a fresh fit (calibrate={calibrate}) step by step, warm cache: {steps(cache, calibrate)}")
 
     t = time.perf_counter()

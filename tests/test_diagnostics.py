@@ -66,18 +66,21 @@ def test_too_short_fit_is_flagged():
     assert any("bulk ESS" in p for p in result.problems)
 
 
-@pytest.mark.parametrize("x64", [True, False], ids=["float64", "float32"])
-def test_vectorized_rhat_and_ess_match_arviz(x64):
+@pytest.mark.parametrize("backend", ["numpy", "jax float64", "jax float32"])
+def test_vectorized_rhat_and_ess_match_arviz(backend):
     # K series at once: mixing, autocorrelated, heavy-tailed, with a stuck chain, constant.
-    # The JAX implementation follows ArviZ exactly: 1e-9 in 64-bit mode; in float32 (as fits
-    # run) to 1e-4, far below what the thresholds (R-hat 1.01, ESS 400) can notice.
+    # Both array modules follow ArviZ exactly: 1e-9 in NumPy (float64, a single fit's checks on the host) and in
+    # JAX's 64-bit mode; in a compiled float32 program (the batched sampler's checks) to 1e-4, far below what the
+    # thresholds (R-hat 1.01, ESS 400) can notice.
     rng = np.random.default_rng(3)
     x = rng.normal(size=(24, 4, 300)) + np.cumsum(rng.normal(size=(24, 4, 300)), -1) * 0.05
     x[::5] = rng.standard_t(2, size=x[::5].shape)
     x[::7, 0] += 2.0
     x[3] = 1.0
+    x64 = backend != "jax float32"
     with jax.enable_x64(x64):
-        found = [np.asarray(f(x), np.float64) for f in (_stats.rhat_rank, _stats.ess_bulk, _stats.ess_tail)]
+        stats = _stats.rank_stats(x) if backend == "numpy" else jax.jit(_stats.rank_stats)(jnp.asarray(x))
+        found = [np.asarray(stats[k], np.float64) for k in ("rhat", "ess_bulk", "ess_tail")]
     for i, xi in enumerate(x):
         with np.errstate(divide="ignore", invalid="ignore"):  # ArviZ divides 0 / 0 on the constant series
             ref = _arviz.rhat(xi), _arviz.ess(xi, "bulk"), _arviz.ess(xi, "tail")
@@ -94,8 +97,9 @@ def test_ranks_average_ties_as_scipy_does():
     x[0, 50:90] = x[0, 49]  # a stuck stretch: rejected proposals repeat one draw
     x[1] = 2.0  # a constant chain
     x[2] = np.round(x[2], 1)  # many small ties
-    ranks = _stats._ranks(jnp.asarray(x), jnp.sort(jnp.asarray(x), axis=-1))
-    np.testing.assert_array_equal(ranks, stats.rankdata(x, method="average", axis=-1))
+    for xp in (jnp, np):
+        ranks = _stats._ranks(xp.asarray(x), xp.sort(xp.asarray(x), axis=-1))
+        np.testing.assert_array_equal(ranks, stats.rankdata(x, method="average", axis=-1))
 
 
 def test_one_health_language_loud_only_at_fail():

@@ -114,7 +114,7 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys, mo
     monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))
     traced = sample(normal, settings, jax.random.key(1), data)
     stored = len(list(store.glob("*.jaxexport")))
-    assert stored == 4  # begin, advance (one chunk size), finish, and the convergence checks
+    assert stored == 3  # begin, advance (one chunk size) and finish; the convergence checks run on the host
     monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))  # a fresh process: read back
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: a bar
     read = sample(normal, settings, jax.random.key(1), data, progress=True)
@@ -132,20 +132,48 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys, mo
     assert abs(float(traced.samples["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
 
 
+def test_a_first_stored_fit_compiles_each_program_once(store, monkeypatch, caplog):
+    """On an empty cache ``advance`` and ``finish`` are compiled ahead, in a helper thread, while ``begin``
+    compiles; the calls then find them (arguments shaped and placed as the calls' own: a program compiled for
+    unplaced shapes was compiled a second time when called)."""
+    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))
+    jax.config.update("jax_log_compiles", True)  # for every thread (the context manager is the calling thread's)
+    try:
+        with caplog.at_level("WARNING", logger="jax._src.dispatch"):
+            sample(NORMAL, bs.Settings(chains=2, warmup=40, draws=60), jax.random.key(1), NORMAL_DATA)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [
+        r.getMessage().split(" in ")[0]
+        for r in caplog.records
+        if "Finished XLA compilation of jit(call)" in r.getMessage()
+    ]
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(call)")]
+    assert len(compiled) == 3 and len(set(started)) == len(started) == 3  # begin, advance, finish: once each
+
+
 def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
     """Chains advanced in parts, each part in a thread of its own; the same seed and cores, the same draws."""
     assert [parts(4, cores) for cores in (1, 2, 3, 4, 16)] == [1, 2, 2, 4, 4] and parts(3, 2) == 1
     seen = []
     chunked = _sampler._chunked
 
+    class Recorded:
+        """``advance``, recording each call's thread and chains."""
+
+        def __init__(self, program):
+            self.program = program
+
+        def __call__(self, state, data, first):
+            seen.append((threading.get_ident(), state.z.shape[0]))
+            return self.program(state, data, first)
+
+        def __getattr__(self, name):  # prepare, shapes: the program's own
+            return getattr(self.program, name)
+
     def recording(target, settings):
         begin, advance, finish = chunked(target, settings)
-
-        def advance_recorded(state, data, first):
-            seen.append((threading.get_ident(), state.z.shape[0]))
-            return advance(state, data, first)
-
-        return begin, advance_recorded, finish
+        return begin, Recorded(advance), finish
 
     monkeypatch.setattr(_sampler, "_chunked", recording)
     settings = bs.Settings(chains=4, warmup=40, draws=60)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, healthy_fit
 
 import bayes_scaling as bs
 from bayes_scaling import Prior
@@ -88,7 +88,7 @@ def test_backtests_on_a_correct_law_cover_and_on_a_bending_law_flag_miscalibrati
     with warnings.catch_warnings():  # refits on the lower runs may mix marginally; coverage is the point
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
         good = bs.backtest(sweep(bend=False), "chinchilla", cutoffs=(3e18, 1e19), calibrate=False, seed=0, **HMC)
-        bent = bs.fit(sweep(bend=True), calibrate=False, seed=0, **HMC)
+        bent = healthy_fit(sweep(bend=True), (0, 1, 2), calibrate=False, **HMC)  # HMC mixes marginally here
         report = bs.review(bent, preset="gpt4", cutoffs=(3e18, 1e19), laws=(), prior_scales=(), **HMC)
     assert good.table["coverage_90"].between(0.75, 1.0).all(), good.table
     assert report.tables["backtests"]["coverage_90"].min() < 0.7
