@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -184,13 +183,18 @@ def sample(
         started = time.perf_counter()
         k = parts(settings.chains, cores)
         width = settings.chains // k
-        # On an empty cache XLA compiles ``advance`` and ``finish`` in a thread while ``begin`` compiles here (a
-        # thread per core: fits running at once, as a review's, each get theirs without queueing).
+        # The first time, XLA compiles ``advance`` and ``finish`` in a helper thread while ``begin`` compiles here.
         chunks = len(range(0, total, size))
-        helpers = _pool(os.cpu_count() or 1, "prepare")
-        ahead = helpers.submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
+        leaves, tree = jax.tree.flatten(data)
+        shapes = tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves)
+        signature = (begin, advance, finish, width, k, chunks, tree, shapes)
+        ahead = None
+        if signature not in _PREPARED:
+            ahead = _pool(HELPERS, "prepare").submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
         state, start = begin(key, data)
-        ahead.result()
+        if ahead is not None:
+            ahead.result()
+            _PREPARED.add(signature)
 
         def run(i: int) -> list:
             piece = _take(state, i * width, width) if k > 1 else state
@@ -216,6 +220,12 @@ def sample(
 def _take(state: object, first: int, width: int) -> object:
     """Chains ``first .. first + width - 1`` of a vmapped NUTS state: one compiled slice for every leaf."""
     return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, first, width), state)
+
+
+#: Threads that prepare fits' programs: enough that fits started at once (a review's) never queue behind each other.
+HELPERS = 16
+#: Chunked fits whose ``advance`` and ``finish`` are prepared, by programs, parts and data shapes.
+_PREPARED: set[tuple] = set()
 
 
 @functools.cache
