@@ -72,7 +72,7 @@ from ._geometry import beyond
 from ._model import Target, padded_length
 from ._programs import PROGRAMS, Program
 from ._sampler import Settings, sample
-from .diagnostics import Check, Health, Stats, _status, assess
+from .diagnostics import Health, Stats, assess, check
 from .laws import Law
 from .priors import Spec
 from .result import Result
@@ -312,15 +312,12 @@ def fit_kappa(
     data = _kappa_data(evidence, df, prior, per_refit=per_refit)
     draws = _grid_program(int(np.prod(shape)))(jax.random.key(seed), data)
     kappa = np.asarray(draws, np.float64).reshape(*shape, len(evidence.inputs))
-    half = float(np.exp(LOG_KAPPA[1])) / 2
-    share = float(np.mean(np.any(kappa > half, axis=-1)))
-    status = _status(share, EDGE, higher_is_better=False)
-    check = Check(f"share of kappa draws above {half:g}", share, f"<= {EDGE[0]:g} (warn <= {EDGE[1]:g})", status)
     top = float(np.exp(LOG_KAPPA[1]))
-    problems = (
-        () if status == "pass" else (f"{share:.2g} of kappa's draws lie above {half:g}, near its grid's end {top:g}",)
-    )
-    return kappa, Health((check,), problems)
+    share = float(np.mean(np.any(kappa > top / 2, axis=-1)))
+    edge = check(f"share of kappa draws above {top / 2:g}", share, EDGE, higher_is_better=False)
+    found = f"{share:.2g} of kappa's draws lie above {top / 2:g}, near its grid's end {top:g}"
+    problems = () if edge.status == "pass" else (found,)
+    return kappa, Health((edge,), problems)
 
 
 def prepare_kappa(rows: int, inputs: tuple[str, ...], df: float, shape: tuple[int, int]) -> None:

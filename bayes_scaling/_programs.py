@@ -64,6 +64,13 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
+def signature(args: object) -> tuple:
+    """What a compiled program depends on in its arguments ``args`` (a pytree): its structure, and each leaf's
+    shape and dtype (hashable)."""
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves)
+
+
 class Program:
     """A jitted function of arrays, compiled once per argument shape, kept on disk when it has a tag.
 
@@ -105,18 +112,18 @@ class Program:
 
     def _find(self, args: tuple) -> tuple[str, Callable]:
         """``(key, jitted program)`` for ``args``' shapes, read back (or traced and stored) once."""
-        leaves, tree = jax.tree.flatten(args)
-        signature = (tree, self._registry.directory, *((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves))
-        if signature not in self._keys:  # a chunked fit calls its programs dozens of times: the key is made once
-            shapes = [(tuple(shape), str(getattr(dtype, "name", dtype))) for shape, dtype in signature[2:]]
+        tree, leaves = shaped = signature(args)
+        memo = (self._registry.directory, shaped)
+        if memo not in self._keys:  # a chunked fit calls its programs dozens of times: the key is made once
+            shapes = [(tuple(shape), str(getattr(dtype, "name", dtype))) for shape, dtype in leaves]
             key, path = f"{tree} {shapes}", None  # in memory only, unless stored
             folder = self._registry.directory
             if folder is not None and self.tag is not None:
                 text = f"{_source_hash()} {jax.default_backend()} {jax.config.jax_enable_x64} {self.tag} {key}"
                 key = hashlib.sha256(text.encode()).hexdigest()[:32]
                 path = folder / f"{key}.jaxexport"
-            self._keys[signature] = key, path
-        key, path = self._keys[signature]
+            self._keys[memo] = key, path
+        key, path = self._keys[memo]
         if key not in self._found:
             with self._finding:
                 if key not in self._found:

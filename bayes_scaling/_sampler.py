@@ -44,7 +44,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 
 from . import _hmc, _stats
 from ._model import Target
-from ._programs import PROGRAMS, Program
+from ._programs import PROGRAMS, Program, signature
 
 
 def _setting(default: object, text: str) -> object:
@@ -185,16 +185,14 @@ def sample(
         width = settings.chains // k
         # The first time, XLA compiles ``advance`` and ``finish`` in a helper thread while ``begin`` compiles here.
         chunks = len(range(0, total, size))
-        leaves, tree = jax.tree.flatten(data)
-        shapes = tuple((np.shape(a), getattr(a, "dtype", type(a))) for a in leaves)
-        signature = (begin, advance, finish, width, k, chunks, tree, shapes)
+        prepared = (begin, advance, finish, width, k, chunks, signature(data))
         ahead = None
-        if signature not in _PREPARED:
+        if prepared not in _PREPARED:
             ahead = _pool(HELPERS, "prepare").submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
         state, start = begin(key, data)
         if ahead is not None:
             ahead.result()
-            _PREPARED.add(signature)
+            _PREPARED.add(prepared)
 
         def run(i: int) -> list:
             piece = _take(state, i * width, width) if k > 1 else state

@@ -155,6 +155,13 @@ class Health:
         return f"sampler health: {self.level}: " + ", ".join(parts)
 
 
+def check(name: str, value: float, limits: tuple[float, float], higher_is_better: bool) -> Check:
+    """The :class:`Check` of one statistic against ``limits`` (pass up to the first, warn up to the second)."""
+    sign = ">=" if higher_is_better else "<="
+    threshold = f"{sign} {limits[0]:g} (warn {sign} {limits[1]:g})"
+    return Check(name, float(value), threshold, _status(value, limits, higher_is_better))
+
+
 def _status(value: float, limits: tuple[float, float], higher_is_better: bool) -> str:
     passing, warning = limits
     if higher_is_better:
@@ -180,11 +187,7 @@ def assess(stats: Stats, thresholds: Thresholds | None = None) -> Health:
     ]
     if depth is not None:
         rows.append((f"share of draws at tree depth {depth}", share_saturated, t.saturated, False))
-    checks = []
-    for name, value, limits, higher in rows:
-        sign = ">=" if higher else "<="
-        threshold = f"{sign} {limits[0]:g} (warn {sign} {limits[1]:g})"
-        checks.append(Check(name, float(value), threshold, _status(value, limits, higher)))
+    checks = [check(name, value, limits, higher) for name, value, limits, higher in rows]
 
     found = []
     if stats.divergent:
