@@ -156,6 +156,7 @@ def sample(
     progress: bool = False,
     whole: bool = False,
     cores: int = 1,
+    keep: int | None = None,
 ) -> Output:
     """Sample one posterior.
 
@@ -173,7 +174,12 @@ def sample(
         iterations do not depend on the others', but XLA vectorizes a batch of 2 chains differently
         from one of 4 and NUTS amplifies the last-bit differences: the same key and ``cores`` give the
         same draws, other ``cores`` other draws of the same posterior.
+    keep : draws per chain to keep, at most ``settings.draws`` (None: all). The sampler stops after the chunk
+        of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up and
+        chunks): a fit that needs fewer draws shares the compiled programs of one that needs them all, and its
+        draws are the first ``keep`` of that fit's (the same key).
     """
+    keep = settings.draws if keep is None else min(keep, settings.draws)
     if settings.algorithm == "hmc" or whole:
         out = _whole(target, settings)(key, data)
     else:
@@ -197,21 +203,29 @@ def sample(
         def run(i: int) -> list:
             piece = _take(state, i * width, width) if k > 1 else state
             traces = []
-            for first in range(0, total, size):
+            for first in range(0, settings.warmup + keep, size):
                 piece, trace = advance(piece, data, np.int32(first))
                 traces.append(trace)
                 if progress and i == 0:
                     jax.block_until_ready(piece)
                     _report(min(first + size, total), total, time.perf_counter() - started)
-            return jax.block_until_ready(traces)
+            # Chunks not run (draws not kept) are stood in for by the last one run: ``finish`` keeps its shapes.
+            return jax.block_until_ready(traces) + [traces[-1]] * (chunks - len(traces))
 
         # Each part's chunks of (iterations, chains, ...), joined by ``finish`` (chunks, then parts side by side).
         parts_traces = [run(0)] if k == 1 else list(_pool(k).map(run, range(k)))
         out = finish(data, start, parts_traces)
     # The convergence checks of one fit's draws run on the host: milliseconds, and no program to compile.
     out = jax.tree.map(np.asarray, out)
+    if keep < settings.draws:  # every site and statistic is (chains, draws, ...)
+        out = {**out, "samples": _first(out["samples"], keep), "stats": _first(out["stats"], keep)}
     steps = 2**settings.max_tree_depth - 1
     return Output(**out, health=_stats.site_health(out["samples"], out["stats"], target.checked, steps))
+
+
+def _first(tree: dict[str, np.ndarray], draws: int) -> dict[str, np.ndarray]:
+    """The first ``draws`` draws of every chain of each (chains, draws, ...) array."""
+    return {name: a[:, :draws] for name, a in tree.items()}
 
 
 @partial(jax.jit, static_argnums=2)

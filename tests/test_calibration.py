@@ -1,6 +1,7 @@
 """The calibrated mode: internal backtests, the learned extrapolation error, and bands beyond the data."""
 
 import dataclasses
+import sys
 import warnings
 
 import numpy as np
@@ -14,6 +15,8 @@ from bayes_scaling._calibration import PER_REFIT, Evidence, fit_kappa, learn_pop
 from bayes_scaling._geometry import beyond
 from bayes_scaling._model import padded_length
 from bayes_scaling.fit import _as_dataset, _internal_backtest
+
+fit_module = sys.modules["bayes_scaling.fit"]  # the module (bs.fit is the function)
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 WIDE = bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # 64 runs over 10 decades of compute
@@ -53,6 +56,25 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
     assert mine.sum() == (~train).sum() == alone.rows and health.level == "pass"
     np.testing.assert_array_equal(group["internal_residual"].values[mine], alone.residual)
     np.testing.assert_array_equal(group["internal_scale"].values[mine], alone.scale)
+
+
+def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(calibrated_fit, monkeypatch):
+    """Refits keep the first REFIT_DRAWS draws of each chain; one whose checks fail on them (here 4 x 5 draws:
+    ESS under 100) is run again with every draw of the fit: its evidence is that of a refit keeping them all."""
+    runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
+    settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+    train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
+    common = (runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, padded_length(len(runs)), "D", 0.7)
+    monkeypatch.setattr(fit_module, "REFIT_DRAWS", 1000)
+    every, _ = _internal_backtest(*common, train)
+    monkeypatch.setattr(fit_module, "REFIT_DRAWS", 500)
+    first, _ = _internal_backtest(*common, train)
+    assert not np.array_equal(first.scale, every.scale)  # 500 draws: other quartiles
+    monkeypatch.setattr(fit_module, "REFIT_DRAWS", 5)
+    again, health = _internal_backtest(*common, train)
+    assert health.level != "fail"
+    np.testing.assert_array_equal(again.residual, every.residual)
+    np.testing.assert_array_equal(again.scale, every.scale)
 
 
 def test_calibrated_mode_does_not_widen_bands_inside_the_data(calibrated_fit):

@@ -188,6 +188,14 @@ def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
     # the mean of 240 draws has a Monte Carlo error of about 0.03).
     assert abs(float(split.samples["mu"].mean()) - float(whole.samples["mu"].mean())) < 0.2
     assert abs(float(split.samples["mu"].mean()) - float(NORMAL_DATA["y"].mean())) < 0.5
+    # Keeping the first 25 draws (as internal backtest refits do): the same programs stop after the 13th chunk
+    # (40 warm-up + 25 draws, chunks of 5), and the draws are the full fit's first 25, bit for bit.
+    del seen[:]
+    first = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25)
+    assert len(seen) == 13
+    assert first.samples["mu"].shape == (4, 25) and first.stats["diverging"].shape == (4, 25)
+    np.testing.assert_array_equal(first.samples["mu"], whole.samples["mu"][:, :25])
+    np.testing.assert_array_equal(first.stats["energy"], whole.stats["energy"][:, :25])
 
 
 @pytest.mark.parametrize("stored", [False, True])
