@@ -23,7 +23,11 @@ as its log value at the centre of the data, ``log_A_c = log A - alpha * centre_X
 The data pin that value down almost independently of ``alpha``, so the sampler
 sees a nearly uncorrelated posterior. The prior stays the prior on ``A``: it is
 added as a factor with the Jacobian of ``A = exp(log_A_c + alpha * centre_X)``.
-The posterior holds ``A`` on its natural scale as a deterministic site.
+The posterior holds ``A`` on its natural scale as a deterministic site. A law of one
+such term and an irreducible term, ``E + A * X**-alpha``, goes one step further: it is
+sampled by the curve at the centre (:func:`_sample_curve`: the log loss there, the log
+of its reducible over its irreducible part, the log slope), where E and alpha, which
+trade off along a curved ridge, lie along a straight one.
 """
 
 from __future__ import annotations
@@ -273,29 +277,86 @@ def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
     amplitudes = {amp: (exponent, x) for amp, exponent, x in law.centred}
 
     def model(data: ModelData) -> None:
-        p = {}
-        for name in law.params:
-            if name not in amplitudes:
-                p[name] = numpyro.sample(name, _prior(spec, data, name))
-        at_centre = dict(p)
-        for amp, (exponent, x) in amplitudes.items():
-            log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), ()))
-            k = p[exponent] if isinstance(exponent, str) else exponent
-            log_amp = log_c + k * data.centre[x]
-            numpyro.factor(f"{amp}_prior", _prior(spec, data, amp).log_prob(jnp.exp(log_amp)) + log_amp)
-            numpyro.deterministic(amp, jnp.exp(log_amp))
-            at_centre[amp] = jnp.exp(log_c)
+        curve = _curve(law, spec, data)
+        if curve:  # E + A * X**-alpha: sampled by the curve at the centre
+            at_centre = _sample_curve(spec, data, curve)
+        else:
+            p = {name: numpyro.sample(name, _prior(spec, data, name)) for name in law.params if name not in amplitudes}
+            at_centre = dict(p)
+            for amp, (exponent, x) in amplitudes.items():
+                log_c = numpyro.sample(f"log_{amp}_c", dist.ImproperUniform(constraints.real, (), ()))
+                k = p[exponent] if isinstance(exponent, str) else exponent
+                log_amp = log_c + k * data.centre[x]
+                numpyro.factor(f"{amp}_prior", _prior(spec, data, amp).log_prob(jnp.exp(log_amp)) + log_amp)
+                numpyro.deterministic(amp, jnp.exp(log_amp))
+                at_centre[amp] = jnp.exp(log_c)
         sigma = numpyro.sample("sigma", _prior(spec, data, "sigma"))
         mu = law.mean(at_centre, data.x)
         with numpyro.handlers.mask(mask=data.mask > 0):
             numpyro.sample("log_loss", dist.StudentT(spec.df, mu, sigma), obs=data.y)
 
     def initial(data: ModelData, key: jax.Array) -> dict:
-        return _initial_point(law, spec, data, key)
+        z = _initial_point(law, spec, data, key)
+        curve = _curve(law, spec, data)
+        return _to_curve(z, curve) if curve else z
 
     priors = form(spec)
     tag = law.tag and f"{law.tag} {priors}"
     return Target(model, initial, (*law.params, "sigma"), (law, priors), tag)
+
+
+def _curve(law: Law, spec: Spec, data: ModelData) -> tuple[str, str, str, str] | None:
+    """``(irreducible, amplitude, exponent, input)`` when the plain model samples ``law`` in curve coordinates
+    (:func:`_sample_curve`), else None: a law of one power-law term and an irreducible term,
+    ``L = E + A * X**-alpha``, whose priors of E and alpha have the positive reals as support."""
+    if law.irreducible is None or len(law.centred) != 1:
+        return None
+    amp, exponent, x = law.centred[0]
+    if not isinstance(exponent, str) or set(law.params) != {law.irreducible, amp, exponent}:
+        return None
+    positive = all(_prior(spec, data, n).support is constraints.positive for n in (law.irreducible, exponent))
+    return (law.irreducible, amp, exponent, x) if positive else None
+
+
+def _sample_curve(spec: Spec, data: ModelData, curve: tuple[str, str, str, str]) -> dict[str, jax.Array]:
+    """Sample ``L = E + A * X**-alpha`` by what the runs pin down: the curve at the centre of the data.
+
+    Sites: ``log_L_c``, the log expected loss at the centre; ``share_logit``, the log of its reducible
+    part over its irreducible part there, ``log(a / E)`` with ``a = A * X_c**-alpha``; and ``log_slope``,
+    the log of the slope of log loss against log X there, ``alpha * a / (E + a)``. Runs that span a
+    decade or two fix the first and the last tightly and leave the share loose: where ``(log E, log a,
+    log alpha)`` trade off along a curved ridge (E against alpha, a banana that long NUTS trees
+    crawl along: 118 leapfrog steps a draw for power-c on the lower half of the embedded runs), these
+    coordinates move along a straight one (7 steps). The map to ``(log E, log a, log alpha)`` has
+    Jacobian determinant 1, so the priors of E, A and alpha apply as they are (each on the log scale,
+    with its Jacobian): the posterior is the same, only the sampler's coordinates differ. Returns E,
+    the amplitude at the centre ``a`` and alpha; deterministic sites E, alpha, A and ``log_A_c``.
+    """
+    irreducible, amp, exponent, x = curve
+    real = dist.ImproperUniform(constraints.real, (), ())
+    m = numpyro.sample("log_L_c", real)
+    t = numpyro.sample("share_logit", real)
+    slope = numpyro.sample("log_slope", real)
+    log_e, log_c = m - jax.nn.softplus(t), m - jax.nn.softplus(-t)
+    log_k = slope - log_c + m
+    e, k = jnp.exp(log_e), jnp.exp(log_k)
+    log_amp = log_c + k * data.centre[x]
+    for name, value, log_value in ((irreducible, e, log_e), (exponent, k, log_k), (amp, jnp.exp(log_amp), log_amp)):
+        numpyro.factor(f"{name}_prior", _prior(spec, data, name).log_prob(value) + log_value)
+    numpyro.deterministic(irreducible, e)
+    numpyro.deterministic(exponent, k)
+    numpyro.deterministic(amp, jnp.exp(log_amp))
+    numpyro.deterministic(f"log_{amp}_c", log_c)
+    return {irreducible: e, amp: jnp.exp(log_c), exponent: k}
+
+
+def _to_curve(z: dict[str, jax.Array], curve: tuple[str, str, str, str]) -> dict[str, jax.Array]:
+    """A starting point of the usual sites (log E, ``log_A_c``, log alpha) in :func:`_sample_curve`'s sites."""
+    irreducible, amp, exponent, _ = curve
+    z = dict(z)
+    log_e, log_c, log_k = z.pop(irreducible), z.pop(f"log_{amp}_c"), z.pop(exponent)
+    m = jnp.logaddexp(log_e, log_c)
+    return {**z, "log_L_c": m, "share_logit": log_c - log_e, "log_slope": log_k + log_c - m}
 
 
 def _prior(spec: Spec, data: ModelData, name: str) -> dist.Distribution:

@@ -405,8 +405,7 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
         data, spec = _as_dataset(ctx.data, law), resolve(law)
         # A law that reads the runs as other observations (replicates of shared configurations, or not) cannot
         # vote: PSIS-LOO compares fits of the same observations. Its band is shown from a plain fit, without
-        # the internal refits of the calibrated mode (for power-c on the embedded runs, 4 s of ill-conditioned
-        # refits of the lower half of the compute range).
+        # the internal refits of the calibrated mode.
         votes = design(data, law, spec).replicates == result.design.replicates
         return _fit(data, law, spec, ctx.settings, ctx.seed, votes and ctx.mode == "calibrated", quiet=True)
 

@@ -1,0 +1,49 @@
+"""How well NUTS mixes on the power-c law (E + A / C^alpha) fitted to the embedded runs below a compute quantile.
+
+Run:  python benchmarks/bench_coordinates.py
+      PYTHONPATH=DIR python benchmarks/bench_coordinates.py    (DIR: a source checkout of another version)
+
+The lower part of the embedded Chinchilla runs by compute is where E, A and alpha trade off most (a decade or
+two of compute leaves the curvature loose): the fits of a review's internal backtests. For the runs below the
+50% and 70% quantiles of compute and for all runs: a plain fit (4 chains x (500 + 1000), seed 0), its mean
+leapfrog steps per draw, worst R-hat and bulk ESS of E, A and alpha, divergent draws, health and wall time
+(warm: each fit once to compile, then timed).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import warnings
+
+import numpy as np
+
+import bayes_scaling as bs
+
+
+def main() -> None:
+    print(f"# bench_coordinates: {platform.machine()}, {os.cpu_count()} cores, bayes_scaling from {bs.__file__}")
+    bs.enable_cache()
+    runs = bs.datasets.chinchilla().frame
+    for q in (0.5, 0.7, 1.0):
+        low = runs[runs["C"] <= np.quantile(runs["C"], q)]
+        data = low.rename(columns={"N": "params", "D": "tokens", "C": "flops"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bs.fit(data, "power-c", seed=0, calibrate=False)  # compiles
+            t = time.perf_counter()
+            result = bs.fit(data, "power-c", seed=0, calibrate=False)
+            seconds = time.perf_counter() - t
+        stats = result.group("sample_stats")
+        table = result.summary().loc[["E", "A", "alpha"]]
+        print(
+            f"runs below the {q:.0%} quantile of compute ({len(low)}): {float(stats['n_steps'].mean()):.1f} leapfrog "
+            f"steps a draw, max R-hat {table['r_hat'].max():.3f}, min bulk ESS {table['ess_bulk'].min():.0f}, "
+            f"{int(stats['diverging'].sum())} divergent, health {result.health().level}, {seconds:.2f} s"
+        )
+    print("\nreproduce: python benchmarks/bench_coordinates.py")
+
+
+if __name__ == "__main__":
+    main()
