@@ -157,6 +157,7 @@ def sample(
     whole: bool = False,
     cores: int = 1,
     keep: int | None = None,
+    more: Callable[[Output], bool] | None = None,
 ) -> Output:
     """Sample one posterior.
 
@@ -178,49 +179,68 @@ def sample(
         of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up and
         chunks): a fit that needs fewer draws shares the compiled programs of one that needs them all, and its
         draws are the first ``keep`` of that fit's (the same key).
+    more : with ``keep``, called with the kept draws: True continues every chain from where it stopped to all
+        ``settings.draws`` (the draws of a fit that kept them all; e.g. when the first draws fail a check).
     """
     keep = settings.draws if keep is None else min(keep, settings.draws)
-    if settings.algorithm == "hmc" or whole:
-        out = _whole(target, settings)(key, data)
-    else:
-        begin, advance, finish = _chunked(target, settings)
-        total = settings.warmup + settings.draws
-        size = -(-total // CHUNKS)
-        started = time.perf_counter()
-        k = parts(settings.chains, cores)
-        width = settings.chains // k
-        # The first time, XLA compiles ``advance`` and ``finish`` in a helper thread while ``begin`` compiles here.
-        chunks = len(range(0, total, size))
-        prepared = (begin, advance, finish, width, k, chunks, signature(data))
-        ahead = None
-        if prepared not in _PREPARED:
-            ahead = _pool(HELPERS, "prepare").submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
-        state, start = begin(key, data)
-        if ahead is not None:
-            ahead.result()
-            _PREPARED.add(prepared)
-
-        def run(i: int) -> list:
-            piece = _take(state, i * width, width) if k > 1 else state
-            traces = []
-            for first in range(0, settings.warmup + keep, size):
-                piece, trace = advance(piece, data, np.int32(first))
-                traces.append(trace)
-                if progress and i == 0:
-                    jax.block_until_ready(piece)
-                    _report(min(first + size, total), total, time.perf_counter() - started)
-            # Chunks not run (draws not kept) are stood in for by the last one run: ``finish`` keeps its shapes.
-            return jax.block_until_ready(traces) + [traces[-1]] * (chunks - len(traces))
-
-        # Each part's chunks of (iterations, chains, ...), joined by ``finish`` (chunks, then parts side by side).
-        parts_traces = [run(0)] if k == 1 else list(_pool(k).map(run, range(k)))
-        out = finish(data, start, parts_traces)
-    # The convergence checks of one fit's draws run on the host: milliseconds, and no program to compile.
-    out = jax.tree.map(np.asarray, out)
-    if keep < settings.draws:  # every site and statistic is (chains, draws, ...)
-        out = {**out, "samples": _first(out["samples"], keep), "stats": _first(out["stats"], keep)}
     steps = 2**settings.max_tree_depth - 1
-    return Output(**out, health=_stats.site_health(out["samples"], out["stats"], target.checked, steps))
+
+    def output(out: dict, keep: int) -> Output:
+        # The convergence checks of one fit's draws run on the host: milliseconds, and no program to compile.
+        out = jax.tree.map(np.asarray, out)
+        if keep < settings.draws:  # every site and statistic is (chains, draws, ...)
+            out = {**out, "samples": _first(out["samples"], keep), "stats": _first(out["stats"], keep)}
+        return Output(**out, health=_stats.site_health(out["samples"], out["stats"], target.checked, steps))
+
+    if settings.algorithm == "hmc" or whole:
+        return output(_whole(target, settings)(key, data), keep)
+    begin, advance, finish = _chunked(target, settings)
+    total = settings.warmup + settings.draws
+    size = -(-total // CHUNKS)
+    started = time.perf_counter()
+    k = parts(settings.chains, cores)
+    width = settings.chains // k
+    # The first time, XLA compiles ``advance`` and ``finish`` in a helper thread while ``begin`` compiles here.
+    chunks = len(range(0, total, size))
+    prepared = (begin, advance, finish, width, k, chunks, signature(data))
+    ahead = None
+    if prepared not in _PREPARED:
+        ahead = _pool(HELPERS, "prepare").submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
+    state, start = begin(key, data)
+    if ahead is not None:
+        ahead.result()
+        _PREPARED.add(prepared)
+    pieces = [state] if k == 1 else [None] * k  # each part's NUTS state (sliced from ``state`` by its thread)
+
+    def run(i: int, lo: int, hi: int) -> list:
+        """Part ``i``'s iterations ``lo .. hi - 1``, chunk by chunk."""
+        piece = pieces[i] if pieces[i] is not None else _take(state, i * width, width)
+        traces = []
+        for first in range(lo, hi, size):
+            piece, trace = advance(piece, data, np.int32(first))
+            traces.append(trace)
+            if progress and i == 0:
+                jax.block_until_ready(piece)
+                _report(min(first + size, total), total, time.perf_counter() - started)
+        pieces[i] = piece
+        return jax.block_until_ready(traces)
+
+    def advanced(lo: int, hi: int) -> list[list]:
+        """Each part's chunks of (iterations, chains, ...) from iteration ``lo`` to ``hi``."""
+        return [run(0, lo, hi)] if k == 1 else list(_pool(k).map(lambda i: run(i, lo, hi), range(k)))
+
+    def finished(ran: list[list], keep: int) -> Output:
+        # Chunks not run (draws not kept) are stood in for by the last one run: ``finish`` keeps its shapes.
+        # It joins each part's chunks, then the parts side by side.
+        return output(finish(data, start, [t + [t[-1]] * (chunks - len(t)) for t in ran]), keep)
+
+    stop = min(total, -(-(settings.warmup + keep) // size) * size)
+    ran = advanced(0, stop)
+    out = finished(ran, keep)
+    if keep < settings.draws and more is not None and more(out):  # the rest of the draws after all
+        ran = [t + rest for t, rest in zip(ran, advanced(stop, total), strict=True)]
+        out = finished(ran, settings.draws)
+    return out
 
 
 def _first(tree: dict[str, np.ndarray], draws: int) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -20,10 +21,10 @@ from . import _calibration, laws
 from ._calibration import INTERNAL_SPLITS, Evidence
 from ._geometry import axis, beyond_own
 from ._model import PLAIN, Design, design, model_data, padded_length, stack_data, target
-from ._sampler import Settings, sample, sample_many
+from ._sampler import Output, Settings, sample, sample_many
 from .data import Dataset, DataWarning, _load_together, load_data
 from .datasets import chinchilla
-from .diagnostics import ConvergenceWarning, Health, MixingWarning, warn
+from .diagnostics import ConvergenceWarning, Health, MixingWarning, Stats, assess, warn
 from .forecast import predictive
 from .laws import Law, complete
 from .priors import PriorsLike, Spec, resolve
@@ -43,8 +44,9 @@ EVIDENCE_PER_SPLIT = 2000
 REFIT_MAX = 20_000
 #: Draws per chain an internal backtest refit keeps (at most the fit's): its forecasts give each held-out run a
 #: median and quartiles, for which 4 x 500 draws are plenty. The refit stops after them (the fit's compiled
-#: programs, the same warm-up): a third fewer iterations. A refit that fails its checks on them is run again
-#: with all the fit's draws (the same first draws, then the rest): fewer draws must not make more of them fail.
+#: programs, the same warm-up): a third fewer iterations. A refit that fails its checks on them goes on from
+#: where it stopped to all the fit's draws (those of a refit that kept them all): fewer draws must not make
+#: more of them fail.
 REFIT_DRAWS = 500
 
 
@@ -235,15 +237,19 @@ def _fit_plain(
     plan: Design = PLAIN,
     cores: int = 1,
     keep: int | None = None,
+    more: Callable[[Output], bool] | None = None,
 ) -> Result:
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
     sampler. Its chains are split across ``cores`` threads (:func:`bayes_scaling._sampler.sample`); ``keep``:
-    the first draws of each chain it keeps (None: ``settings.draws``), sampled by ``settings``' programs."""
+    the first draws of each chain it keeps (None: ``settings.draws``), sampled by ``settings``' programs, unless
+    ``more`` of them says to go on to all."""
     arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
-    out = sample(model, settings, jax.random.key(seed), arrays, progress=progress, cores=cores, keep=keep)
-    if keep is not None and keep < settings.draws:
-        settings = replace(settings, draws=keep)  # what the result holds
+    key = jax.random.key(seed)
+    out = sample(model, settings, key, arrays, progress=progress, cores=cores, keep=keep, more=more)
+    draws = int(out.stats["diverging"].shape[1])
+    if draws < settings.draws:
+        settings = replace(settings, draws=draws)  # what the result holds
     batch = jax.tree.map(lambda a: np.asarray(a)[None], out)
     centre = {x: float(v) for x, v in arrays.centre.items()}
     (result,) = from_sampler(batch, [dataset], law, spec, [seed], settings, prior_draws, plan, model.checked, centre)
@@ -350,6 +356,12 @@ def _internal_backtests(
     return collect
 
 
+def _failing(out: Output, depth: int) -> bool:
+    """Whether a sampler's draws fail a convergence check (at the package's thresholds; NUTS depth ``depth``)."""
+    names = tuple(map(str, range(len(out.health["rhat"]))))  # the level does not depend on the names
+    return assess(Stats.from_arrays(out.health, names, depth)).level == "fail"
+
+
 def _internal_backtest(
     data: Dataset,
     law: Law,
@@ -374,9 +386,8 @@ def _internal_backtest(
     part = data.subset(kept)
     part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
     plan = design(part, law, spec)
-    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan, keep=REFIT_DRAWS)
-    if refit.health().level == "fail":  # a hard posterior: judged (and used) on all the fit's draws instead
-        refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan)
+    failing = partial(_failing, depth=settings.max_tree_depth)  # such a refit goes on to all the fit's draws
+    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan, keep=REFIT_DRAWS, more=failing)
     held = ~train
     if plan.labels:  # a group the refit did not see cannot be forecast by it
         held &= data.frame["group"].isin(plan.labels).to_numpy()

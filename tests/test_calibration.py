@@ -60,7 +60,7 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
 
 def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(calibrated_fit, monkeypatch):
     """Refits keep the first REFIT_DRAWS draws of each chain; one whose checks fail on them (here 4 x 5 draws:
-    ESS under 100) is run again with every draw of the fit: its evidence is that of a refit keeping them all."""
+    ESS under 100) goes on to every draw of the fit: its evidence is that of a refit keeping them all."""
     runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
     settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
     train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)

@@ -196,6 +196,16 @@ def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
     assert first.samples["mu"].shape == (4, 25) and first.stats["diverging"].shape == (4, 25)
     np.testing.assert_array_equal(first.samples["mu"], whole.samples["mu"][:, :25])
     np.testing.assert_array_equal(first.stats["energy"], whole.stats["energy"][:, :25])
+    # Told to go on by ``more`` (as a refit whose first draws fail a check): the chains continue where they
+    # stopped, 7 chunks more, and give the full fit's draws.
+    del seen[:]
+    checked = []
+    rest = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25, more=lambda out: checked.append(out))
+    assert len(seen) == 13 and len(checked) == 1 and rest.samples["mu"].shape == (4, 25)  # more said no (None)
+    del seen[:]
+    every = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25, more=lambda out: True)
+    assert len(seen) == 20
+    jax.tree.map(np.testing.assert_array_equal, every, whole)
 
 
 @pytest.mark.parametrize("stored", [False, True])
