@@ -23,11 +23,12 @@ as its log value at the centre of the data, ``log_A_c = log A - alpha * centre_X
 The data pin that value down almost independently of ``alpha``, so the sampler
 sees a nearly uncorrelated posterior. The prior stays the prior on ``A``: it is
 added as a factor with the Jacobian of ``A = exp(log_A_c + alpha * centre_X)``.
-The posterior holds ``A`` on its natural scale as a deterministic site. A law of one
-such term and an irreducible term, ``E + A * X**-alpha``, goes one step further: it is
-sampled by the curve at the centre (:func:`_sample_curve`: the log loss there, the log
-of its reducible over its irreducible part, the log slope), where E and alpha, which
-trade off along a curved ridge, lie along a straight one.
+The posterior holds ``A`` on its natural scale as a deterministic site. A law of such
+terms and an irreducible term only, ``E + A * X**-alpha + ...`` (the Chinchilla law,
+power-n/d/c), goes one step further: it is sampled by the curve at the centre
+(:func:`_sample_curve`: the log loss there, each term's share of it, each term's log
+slope), where E and the exponents, which trade off along a curved ridge, lie along a
+straight one.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
 
     def model(data: ModelData) -> None:
         curve = _curve(law, spec, data)
-        if curve:  # E + A * X**-alpha: sampled by the curve at the centre
+        if curve:  # E + A * X**-alpha (+ ...): sampled by the curve at the centre
             at_centre = _sample_curve(spec, data, curve)
         else:
             p = {name: numpyro.sample(name, _prior(spec, data, name)) for name in law.params if name not in amplitudes}
@@ -305,58 +306,72 @@ def target(law: Law, spec: Spec, design: Design = PLAIN) -> Target:
     return Target(model, initial, (*law.params, "sigma"), (law, priors), tag)
 
 
-def _curve(law: Law, spec: Spec, data: ModelData) -> tuple[str, str, str, str] | None:
-    """``(irreducible, amplitude, exponent, input)`` when the plain model samples ``law`` in curve coordinates
-    (:func:`_sample_curve`), else None: a law of one power-law term and an irreducible term,
-    ``L = E + A * X**-alpha``, whose priors of E and alpha have the positive reals as support."""
-    if law.irreducible is None or len(law.centred) != 1:
+def _curve(law: Law, spec: Spec, data: ModelData) -> tuple[str, tuple] | None:
+    """``(irreducible, law.centred)`` when the plain model samples ``law`` in curve coordinates
+    (:func:`_sample_curve`), else None: a law of power-law terms and an irreducible term,
+    ``L = E + A * X**-alpha + B * Y**-beta + ...`` with no other parameter, whose priors of E and of the
+    exponents have the positive reals as support (the Chinchilla law, power-n/d/c, downstream-offset)."""
+    if law.irreducible is None or not law.centred or not all(isinstance(k, str) for _, k, _ in law.centred):
         return None
-    amp, exponent, x = law.centred[0]
-    if not isinstance(exponent, str) or set(law.params) != {law.irreducible, amp, exponent}:
+    exponents = [k for _, k, _ in law.centred]
+    if set(law.params) != {law.irreducible, *(amp for amp, _, _ in law.centred), *exponents}:
         return None
-    positive = all(_prior(spec, data, n).support is constraints.positive for n in (law.irreducible, exponent))
-    return (law.irreducible, amp, exponent, x) if positive else None
+    positive = all(_prior(spec, data, n).support is constraints.positive for n in (law.irreducible, *exponents))
+    return (law.irreducible, tuple(law.centred)) if positive else None
 
 
-def _sample_curve(spec: Spec, data: ModelData, curve: tuple[str, str, str, str]) -> dict[str, jax.Array]:
-    """Sample ``L = E + A * X**-alpha`` by what the runs pin down: the curve at the centre of the data.
+def _sample_curve(spec: Spec, data: ModelData, curve: tuple[str, tuple]) -> dict[str, jax.Array]:
+    """Sample ``L = E + sum_j A_j * X_j**-alpha_j`` by what the runs pin down: the curve at the centre of the data.
 
-    Sites: ``log_L_c``, the log expected loss at the centre; ``share_logit``, the log of its reducible
-    part over its irreducible part there, ``log(a / E)`` with ``a = A * X_c**-alpha``; and ``log_slope``,
-    the log of the slope of log loss against log X there, ``alpha * a / (E + a)``. Runs that span a
-    decade or two fix the first and the last tightly and leave the share loose: where ``(log E, log a,
-    log alpha)`` trade off along a curved ridge (E against alpha, a banana that long NUTS trees
-    crawl along: 118 leapfrog steps a draw for power-c on the lower half of the embedded runs), these
-    coordinates move along a straight one (7 steps). The map to ``(log E, log a, log alpha)`` has
-    Jacobian determinant 1, so the priors of E, A and alpha apply as they are (each on the log scale,
-    with its Jacobian): the posterior is the same, only the sampler's coordinates differ. Returns E,
-    the amplitude at the centre ``a`` and alpha; deterministic sites E, alpha, A and ``log_A_c``.
+    Sites: ``log_L_c``, the log expected loss at the centre; per term ``A``, ``share_logit_A``, the log of
+    its part of that loss over the irreducible part, ``log(a / E)`` with ``a = A * X_c**-alpha``, and
+    ``log_slope_A``, the log of the slope of log loss against log X there, ``alpha * a / L_c``. Runs that
+    span a decade or two fix the loss and the slopes tightly and leave the split between the floor and the
+    terms loose: where ``(log E, log a, log alpha)`` trade off along a curved ridge (E against the
+    exponents, a banana that long NUTS trees crawl along: 118 leapfrog steps a draw for power-c on the lower
+    half of the embedded runs by compute, 32 for the Chinchilla law on the lower half by N), these
+    coordinates move along a straight one (7). The map to ``(log E, log a_j, log alpha_j)`` has Jacobian
+    determinant 1 (the shares are a softmax over ``(0, share_logit_A, ...)``), so the priors of E, A and
+    alpha apply as they are (each on the log scale, with its Jacobian): the posterior is the same, only the
+    sampler's coordinates differ. Returns E, each amplitude at the centre and each exponent; deterministic
+    sites E, each exponent, each amplitude and its ``log_A_c``.
     """
-    irreducible, amp, exponent, x = curve
+    irreducible, terms = curve
     real = dist.ImproperUniform(constraints.real, (), ())
     m = numpyro.sample("log_L_c", real)
-    t = numpyro.sample("share_logit", real)
-    slope = numpyro.sample("log_slope", real)
-    log_e, log_c = m - jax.nn.softplus(t), m - jax.nn.softplus(-t)
-    log_k = slope - log_c + m
-    e, k = jnp.exp(log_e), jnp.exp(log_k)
-    log_amp = log_c + k * data.centre[x]
-    for name, value, log_value in ((irreducible, e, log_e), (exponent, k, log_k), (amp, jnp.exp(log_amp), log_amp)):
+    logits = [numpyro.sample(f"share_logit_{amp}", real) for amp, _, _ in terms]
+    slopes = [numpyro.sample(f"log_slope_{amp}", real) for amp, _, _ in terms]
+    log_share = jax.nn.log_softmax(jnp.stack([jnp.zeros_like(m), *logits]))
+    log_e = m + log_share[0]
+    out = {irreducible: jnp.exp(log_e)}
+    factors = [(irreducible, out[irreducible], log_e)]
+    for (amp, exponent, x), log_part, slope in zip(terms, log_share[1:], slopes, strict=True):
+        log_c, log_k = m + log_part, slope - log_part
+        out[amp], out[exponent] = jnp.exp(log_c), jnp.exp(log_k)
+        log_amp = log_c + out[exponent] * data.centre[x]
+        factors += [(exponent, out[exponent], log_k), (amp, jnp.exp(log_amp), log_amp)]
+        numpyro.deterministic(amp, jnp.exp(log_amp))
+        numpyro.deterministic(f"log_{amp}_c", log_c)
+    for name, value, log_value in factors:
         numpyro.factor(f"{name}_prior", _prior(spec, data, name).log_prob(value) + log_value)
-    numpyro.deterministic(irreducible, e)
-    numpyro.deterministic(exponent, k)
-    numpyro.deterministic(amp, jnp.exp(log_amp))
-    numpyro.deterministic(f"log_{amp}_c", log_c)
-    return {irreducible: e, amp: jnp.exp(log_c), exponent: k}
+    numpyro.deterministic(irreducible, out[irreducible])
+    for _, exponent, _ in terms:
+        numpyro.deterministic(exponent, out[exponent])
+    return out
 
 
-def _to_curve(z: dict[str, jax.Array], curve: tuple[str, str, str, str]) -> dict[str, jax.Array]:
-    """A starting point of the usual sites (log E, ``log_A_c``, log alpha) in :func:`_sample_curve`'s sites."""
-    irreducible, amp, exponent, _ = curve
+def _to_curve(z: dict[str, jax.Array], curve: tuple[str, tuple]) -> dict[str, jax.Array]:
+    """A starting point of the usual sites (log E, ``log_A_c``, log alpha, ...) in :func:`_sample_curve`'s sites."""
+    irreducible, terms = curve
     z = dict(z)
-    log_e, log_c, log_k = z.pop(irreducible), z.pop(f"log_{amp}_c"), z.pop(exponent)
-    m = jnp.logaddexp(log_e, log_c)
-    return {**z, "log_L_c": m, "share_logit": log_c - log_e, "log_slope": log_k + log_c - m}
+    log_e = z.pop(irreducible)
+    parts = {amp: (z.pop(f"log_{amp}_c"), z.pop(exponent)) for amp, exponent, _ in terms}
+    m = jax.nn.logsumexp(jnp.stack([log_e, *(log_c for log_c, _ in parts.values())]))
+    z["log_L_c"] = m
+    for amp, (log_c, log_k) in parts.items():
+        z[f"share_logit_{amp}"] = log_c - log_e
+        z[f"log_slope_{amp}"] = log_k + log_c - m
+    return z
 
 
 def _prior(spec: Spec, data: ModelData, name: str) -> dist.Distribution:

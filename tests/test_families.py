@@ -92,7 +92,7 @@ def test_power_c_on_the_lower_compute_of_the_embedded_runs_mixes_in_short_trees(
     assert result.health().level == "pass", result.health().problems
     assert float(result.group("sample_stats")["n_steps"].mean()) < 15
     posterior = result.group("posterior")
-    assert {"log_L_c", "share_logit", "log_slope", "E", "A", "alpha", "log_A_c"} <= set(posterior.data_vars)
+    assert {"log_L_c", "share_logit_A", "log_slope_A", "E", "A", "alpha", "log_A_c"} <= set(posterior.data_vars)
     # E lies below the smallest loss of these runs, alpha within its usual range on them (0.12-0.18 at 90%).
     assert float(posterior["E"].max()) < low["loss"].min()
     assert 0.1 < float(posterior["alpha"].median()) < 0.2
