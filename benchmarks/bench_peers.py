@@ -116,6 +116,8 @@ def same_density(data: bs.Dataset, result: bs.Result, points: int = 5) -> float:
     difference (the two may differ by a constant)."""
     from numpyro.infer.util import potential_energy
 
+    from bayes_scaling._model import _curve, _to_curve
+
     law = bs.laws.get("chinchilla")
     spec = resolve(law)
     md = model_data(data, law, spec)
@@ -123,12 +125,14 @@ def same_density(data: bs.Dataset, result: bs.Result, points: int = 5) -> float:
     logp = pymc_model(data).compile_logp()
     post = {k: v.to_numpy().reshape(-1) for k, v in result.group("posterior").items()}
     gaps = []
+    curve = _curve(law, spec, md)  # the package samples the same posterior by the curve at the centre
     for i in np.linspace(0, len(post["E"]) - 1, points).astype(int):
         d = {k: float(v[i]) for k, v in post.items()}
         logs = {k: np.log(d[k]) for k in ("E", "alpha", "beta", "sigma")}
-        ours = -float(
-            potential_energy(model.model, (md,), {}, {**logs, "log_A_c": d["log_A_c"], "log_B_c": d["log_B_c"]})
-        )
+        usual = {**logs, "log_A_c": d["log_A_c"], "log_B_c": d["log_B_c"]}
+        # Jacobian determinant 1 between the two coordinates: the same density at the same point.
+        sites = _to_curve({k: jnp.asarray(v) for k, v in usual.items()}, curve) if curve else usual
+        ours = -float(potential_energy(model.model, (md,), {}, sites))
         theirs = float(
             logp({**{f"{k}_log__": v for k, v in logs.items()}, "log_A_c": d["log_A_c"], "log_B_c": d["log_B_c"]})
         )
