@@ -207,8 +207,9 @@ def part_retrospective(randoms: int = 20) -> None:
     target = held[["N", "D"]].reset_index(drop=True)  # the planned runs (their sizes; their losses stay unknown)
     chosen, left, spent, step = start, rest, 0.0, 0
     while True:
-        # Calibrated once there are runs enough (30): the design then weighs the extrapolation error too.
-        result = fit(chosen.rename(columns={"N": "params", "D": "tokens", "C": "flops"}), step, len(chosen) >= 30)
+        # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 30 runs
+        # from the prior learned across studies alone, then from the sweep's own internal backtests as well).
+        result = fit(chosen.rename(columns={"N": "params", "D": "tokens", "C": "flops"}), step, True)
         affordable = left[left["C"] <= budget - spent]
         if affordable.empty:
             break
@@ -226,6 +227,10 @@ def part_retrospective(randoms: int = 20) -> None:
         left = left[~left.set_index(["N", "D"]).index.isin(new.set_index(["N", "D"]).index)]
         step += 1
     designed, width = error(chosen, 0)
+    picked = chosen.iloc[20:]
+    print("the design's picks, in order (N, D, C): " + "; ".join(
+        f"{n:.3g}, {d:.3g}, {c:.3g}" for n, d, c in zip(picked["N"], picked["D"], picked["C"], strict=True)
+    ))  # fmt: skip
     print(f"design: {len(chosen) - 20} runs, {spent:.3g} FLOP of {budget:.3g}; median |error| at the {len(held)} runs "
           f"above 1e21 FLOP {100 * designed:.2f}%, mean 90% band width {width:.4f} nats")  # fmt: skip
     errors, spends, widths = [], [], []

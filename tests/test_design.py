@@ -174,9 +174,11 @@ def test_cli_design_writes_the_picks_and_the_map(tmp_path, capsys):
     assert len(pd.read_csv(out / "candidates.csv")) > 100
     printed = capsys.readouterr().out
     assert "90% band of the expected loss" in printed and "wrote" in printed
+    # Calibrated by default: the objective weighs the extrapolation error that a run nearer the target shrinks.
+    assert "with the calibrated mode's extrapolation error" in printed
     bad = tmp_path / "candidates.csv"
     bad.write_text("N,D\n1e9,2e10\n2e9,abc\n")
-    status = main([*args[:-2], "--candidates", str(bad), "--out", str(tmp_path / "o2"), *fast])
+    status = main([*args[:-2], "--candidates", str(bad), "--out", str(tmp_path / "o2"), "--plain", *fast])
     err = capsys.readouterr().err
     assert status == 2 and f"{bad}: column 'D', row 2: 'abc' is not a positive size" in err
 
