@@ -53,7 +53,11 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
     )
     group = calibrated_fit.group("extrapolation")
     mine = (group["internal_input"].values == "D") & (group["internal_split"].values == 0.7)
-    assert mine.sum() == (~train).sum() == alone.rows and health.level == "pass"
+    assert mine.sum() == (~train).sum() == alone.rows
+    # A refit keeps 4 x 250 draws: its ESS may fall under the 400 a fit must reach to pass, or its R-hat (noisier
+    # on short chains) just over 1.01 (here 1.011): warnings, which a refit does not act on. No check fails, else
+    # it would have gone on to all the draws.
+    assert health.level != "fail", health
     np.testing.assert_array_equal(group["internal_residual"].values[mine], alone.residual)
     np.testing.assert_array_equal(group["internal_scale"].values[mine], alone.scale)
 
