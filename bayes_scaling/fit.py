@@ -44,10 +44,10 @@ EVIDENCE_PER_SPLIT = 2000
 REFIT_MAX = 20_000
 #: Draws per chain an internal backtest refit keeps (at most the fit's): its forecasts give each held-out run a
 #: median and quartiles, for which 4 x 250 draws are plenty (the embedded runs' kappa medians over six seeds
-#: moved by at most 0.0015 from 4 x 500, within the seeds' own spread). The refit stops after them (the fit's
-#: compiled programs, the same warm-up): half the iterations of a full fit. A refit that fails its checks on them
-#: goes on from where it stopped to all the fit's draws (those of a refit that kept them all): fewer draws must
-#: not make more of them fail.
+#: moved by at most 0.001 from 4 x 500, within the seeds' own spread; benchmarks/bench_refits.py). The refit
+#: stops after them (the fit's compiled programs, the same warm-up): half the iterations of a full fit. A refit
+#: that fails its checks on them goes on from where it stopped to all the fit's draws (those of a refit that kept
+#: them all): fewer draws must not make more of them fail.
 REFIT_DRAWS = 250
 
 
