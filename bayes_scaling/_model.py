@@ -349,8 +349,9 @@ def _sample_curve(spec: Spec, data: ModelData, curve: tuple[str, tuple]) -> dict
         log_c, log_k = m + log_part, slope - log_part
         out[amp], out[exponent] = jnp.exp(log_c), jnp.exp(log_k)
         log_amp = log_c + out[exponent] * data.centre[x]
-        factors += [(exponent, out[exponent], log_k), (amp, jnp.exp(log_amp), log_amp)]
-        numpyro.deterministic(amp, jnp.exp(log_amp))
+        amplitude = jnp.exp(log_amp)
+        factors += [(exponent, out[exponent], log_k), (amp, amplitude, log_amp)]
+        numpyro.deterministic(amp, amplitude)
         numpyro.deterministic(f"log_{amp}_c", log_c)
     for name, value, log_value in factors:
         numpyro.factor(f"{name}_prior", _prior(spec, data, name).log_prob(value) + log_value)

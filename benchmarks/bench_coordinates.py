@@ -19,50 +19,43 @@ import time
 import warnings
 
 import numpy as np
+import pandas as pd
 
 import bayes_scaling as bs
+
+
+def mixing(data: pd.DataFrame, law: str) -> str:
+    """A plain fit of ``law`` (seed 0, timed warm): leapfrog steps a draw, worst R-hat and bulk ESS of the law's
+    parameters, divergent draws, health and wall time, as one line's text."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bs.fit(data, law, seed=0, calibrate=False)  # compiles
+        t = time.perf_counter()
+        result = bs.fit(data, law, seed=0, calibrate=False)
+        seconds = time.perf_counter() - t
+    stats = result.group("sample_stats")
+    table = result.summary().loc[list(result.law.params)]
+    return (
+        f"{float(stats['n_steps'].mean()):.1f} leapfrog steps a draw, max R-hat {table['r_hat'].max():.3f}, min bulk "
+        f"ESS {table['ess_bulk'].min():.0f}, {int(stats['diverging'].sum())} divergent, health "
+        f"{result.health().level}, {seconds:.2f} s"
+    )
 
 
 def main() -> None:
     print(f"# bench_coordinates: {platform.machine()}, {os.cpu_count()} cores, bayes_scaling from {bs.__file__}")
     bs.enable_cache()
-    runs = bs.datasets.chinchilla().frame
+    chinchilla = bs.datasets.chinchilla().frame.rename(columns={"N": "params", "D": "tokens", "C": "flops"})
     for q in (0.5, 0.7, 1.0):
-        low = runs[runs["C"] <= np.quantile(runs["C"], q)]
-        data = low.rename(columns={"N": "params", "D": "tokens", "C": "flops"})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            bs.fit(data, "power-c", seed=0, calibrate=False)  # compiles
-            t = time.perf_counter()
-            result = bs.fit(data, "power-c", seed=0, calibrate=False)
-            seconds = time.perf_counter() - t
-        stats = result.group("sample_stats")
-        table = result.summary().loc[["E", "A", "alpha"]]
-        print(
-            f"runs below the {q:.0%} quantile of compute ({len(low)}): {float(stats['n_steps'].mean()):.1f} leapfrog "
-            f"steps a draw, max R-hat {table['r_hat'].max():.3f}, min bulk ESS {table['ess_bulk'].min():.0f}, "
-            f"{int(stats['diverging'].sum())} divergent, health {result.health().level}, {seconds:.2f} s"
-        )
-    chinchilla = runs.rename(columns={"N": "params", "D": "tokens", "C": "flops"})
+        low = chinchilla[chinchilla["flops"] <= np.quantile(chinchilla["flops"], q)]
+        print(f"runs below the {q:.0%} quantile of compute ({len(low)}): {mixing(low, 'power-c')}")
     parts = {
         "all runs": chinchilla,
         "lower half by N": chinchilla[chinchilla["params"] <= chinchilla["params"].median()],
         "lower half by D": chinchilla[chinchilla["tokens"] <= chinchilla["tokens"].median()],
     }
     for label, data in parts.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            bs.fit(data, seed=0, calibrate=False)
-            t = time.perf_counter()
-            result = bs.fit(data, seed=0, calibrate=False)
-            seconds = time.perf_counter() - t
-        stats = result.group("sample_stats")
-        table = result.summary().loc[list(result.law.params)]
-        print(
-            f"Chinchilla law, {label} ({len(data)}): {float(stats['n_steps'].mean()):.1f} leapfrog steps a draw, max "
-            f"R-hat {table['r_hat'].max():.3f}, min bulk ESS {table['ess_bulk'].min():.0f}, "
-            f"{int(stats['diverging'].sum())} divergent, health {result.health().level}, {seconds:.2f} s"
-        )
+        print(f"Chinchilla law, {label} ({len(data)}): {mixing(data, 'chinchilla')}")
     levels, steps = [], []
     for seed in range(12):
         with warnings.catch_warnings():
