@@ -16,7 +16,8 @@ warnings (``ConvergenceWarning``, ``DataWarning``, ``ExtrapolationWarning``) and
 is internal.
 """
 
-from . import datasets, laws, optimal, plots, report
+# _lapack first: under jaxlib 0.10 it changes how batched LAPACK calls are compiled, before any program is.
+from . import _lapack, datasets, laws, optimal, plots, report  # noqa: F401
 from ._programs import enable_cache
 from ._sampler import Settings
 from .backtest import backtest

@@ -189,7 +189,8 @@ class Law:
         never stored: its code is in no hash.
         """
         mean = self.mean
-        if not getattr(mean, "__module__", "").startswith(__name__.rsplit(".", 1)[0] + "."):
+        module = getattr(mean, "__module__", None) or ""  # None for a function defined by exec()
+        if not module.startswith(__name__.rsplit(".", 1)[0] + "."):
             return None
         return f"{mean.__module__}.{mean.__qualname__} {self.name} {self.params} {self.inputs} {self.centred}"
 

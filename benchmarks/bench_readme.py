@@ -1,4 +1,4 @@
-"""Every command the README shows, run on the embedded data: exit status and wall time of each.
+"""Every command and every Python snippet the README shows, run as written: exit status and wall time of each.
 
 Run:  python benchmarks/bench_readme.py [--out FILE]
 
@@ -11,6 +11,11 @@ README names are made from shipped ones: ``runs.csv`` is the embedded runs, ``my
 ``models/chinchilla.toml`` (as the README tells users to make it). Each command runs in a fresh process
 in one scratch folder, sharing one program cache (the first runs pay the compilations). Every command
 must exit with status 0; the test suite checks that each one parses (``tests/test_cli.py``).
+
+The Python snippets (:func:`snippets`) run top to bottom in one fresh process, as one session (a later
+snippet uses an earlier one's ``result``), with library defaults; the snippet for a cluster runs as two
+local processes, its ``jax.distributed.initialize()`` given a coordinator on localhost
+(:func:`on_localhost`). ``tests/test_readme.py`` runs every snippet with the suite's short chains.
 """
 
 from __future__ import annotations
@@ -58,6 +63,73 @@ def commands(readme: str) -> list[str]:
     return runnable
 
 
+def snippets(readme: str) -> list[str]:
+    """The README's ``python`` code blocks, in order."""
+    return re.findall(r"```python\n(.*?)```", readme, re.S)
+
+
+def on_localhost(snippet: str, port: int, processes: int, process: int) -> str:
+    """A cluster snippet with its ``jax.distributed.initialize()`` given a coordinator on this machine."""
+    call = "jax.distributed.initialize()"
+    assert snippet.count(call) == 1, "the cluster snippet no longer calls jax.distributed.initialize()"
+    return snippet.replace(
+        call,
+        f'jax.distributed.initialize(coordinator_address="127.0.0.1:{port}", num_processes={processes}, '
+        f"process_id={process})",
+    )
+
+
+def title(snippet: str) -> str:
+    """A snippet's first line that is not an import."""
+    code = [line for line in snippet.splitlines() if line.strip() and not line.startswith(("import ", "from "))]
+    return code[0] if code else snippet.strip().splitlines()[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SESSION = """
+import sys, time
+for i, code in enumerate(sys.argv[1:], 1):
+    started = time.perf_counter()
+    exec(compile(code, f"README python snippet {i}", "exec"), globals())
+    print(f"SNIPPET {i} {time.perf_counter() - started:.1f}", flush=True)
+"""
+
+
+def run_snippets(readme: str, folder: Path, env: dict[str, str]) -> list[tuple[int, float, str]]:
+    """(exit status, seconds, first line) of each snippet: the session's, then the cluster's."""
+    code = snippets(readme)
+    session = [s for s in code if "jax.distributed" not in s]
+    cluster = [s for s in code if "jax.distributed" in s]
+    rows = []
+    started = time.perf_counter()
+    argv = [sys.executable, "-c", SESSION, *session]
+    done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True)
+    times = [float(line.split()[2]) for line in done.stdout.splitlines() if line.startswith("SNIPPET ")]
+    for i, snippet in enumerate(session):
+        status = 0 if i < len(times) else (done.returncode or 1)
+        rows.append((status, times[i] if i < len(times) else time.perf_counter() - started, snippet))
+        if status:
+            print(done.stderr[-3000:])
+            break
+    for snippet in cluster:
+        port = free_port()
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen([sys.executable, "-c", on_localhost(snippet, port, 2, i)], cwd=folder, env=env)
+            for i in range(2)
+        ]
+        status = max(proc.wait() for proc in procs)
+        rows.append((status, time.perf_counter() - started, "(2 local processes) " + snippet))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="also write the table to this file")
@@ -89,7 +161,13 @@ def main() -> None:
             print(lines[-1], flush=True)
             if done.returncode != 0:
                 lines.append("      " + (done.stderr or done.stdout).strip().splitlines()[-1])
-    lines += ["", f"{failed} of {ran} commands exited with a non-zero status"]
+        lines += ["", f"{'exit':>4s} {'seconds':>8s}  Python snippet (first line; one session, in order)"]
+        for status, seconds, snippet in run_snippets((ROOT / "README.md").read_text(), Path(tmp), env):
+            failed += status != 0
+            ran += 1
+            lines.append(f"{status:4d} {seconds:8.1f}  {title(snippet)}")
+            print(lines[-1], flush=True)
+    lines += ["", f"{failed} of {ran} commands and snippets exited with a non-zero status"]
     text = "\n".join(lines)
     print(text)
     if args.out:
