@@ -1,4 +1,5 @@
-"""Every Python snippet of the README runs, in order, as one session.
+"""Every Python snippet of the README runs, in order, as one session (``pytest -m readme``: minutes, so
+outside the default run, which keeps the suite under ten minutes; the cluster snippet's test is in it).
 
 ``benchmarks/bench_readme.py`` runs them exactly as written, with the library's defaults (minutes); here
 they run with the suite's short chains and smaller versions of the two slow examples (:data:`SHORTER`: every
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
@@ -74,6 +76,7 @@ def _shorter(snippet: str) -> str:
     return snippet
 
 
+@pytest.mark.readme
 def test_every_python_snippet_of_the_readme_runs_as_one_session(tmp_path):
     assert len(bench.snippets(README)) == 7
     facts = session(tmp_path)
