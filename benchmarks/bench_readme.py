@@ -68,6 +68,12 @@ def snippets(readme: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", readme, re.S)
 
 
+def split(readme: str) -> tuple[list[str], list[str]]:
+    """The snippets that run as one session, and those for a cluster (they call ``jax.distributed``)."""
+    code = snippets(readme)
+    return [s for s in code if "jax.distributed" not in s], [s for s in code if "jax.distributed" in s]
+
+
 def on_localhost(snippet: str, port: int, processes: int, process: int) -> str:
     """A cluster snippet with its ``jax.distributed.initialize()`` given a coordinator on this machine."""
     call = "jax.distributed.initialize()"
@@ -104,9 +110,7 @@ for i, code in enumerate(sys.argv[1:], 1):
 
 def run_snippets(readme: str, folder: Path, env: dict[str, str]) -> list[tuple[int, float, str]]:
     """(exit status, seconds, first line) of each snippet: the session's, then the cluster's."""
-    code = snippets(readme)
-    session = [s for s in code if "jax.distributed" not in s]
-    cluster = [s for s in code if "jax.distributed" in s]
+    session, cluster = split(readme)
     rows = []
     started = time.perf_counter()
     argv = [sys.executable, "-c", SESSION, *session]

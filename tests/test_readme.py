@@ -59,7 +59,7 @@ print("FACTS " + json.dumps({
 
 
 def session(tmp_path: Path) -> dict:
-    code = [s for s in bench.snippets(README) if "jax.distributed" not in s]
+    code, _ = bench.split(README)
     text = "\n".join(code)
     for old, (_, count) in SHORTER.items():
         assert text.count(old) == count, f"the README no longer has {old!r} {count} time(s)"
@@ -92,7 +92,7 @@ def test_every_python_snippet_of_the_readme_runs_as_one_session(tmp_path):
 
 def test_the_cluster_snippet_saves_every_fit_once(tmp_path):
     """The several-hosts snippet as a one-process cluster on localhost (``tests/test_many.py`` runs two)."""
-    (cluster,) = [s for s in bench.snippets(README) if "jax.distributed" in s]
+    _, (cluster,) = bench.split(README)
     code = PREAMBLE + bench.on_localhost(cluster, bench.free_port(), 1, 0)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     done = subprocess.run(
