@@ -64,6 +64,13 @@ def _source_hash() -> str:
     return digest.hexdigest()
 
 
+def _unplaced(a: object) -> object:
+    """``a`` without its placement, if it is a :class:`jax.ShapeDtypeStruct`."""
+    if isinstance(a, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
+    return a
+
+
 def signature(args: object) -> tuple:
     """What a compiled program depends on in its arguments ``args`` (a pytree): its structure, and each leaf's
     shape and dtype (hashable)."""
@@ -97,8 +104,12 @@ class Program:
 
         ``args`` may hold :class:`jax.ShapeDtypeStruct` in place of arrays. XLA's work is
         done outside Python's lock, so a thread can prepare a program that runs later while
-        others sample.
+        others sample. A placed ShapeDtypeStruct (``sharding=``) describes an output of a stored program;
+        a program kept in memory is compiled for unplaced arguments, as it will be called (compiled for
+        placed ones, it would compile again at its first call).
         """
+        if self._find(args)[1] is self.fn:
+            args = jax.tree.map(_unplaced, args)
         self._ready(args)
 
     def shapes(self, *args: object) -> object:

@@ -10,10 +10,10 @@ model with the same chains and draws: wall time, min bulk ESS over E, A, B, alph
 beta, ESS per second and max R-hat, and the machine.
 
 With ``--against DIR`` it instead times this tree and the version in DIR in one run,
-alternating between them (so both see the same machine load): a fresh calibrated
-``bayes-scaling fit`` into an empty cache, a fresh calibrated and a
-fresh plain ``bayes-scaling fit`` with a warm cache (each version its own), a warm in-process
-``fit(calibrate=False)`` and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
+alternating between them (so both see the same machine load): a fresh calibrated and a fresh
+plain ``bayes-scaling fit`` into an empty cache, the same with a warm cache (each version its own),
+the first in-process ``fit(calibrate=False)`` of a Python session (no disk cache: traced and
+compiled) and then warm, and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
 devices); medians of the rounds and the ratio this / other.
 To compare with an earlier commit: ``git archive COMMIT | tar -x -C /tmp/before``.
 """
@@ -75,15 +75,16 @@ def fresh_cli(cache: str, *extra: str, source: Path | None = None) -> float:
         return time.perf_counter() - t
 
 
-# Warm in-process fits: compile once, then time five fits (seeds 1-5); prints the median.
+# In-process fits (no disk cache): the first (traces and compiles), then five warm ones (seeds 1-5); prints the
+# first's seconds and the median of the five.
 WARM = """
 import time, warnings, numpy as np, bayes_scaling as bs
 warnings.simplefilter("ignore")
-bs.fit(seed=0, calibrate=False)
+t = time.perf_counter(); bs.fit(seed=0, calibrate=False); first = time.perf_counter() - t
 times = []
 for seed in range(1, 6):
     t = time.perf_counter(); bs.fit(seed=seed, calibrate=False); times.append(time.perf_counter() - t)
-print(np.median(times))
+print(first, np.median(times))
 """
 
 
@@ -110,7 +111,8 @@ def warm_many(source: Path) -> float:
     return float(run.stdout.strip().splitlines()[-1])
 
 
-def warm_fit(source: Path) -> float:
+def warm_fit(source: Path) -> tuple[float, float]:
+    """Seconds of the first in-process fit and median of five warm ones."""
     run = subprocess.run(
         [sys.executable, "-c", WARM],
         check=True,
@@ -118,13 +120,14 @@ def warm_fit(source: Path) -> float:
         text=True,
         env=dict(os.environ, PYTHONPATH=str(source)),
     )
-    return float(run.stdout.strip().splitlines()[-1])
+    first, warm = run.stdout.strip().splitlines()[-1].split()
+    return float(first), float(warm)
 
 
 def against(other: Path, rounds: int = 5) -> None:
     """This tree and ``other`` timed alternately in one run; medians and ratios."""
     versions = {"this": ROOT, "other": other}
-    kinds = ("cold", "calibrated", "plain", "warm fit", "fit_many")
+    kinds = ("cold", "cold plain", "calibrated", "plain", "first fit", "warm fit", "fit_many")
     times = {(v, what): [] for v in versions for what in kinds}
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         caches = {"this": a, "other": b}
@@ -135,15 +138,21 @@ def against(other: Path, rounds: int = 5) -> None:
             for name, source in versions.items():
                 with tempfile.TemporaryDirectory() as empty:  # the first run of a new user: nothing compiled
                     times[name, "cold"].append(fresh_cli(empty, source=source))
+                with tempfile.TemporaryDirectory() as empty:
+                    times[name, "cold plain"].append(fresh_cli(empty, "--plain", source=source))
                 times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
                 times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
-                times[name, "warm fit"].append(warm_fit(source))
+                first, warm = warm_fit(source)
+                times[name, "first fit"].append(first)
+                times[name, "warm fit"].append(warm)
                 times[name, "fit_many"].append(warm_many(source))
     print(f"this: {ROOT}\nother: {other}\n{rounds} rounds, alternating; medians (range)")
     labels = {
         "cold": "fresh `bayes-scaling fit`, empty cache",
+        "cold plain": "fresh `bayes-scaling fit --plain`, empty cache",
         "calibrated": "fresh `bayes-scaling fit`",
         "plain": "fresh `bayes-scaling fit --plain`",
+        "first fit": "fit(calibrate=False), first in a process",
         "warm fit": "fit(calibrate=False), warm, median of 5",
         "fit_many": "fit_many, 64 sweeps, hmc, warm",
     }
