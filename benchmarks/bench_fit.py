@@ -107,7 +107,8 @@ t = time.perf_counter(); bs.fit_many(sets, **kw); print(time.perf_counter() - t)
 
 def warm_many(source: Path) -> float:
     env = dict(os.environ, PYTHONPATH=str(source))
-    run = subprocess.run([sys.executable, "-c", MANY], check=True, capture_output=True, text=True, env=env)
+    # cwd: ``python -c`` puts the working directory before PYTHONPATH (run from a checkout, it imported that).
+    run = subprocess.run([sys.executable, "-c", MANY], check=True, capture_output=True, text=True, env=env, cwd=source)
     return float(run.stdout.strip().splitlines()[-1])
 
 
@@ -119,6 +120,7 @@ def warm_fit(source: Path) -> tuple[float, float]:
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(source)),
+        cwd=source,  # not the caller's: ``python -c`` imports from the working directory before PYTHONPATH
     )
     first, warm = run.stdout.strip().splitlines()[-1].split()
     return float(first), float(warm)
