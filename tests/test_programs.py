@@ -152,6 +152,29 @@ def test_a_first_stored_fit_compiles_each_program_once(store, monkeypatch, caplo
     assert len(compiled) == 3 and len(set(started)) == len(started) == 3  # begin, advance, finish: once each
 
 
+def test_a_first_fit_kept_in_memory_compiles_each_program_once(monkeypatch, caplog):
+    """Without the disk cache (a Python session that never calls ``enable_cache``) the programs are jitted
+    functions, called with unplaced arrays: compiled ahead for placed shapes, ``advance`` and ``finish`` were
+    compiled again at their first call."""
+    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(None))
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING", logger="jax._src.dispatch"):
+            sample(NORMAL, bs.Settings(chains=2, warmup=40, draws=60), jax.random.key(1), NORMAL_DATA)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [
+        r.getMessage().split(" in ")[0].removeprefix("Finished XLA compilation of ")
+        for r in caplog.records
+        if r.getMessage().startswith("Finished XLA compilation of jit(")
+    ]
+    assert sorted(c for c in compiled if c in ("jit(begin)", "jit(advance)", "jit(finish)")) == [
+        "jit(advance)",
+        "jit(begin)",
+        "jit(finish)",
+    ], compiled
+
+
 def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
     """Chains advanced in parts, each part in a thread of its own; the same seed and cores, the same draws."""
     assert [parts(4, cores) for cores in (1, 2, 3, 4, 16)] == [1, 2, 2, 4, 4] and parts(3, 2) == 1
