@@ -132,23 +132,25 @@ def test_a_stored_sampler_gives_the_same_draws_as_a_traced_one(store, capsys, mo
     assert abs(float(traced.samples["mu"].mean()) - float(data["y"].mean())) < 0.5  # sd of the mean ~0.22
 
 
-def test_a_first_stored_fit_compiles_each_program_once(store, monkeypatch, caplog):
-    """On an empty cache ``advance`` and ``finish`` are compiled ahead, in a helper thread, while ``begin``
-    compiles; the calls then find them (arguments shaped and placed as the calls' own: a program compiled for
-    unplaced shapes was compiled a second time when called)."""
-    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(store))
+def first_fit_logged(programs: Programs, monkeypatch, caplog) -> list[str]:
+    """JAX's compilation log messages of a first small fit whose programs ``programs`` holds."""
+    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", programs)
     jax.config.update("jax_log_compiles", True)  # for every thread (the context manager is the calling thread's)
     try:
         with caplog.at_level("WARNING", logger="jax._src.dispatch"):
             sample(NORMAL, bs.Settings(chains=2, warmup=40, draws=60), jax.random.key(1), NORMAL_DATA)
     finally:
         jax.config.update("jax_log_compiles", False)
-    compiled = [
-        r.getMessage().split(" in ")[0]
-        for r in caplog.records
-        if "Finished XLA compilation of jit(call)" in r.getMessage()
-    ]
-    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Compiling jit(call)")]
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_a_first_stored_fit_compiles_each_program_once(store, monkeypatch, caplog):
+    """On an empty cache ``advance`` and ``finish`` are compiled ahead, in a helper thread, while ``begin``
+    compiles; the calls then find them (arguments shaped and placed as the calls' own: a program compiled for
+    unplaced shapes was compiled a second time when called)."""
+    messages = first_fit_logged(Programs(store), monkeypatch, caplog)
+    compiled = [m.split(" in ")[0] for m in messages if "Finished XLA compilation of jit(call)" in m]
+    started = [m for m in messages if m.startswith("Compiling jit(call)")]
     assert len(compiled) == 3 and len(set(started)) == len(started) == 3  # begin, advance, finish: once each
 
 
@@ -156,17 +158,11 @@ def test_a_first_fit_kept_in_memory_compiles_each_program_once(monkeypatch, capl
     """Without the disk cache (a Python session that never calls ``enable_cache``) the programs are jitted
     functions, called with unplaced arrays: compiled ahead for placed shapes, ``advance`` and ``finish`` were
     compiled again at their first call."""
-    monkeypatch.setattr("bayes_scaling._sampler.PROGRAMS", Programs(None))
-    jax.config.update("jax_log_compiles", True)
-    try:
-        with caplog.at_level("WARNING", logger="jax._src.dispatch"):
-            sample(NORMAL, bs.Settings(chains=2, warmup=40, draws=60), jax.random.key(1), NORMAL_DATA)
-    finally:
-        jax.config.update("jax_log_compiles", False)
+    messages = first_fit_logged(Programs(None), monkeypatch, caplog)
     compiled = [
-        r.getMessage().split(" in ")[0].removeprefix("Finished XLA compilation of ")
-        for r in caplog.records
-        if r.getMessage().startswith("Finished XLA compilation of jit(")
+        m.split(" in ")[0].removeprefix("Finished XLA compilation of ")
+        for m in messages
+        if m.startswith("Finished XLA compilation of jit(")
     ]
     assert sorted(c for c in compiled if c in ("jit(begin)", "jit(advance)", "jit(finish)")) == [
         "jit(advance)",
