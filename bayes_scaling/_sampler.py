@@ -15,9 +15,10 @@ one after another on a single device. Here a fit is three pure functions of
    except in a part of at most :data:`MAPPED` chains of a split fit, where ``lax.map``
    runs one chain's program for each: vmapping the nested while loops of NUTS makes JAX
    batch each loop body again and again until it knows which carried values differ
-   between chains (tracing ``advance`` for the Chinchilla law: 2.6-3.1 s vmapped, 0.3-0.4 s
-   mapped, on 2 cores). For 2 chains the two give the same draws, bit for bit, at the same
-   speed; 4 chains vectorized sample 20-30% faster than 4 mapped (latency-bound NUTS);
+   between chains (tracing ``advance`` of 2 chains for the Chinchilla law: 1.5 s vmapped,
+   0.45 s mapped, alone; 2.6-3.1 s and 0.3-0.4 s inside a cold fit on 2 cores). For 2 chains
+   the two give the same draws, bit for bit; mapped they sample about 20% slower, and 4
+   chains vectorized 20-30% faster than 4 mapped (latency-bound NUTS);
 3. ``finish``: drop the warm-up and map the draws to their constrained values.
 
 :func:`sample` runs one fit (the three as compiled programs, or all in one);

@@ -4,7 +4,8 @@ Run:  python benchmarks/bench_compile.py
 
 Compiles (ahead of time, in memory: no cache) the three programs of a chunked NUTS fit
 (``begin``: the mode search and the chains' start; ``advance``: a chunk of NUTS iterations;
-``finish``) for the Chinchilla law on the 245 embedded runs, then for a 6-parameter standard
+``finish``; ``advance`` also for a part of 2 chains, vectorized and mapped as a split fit samples them)
+for the Chinchilla law on the 245 embedded runs, then for a 6-parameter standard
 normal (NumPyro's NUTS kernel with nothing of the law in it), and the kappa grid of the
 calibrated mode; prints the seconds of tracing and of XLA compilation of each, one after
 another on one thread.
@@ -50,6 +51,10 @@ def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
     state, start = timed(f"{name}: begin", begin, key, data)(key, data)
     step = timed(f"{name}: advance ({size} iterations)", partial(advance, n=size), state, data, np.int32(0))
     _, trace = step(state, data, np.int32(0))
+    two = jax.tree.map(lambda a: a[:2], state)  # a part of a split fit: its chains vectorized, or mapped (as sampled)
+    for how, vectorized in (("vectorized", True), ("mapped", None)):
+        _, part, _ = _sampler._pieces(model, initial, settings, (), vectorized=vectorized)
+        timed(f"{name}: advance, 2 chains {how}", partial(part, n=size), two, data, np.int32(0))
     chunks = len(range(0, settings.warmup + settings.draws, size))
     timed(f"{name}: finish", finish, data, start, [[trace] * chunks])
 
