@@ -356,7 +356,7 @@ def sample_many(
 
 def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Program]:
     """The NUTS sampler's three steps as compiled programs, stored on disk under the target's tag."""
-    begin, advance, finish = _pieces(target.model, target.initial, settings, (), vectorized=None)
+    begin, advance, finish = _pieces(target.model, target.initial, settings, (), mapped=MAPPED)
     size = -(-(settings.warmup + settings.draws) // CHUNKS)
     tag = target.tag and f"{target.tag} {settings}"
     return (
@@ -458,14 +458,12 @@ def _potential(model: Callable, initial: Callable, data: dict) -> tuple[Callable
     return unravel, potential
 
 
-def _pieces(
-    model: Callable, initial: Callable, settings: Settings, checked: Sequence[str], vectorized: bool | None = True
-) -> tuple:
+def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str], mapped: int = 0) -> tuple:
     """The sampler in three pure functions: ``begin``, ``advance`` (NUTS only) and ``finish``.
 
-    ``vectorized``: ``advance`` vmaps NUTS over the chains (True: a batch of fits, one lane per chain and fit);
-    None maps it over them, one chain after another, when they are at most :data:`MAPPED` (quicker to trace,
-    see the module's docstring), and vmaps it over more.
+    ``mapped``: ``advance`` runs NUTS on at most this many chains one after another (``lax.map``: quicker to
+    trace, see the module's docstring) and vmaps it over more (0, for a batch of fits: always, one lane per
+    chain and fit).
 
     - ``begin(key, data) -> (state, start)``: the mode search, the Laplace mass
       matrix and the chains' starting points; ``state`` is NumPyro's NUTS state (vmapped over
@@ -518,8 +516,7 @@ def _pieces(
         init, sample_kernel = _nuts(_potential(model, initial, data)[1], settings)
         # NumPyro's kernel reads its settings from Python variables that its init sets: trace it once (one chain).
         jax.eval_shape(init, state.z[0], state.rng_key[0], state.adapt_state.inverse_mass_matrix[0])
-        mapped = vectorized is None and state.z.shape[0] <= MAPPED
-        step = partial(jax.lax.map, sample_kernel) if mapped else jax.vmap(sample_kernel)
+        step = partial(jax.lax.map, sample_kernel) if state.z.shape[0] <= mapped else jax.vmap(sample_kernel)
 
         def one(s, i):
             s = step(s) if total % n == 0 else jax.lax.cond(i < total, step, lambda s: s, s)

@@ -52,8 +52,8 @@ def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
     step = timed(f"{name}: advance ({size} iterations)", partial(advance, n=size), state, data, np.int32(0))
     _, trace = step(state, data, np.int32(0))
     two = jax.tree.map(lambda a: a[:2], state)  # a part of a split fit: its chains vectorized, or mapped (as sampled)
-    for how, vectorized in (("vectorized", True), ("mapped", None)):
-        _, part, _ = _sampler._pieces(model, initial, settings, (), vectorized=vectorized)
+    for how, mapped in (("vectorized", 0), ("mapped", _sampler.MAPPED)):
+        _, part, _ = _sampler._pieces(model, initial, settings, (), mapped=mapped)
         timed(f"{name}: advance, 2 chains {how}", partial(part, n=size), two, data, np.int32(0))
     chunks = len(range(0, settings.warmup + settings.draws, size))
     timed(f"{name}: finish", finish, data, start, [[trace] * chunks])

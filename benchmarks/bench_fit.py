@@ -105,24 +105,26 @@ t = time.perf_counter(); bs.fit_many(sets, **kw); print(time.perf_counter() - t)
 """
 
 
-def warm_many(source: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(source))
-    # cwd: ``python -c`` puts the working directory before PYTHONPATH (run from a checkout, it imported that).
-    run = subprocess.run([sys.executable, "-c", MANY], check=True, capture_output=True, text=True, env=env, cwd=source)
-    return float(run.stdout.strip().splitlines()[-1])
-
-
-def warm_fit(source: Path) -> tuple[float, float]:
-    """Seconds of the first in-process fit and median of five warm ones."""
+def last_line(script: str, source: Path) -> list[str]:
+    """The words of the last line that ``script`` prints, run by ``python -c`` with the package in ``source``."""
     run = subprocess.run(
-        [sys.executable, "-c", WARM],
+        [sys.executable, "-c", script],
         check=True,
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(source)),
         cwd=source,  # not the caller's: ``python -c`` imports from the working directory before PYTHONPATH
     )
-    first, warm = run.stdout.strip().splitlines()[-1].split()
+    return run.stdout.strip().splitlines()[-1].split()
+
+
+def warm_many(source: Path) -> float:
+    return float(last_line(MANY, source)[0])
+
+
+def warm_fit(source: Path) -> tuple[float, float]:
+    """Seconds of the first in-process fit and median of five warm ones."""
+    first, warm = last_line(WARM, source)
     return float(first), float(warm)
 
 
