@@ -1,5 +1,4 @@
-"""Every Python snippet of the README runs, in order, as one session (``pytest -m readme``: minutes, so
-outside the default run, which keeps the suite under ten minutes; the cluster snippet's test is in it).
+"""Every Python snippet of the README runs, in order, as one session (``pytest -m readme`` runs it alone).
 
 ``benchmarks/bench_readme.py`` runs them exactly as written, with the library's defaults (minutes); here
 they run with the suite's short chains and smaller versions of the two slow examples (:data:`SHORTER`: every
@@ -36,9 +35,12 @@ SHORTER = {
     "bs.fit(porian": ("bs.fit(porian, chains=2, warmup=150, draws=150, max_tree_depth=6", 2),
     "n_sims=200": ("n_sims=8, warmup=100, draws=100", 1),
 }
-#: Run before the snippets: the library's default chains become the suite's short ones.
+#: Run before the snippets: the library's default chains become the suite's short ones, and the session reads and
+#: writes the suite's program cache (``$BAYES_SCALING_CACHE``, set by conftest): the programs other tests compiled for
+#: the same data and settings are read back (as written, a Python session keeps its programs in memory).
 PREAMBLE = f"""
-import dataclasses, bayes_scaling._sampler as _s
+import dataclasses, bayes_scaling as _bs, bayes_scaling._sampler as _s
+_bs.enable_cache()
 _defaults = {{f.name: f.default for f in dataclasses.fields(_s.Settings)}}
 _defaults.update(chains={FAST["chains"]}, warmup={FAST["warmup"]}, draws={FAST["draws"]})
 _s.Settings.__init__.__defaults__ = tuple(_defaults.values())
