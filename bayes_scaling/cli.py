@@ -198,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--group", default=None, help="with --group-col: the group the target and new runs belong to")
     p.add_argument(
+        "--any-ratio",
+        action="store_true",
+        help="score candidates at any tokens per parameter (default: only within the range the runs and the "
+        "target span, where the law was checked)",
+    )
+    p.add_argument(
         "--plain",
         action="store_true",
         help="fit without internal backtests: the design then weighs the law's parameter uncertainty only, not "
@@ -708,8 +714,15 @@ def _design(args: argparse.Namespace, out: Path) -> int:
         group=group,
         seed=args.seed,
         source=args.candidates or "candidates",
+        ratios=None if args.any_ratio else "data",
     )
     point = table.attrs["target"].iloc[0]
+    if table.attrs["left_out"]:
+        lo, hi = table.attrs["ratios"]
+        print(
+            f"{table.attrs['left_out']} candidate(s) left out: tokens per parameter outside {lo:.3g}-{hi:.3g}, "
+            "the range the runs and the target span (--any-ratio scores them)"
+        )
     with pd.option_context(*_DISPLAY):
         print(
             f"target {point['target']} (N={point['N']:.3g}, D={point['D']:.3g}, C={point['C']:.3g}): 90% band of the "

@@ -365,6 +365,7 @@ def design(
     seed: int = 0,
     flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
     source: str = "candidates",
+    ratios: tuple[float, float] | str | None = "data",
 ) -> pd.DataFrame:
     """The next runs to train: greedy picks of the most expected certainty at the target per FLOP.
 
@@ -391,6 +392,13 @@ def design(
     seed : seeds the simulated worlds: the same seed gives the same picks.
     flops_per_param_token : k in C = k·N·D (a run's cost).
     source : how errors name the candidates (their file).
+    ratios : the tokens per parameter (D/N) a candidate may have: ``"data"`` (default) the range the
+        runs and the targets span (:func:`ratio_range`), ``(lo, hi)`` a range of one's own, None any.
+        A run at a ratio no run or target has tests the law where its form was never checked: under the
+        law it has the most leverage on the exponents, so without this range the design favours such runs,
+        and where the law misfits them they spoil the forecast (on the embedded runs, picks at 0.04 and 0.3
+        tokens per parameter raised the error at the runs above 1e21 FLOP from 0.6% to 1.4%:
+        ``benchmarks/bench_design.py --part retrospective``). Candidates known only by their compute pass.
 
     Returns
     -------
@@ -401,8 +409,9 @@ def design(
     of the weights after the pick) and ``refit`` (the law was refitted after this pick). Its
     ``attrs`` hold ``objective``, ``calibrated`` (whether the extrapolation error is part of it),
     ``before`` (today's objective), ``width90_before``, the
-    ``target`` row and ``candidates``: every candidate with its first-round ``gain`` and
-    ``gain_per_flop`` (for :func:`bayes_scaling.plots.design`).
+    ``target`` row, ``candidates``: every candidate scored, with its first-round ``gain`` and
+    ``gain_per_flop`` (for :func:`bayes_scaling.plots.design`), ``ratios`` (the range used, or None) and
+    ``left_out`` (how many candidates lay outside it).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -417,6 +426,20 @@ def design(
     missing = [name for name in result.law.axes if not np.isfinite(pool[name].to_numpy(np.float64)).all()]
     if missing:
         raise ValueError(f"{source}: the {result.law.name} law needs {', '.join(missing)} at every candidate")
+    span = ratio_range(result, point, group) if isinstance(ratios, str) and ratios == "data" else ratios
+    everyone = len(pool)
+    if span is not None:
+        lo, hi = (float(v) for v in span)
+        if not 0 < lo <= hi:
+            raise ValueError(f"ratios must be (lo, hi) with 0 < lo <= hi tokens per parameter, got {span!r}")
+        m = pool["tokens_per_param"].to_numpy(np.float64)
+        pool = pool[np.isnan(m) | ((m >= lo * (1 - 1e-9)) & (m <= hi * (1 + 1e-9)))].reset_index(drop=True)
+        if pool.empty:
+            raise ValueError(
+                f"{source}: every candidate's tokens per parameter lies outside {lo:.3g}-{hi:.3g}, the range the runs "
+                "and the target span, where the law was checked; pass ratios=None (--any-ratio) to score them anyway"
+            )
+        span = (lo, hi)
     if budget is not None:
         if not budget > 0:
             raise ValueError(f"budget must be a positive number of FLOP, got {budget}")
@@ -442,8 +465,21 @@ def design(
         "width90_before": done[0].width_before,
         "target": point,
         "candidates": done[0].first,
+        "ratios": span,
+        "left_out": everyone - len(pool),
     }
     return table
+
+
+def ratio_range(result: Result, target: pd.DataFrame, group: str | None = None) -> tuple[float, float] | None:
+    """The tokens per parameter (D/N) that the runs and the targets span, (lo, hi); None for runs known only by
+    their compute. ``target``: rows with columns ``N`` and ``D`` (NaN where unknown)."""
+    runs = result.data(group)
+    values = np.concatenate(
+        [(runs["D"] / runs["N"]).to_numpy(np.float64), (target["D"] / target["N"]).to_numpy(np.float64)]
+    )
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(values.max())) if values.size else None
 
 
 class _Done(NamedTuple):

@@ -189,7 +189,7 @@ def part_speed() -> None:
           f"{time.perf_counter() - t:.1f} s")  # fmt: skip
 
 
-def part_retrospective(randoms: int = 20) -> None:
+def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
     print("\n## Retrospective on the embedded runs: pool below 1e21 FLOP, start from the 20 cheapest, 10% of the pool")
     runs = bs.datasets.chinchilla().frame.rename(columns={"params": "N", "tokens": "D", "flops": "C"})
     runs = runs[["N", "D", "C", "loss"]]
@@ -205,51 +205,73 @@ def part_retrospective(randoms: int = 20) -> None:
         return float(np.median(np.abs(med / held["loss"].to_numpy() - 1))), float(np.mean(hi - lo))
 
     target = held[["N", "D"]].reset_index(drop=True)  # the planned runs (their sizes; their losses stay unknown)
-    chosen, left, spent, step = start, rest, 0.0, 0
-    while True:
-        # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 30 runs
-        # from the prior learned across studies alone, then from the sweep's own internal backtests as well).
-        result = fit(chosen.rename(columns={"N": "params", "D": "tokens", "C": "flops"}), step, True)
-        affordable = left[left["C"] <= budget - spent]
-        if affordable.empty:
-            break
-        picks = bs.design(result, target, budget - spent, affordable[["N", "D"]].reset_index(drop=True), k=3, seed=step)
-        if picks.empty:
-            break
-        key = affordable.reset_index(drop=True)
-        rows = [
-            int(np.flatnonzero((key["N"] == n) & (key["D"] == d))[0])
-            for n, d in zip(picks["N"], picks["D"], strict=True)
-        ]
-        new = key.iloc[rows]
-        chosen = pd.concat([chosen, new], ignore_index=True)
-        spent += new["C"].sum()
-        left = left[~left.set_index(["N", "D"]).index.isin(new.set_index(["N", "D"]).index)]
-        step += 1
-    designed, width = error(chosen, 0)
-    picked = chosen.iloc[20:]
-    print("the design's picks, in order (N, D, C): " + "; ".join(
-        f"{n:.3g}, {d:.3g}, {c:.3g}" for n, d, c in zip(picked["N"], picked["D"], picked["C"], strict=True)
-    ))  # fmt: skip
-    print(f"design: {len(chosen) - 20} runs, {spent:.3g} FLOP of {budget:.3g}; median |error| at the {len(held)} runs "
-          f"above 1e21 FLOP {100 * designed:.2f}%, mean 90% band width {width:.4f} nats")  # fmt: skip
-    errors, spends, widths = [], [], []
-    for r in range(randoms):
-        order = rest.sample(frac=1.0, random_state=r)
-        used, keep = 0.0, []
-        for i, c in zip(order.index, order["C"], strict=True):
-            if used + c <= spent:
-                keep.append(i)
-                used += c
-        e, w = error(pd.concat([start, order.loc[keep]]), r)
-        errors.append(e)
-        widths.append(w)
-        spends.append(used)
-    lo, hi = np.quantile(errors, [0.25, 0.75])
-    print(f"random picks of the same compute ({randoms} draws, {np.median(spends):.3g} FLOP in median): median |error| "
-          f"{100 * np.median(errors):.2f}% (quartiles {100 * lo:.2f}-{100 * hi:.2f}%); design better than "
-          f"{np.mean(np.array(errors) > designed):.0%} of them; mean 90% band width {np.median(widths):.4f} nats in "
-          f"median, the design's narrower than {np.mean(np.array(widths) > width):.0%} of them")  # fmt: skip
+
+    def designed(ratios: str | None) -> tuple[pd.DataFrame, float]:
+        """The runs chosen (the start, then the design's picks) and the FLOP the picks cost."""
+        chosen, left, spent, step = start, rest, 0.0, 0
+        while True:
+            # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 30
+            # runs from the prior learned across studies alone, then from the sweep's own internal backtests too).
+            result = fit(chosen.rename(columns={"N": "params", "D": "tokens", "C": "flops"}), seed + step, True)
+            affordable = left[left["C"] <= budget - spent].reset_index(drop=True)
+            if affordable.empty:
+                break
+            try:
+                picks = bs.design(result, target, budget - spent, affordable[["N", "D"]], k=3, seed=seed + step,
+                                  ratios=ratios)  # fmt: skip
+            except ValueError:  # nothing affordable left within the ratios
+                break
+            if picks.empty:
+                break
+            rows = [
+                int(np.flatnonzero((affordable["N"] == n) & (affordable["D"] == d))[0])
+                for n, d in zip(picks["N"], picks["D"], strict=True)
+            ]
+            new = affordable.iloc[rows]
+            chosen = pd.concat([chosen, new], ignore_index=True)
+            spent += new["C"].sum()
+            left = left[~left.set_index(["N", "D"]).index.isin(new.set_index(["N", "D"]).index)]
+            step += 1
+        return chosen, spent
+
+    for ratios, name in ((None, "any ratio (ratios=None)"), ("data", "within the ratios of the runs and targets")):
+        chosen, spent = designed(ratios)
+        error_, width = error(chosen, seed)
+        picked = chosen.iloc[20:]
+        print(f"design, candidates at {name}: picks in order (N, D, C, D/N): " + "; ".join(
+            f"{n:.3g}, {d:.3g}, {c:.3g}, {d / n:.2g}"
+            for n, d, c in zip(picked["N"], picked["D"], picked["C"], strict=True)
+        ))  # fmt: skip
+        print(f"  {len(chosen) - 20} runs, {spent:.3g} FLOP of {budget:.3g}; median |error| at the {len(held)} runs "
+              f"above 1e21 FLOP {100 * error_:.2f}%, mean 90% band width {width:.4f} nats")  # fmt: skip
+    designed_error = error_  # the default's (the last), against random picks of its compute
+    ratio = (rest["D"] / rest["N"]).to_numpy()
+    lo, hi = (start["D"] / start["N"]).min(), (start["D"] / start["N"]).max()
+    lo, hi = min(lo, (target["D"] / target["N"]).min()), max(hi, (target["D"] / target["N"]).max())
+    for among, name in (
+        (rest, "the pool"),
+        (rest[(ratio >= lo) & (ratio <= hi)], f"the pool's runs at {lo:.2g}-{hi:.3g}"),
+    ):
+        errors, spends, widths = [], [], []
+        for r in range(randoms):
+            order = among.sample(frac=1.0, random_state=r)
+            used, keep = 0.0, []
+            for i, c in zip(order.index, order["C"], strict=True):
+                if used + c <= spent:
+                    keep.append(i)
+                    used += c
+            e, w = error(pd.concat([start, order.loc[keep]]), r)
+            errors.append(e)
+            widths.append(w)
+            spends.append(used)
+        q1, q3 = np.quantile(errors, [0.25, 0.75])
+        better, narrower = np.mean(np.array(errors) > designed_error), np.mean(np.array(widths) > width)
+        print(
+            f"random picks from {name} of the same compute ({randoms} draws, {np.median(spends):.3g} FLOP in median): "
+            f"median |error| {100 * np.median(errors):.2f}% (quartiles {100 * q1:.2f}-{100 * q3:.2f}%); the default "
+            f"design better than {better:.0%} of them; mean 90% band width {np.median(widths):.4f} nats in median, "
+            f"the design's narrower than {narrower:.0%} of them"
+        )
 
 
 def main() -> None:
@@ -258,6 +280,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=50)
     parser.add_argument("--k", type=int, default=4, help="runs picked per round in the simulated studies")
     parser.add_argument("--objective", choices=("variance", "width90", "regret"), default="variance")
+    parser.add_argument("--seed", type=int, default=0, help="retrospective: seeds of the design's fits and picks")
     args = parser.parse_args()
     print(f"# bench_design: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, bayes_scaling "
           f"{bs.__version__}, python {platform.python_version()}")  # fmt: skip
@@ -266,7 +289,7 @@ def main() -> None:
     if args.part in ("speed", "all"):
         part_speed()
     if args.part in ("retrospective", "all"):
-        part_retrospective()
+        part_retrospective(seed=args.seed)
     if args.part in ("simulated", "all"):
         part_simulated(args.studies, args.k, args.objective)
 

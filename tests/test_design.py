@@ -111,6 +111,31 @@ def test_greedy_picks_are_consistent_budgeted_and_reproducible(sweep_fit):
     assert table["gain"].iloc[1] < second["gain"].iloc[0]
 
 
+def test_candidates_at_ratios_no_run_or_target_has_are_left_out_unless_asked(sweep_fit):
+    """The sweep spans 5-100 tokens per parameter and the target has 20: candidates at 0.05 and 2000 are not
+    scored by default (the law was never checked there), and are with ``ratios=None``."""
+    inside = design_module.default_candidates(sweep_fit, size=8)
+    n = np.array([3e8, 1e9, 3e9, 1e8, 3e8])
+    outside = pd.DataFrame({"N": n, "D": n * np.array([0.05, 0.05, 0.05, 2000, 2000])})
+    pool = pd.concat([inside, outside[["N", "D"]]], ignore_index=True)[["N", "D"]]
+    assert design_module.ratio_range(sweep_fit, pd.DataFrame([TARGET])) == pytest.approx((5.0, 100.0), rel=1e-6)
+    table = bs.design(sweep_fit, TARGET, candidates=pool, k=2, seed=3)
+    assert table.attrs["left_out"] == 5 and table.attrs["ratios"] == pytest.approx((5.0, 100.0), rel=1e-6)
+    assert len(table.attrs["candidates"]) == len(inside)
+    assert table["tokens_per_param"].between(5.0 * (1 - 1e-9), 100.0 * (1 + 1e-9)).all()
+    every = bs.design(sweep_fit, TARGET, candidates=pool, k=2, seed=3, ratios=None)
+    assert every.attrs["left_out"] == 0 and every.attrs["ratios"] is None
+    assert len(every.attrs["candidates"]) == len(pool)
+    mine = bs.design(sweep_fit, TARGET, candidates=pool, k=1, seed=3, ratios=(0.01, 0.1))
+    assert mine.attrs["left_out"] == len(pool) - 3 and np.allclose(mine["tokens_per_param"], 0.05)
+    with pytest.raises(
+        ValueError, match=r"my.csv: every candidate's tokens per parameter lies outside 5-100, .*ratios=None"
+    ):
+        bs.design(sweep_fit, TARGET, candidates=outside, source="my.csv")
+    with pytest.raises(ValueError, match=r"ratios must be \(lo, hi\) with 0 < lo <= hi"):
+        bs.design(sweep_fit, TARGET, candidates=pool, ratios=(10.0, 1.0))
+
+
 def test_objectives_today_match_numpy_over_the_draws(sweep_fit):
     g = _target_loss(sweep_fit)
     table = bs.design(sweep_fit, TARGET, k=1, objective="variance")
