@@ -206,6 +206,12 @@ def test_cli_design_writes_the_picks_and_the_map(tmp_path, capsys):
     status = main([*args[:-2], "--candidates", str(bad), "--out", str(tmp_path / "o2"), "--plain", *fast])
     err = capsys.readouterr().err
     assert status == 2 and f"{bad}: column 'D', row 2: 'abc' is not a positive size" in err
+    odd = tmp_path / "odd.csv"
+    odd.write_text("N,D\n1e8,2e9\n2e8,4e9\n3e8,1e7\n")  # the last at 0.033 tokens per parameter: left out
+    status = main([*args[:-2], "--candidates", str(odd), "--out", str(tmp_path / "o3"), "--plain", *fast])
+    printed = capsys.readouterr().out
+    assert status == 0 and "1 candidate(s) left out: tokens per parameter outside 5-100" in printed
+    assert set(pd.read_csv(tmp_path / "o3" / "candidates.csv")["N"]) == {1e8, 2e8}
 
 
 def test_weighted_quantile_index_matches_a_full_cumulative_sum():
