@@ -1,11 +1,11 @@
 """ArviZ, whichever line is installed: 0.2x (``InferenceData``) or 1.x (an ``xarray.DataTree``, arviz-stats).
 
-The package itself needs ArviZ only to hand a result to ArviZ (:func:`inference_data`), for
-PSIS-LOO and stacking (:func:`compare`, :func:`pareto_k`) and for PSIS weights
-(:func:`psis_log_weights`); its own diagnostics are its own (:mod:`._stats`) and saved files are plain
-netCDF groups that both lines read. ArviZ is imported only inside these functions (importing it
-costs seconds a fit does not need). The array functions :func:`rhat`, :func:`ess` and
-:func:`mcse` give ArviZ's reference values of one parameter's draws, for tests.
+The package itself needs ArviZ only to hand a result to ArviZ (:func:`inference_data`); its own
+diagnostics are its own (:mod:`._stats`), and so are PSIS-LOO and stacking (:mod:`._loo`); saved files
+are plain netCDF groups that both lines read. ArviZ is imported only inside these functions (importing
+it costs seconds a fit or a review does not need). The rest give ArviZ's reference values, for tests:
+:func:`rhat`, :func:`ess` and :func:`mcse` of one parameter's draws, :func:`psis_log_weights`,
+:func:`pareto_k` and :func:`compare`.
 """
 
 from __future__ import annotations
@@ -76,18 +76,20 @@ def compare(named: Mapping[str, object]) -> pd.DataFrame:
     return table[columns].astype({"warning": bool})
 
 
-def psis_log_weights(log_ratios: np.ndarray) -> np.ndarray:
-    """Pareto-smoothed importance log weights, normalized along the last axis; ``log_ratios`` (n, s) -> (n, s)."""
+def psis_log_weights(log_ratios: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Pareto-smoothed importance log weights, normalized along the last axis, and Pareto k;
+    ``log_ratios`` (n, s) -> ((n, s), (n,)). (ArviZ 1.x's ``psislw`` takes the log likelihood, minus the log
+    ratios: it negates its input.)"""
     with _quiet():
         if major() >= 1:
             from arviz_stats.base import array_stats
 
-            log_w, _ = array_stats.psislw(np.asarray(log_ratios), r_eff=1, axis=-1)
+            log_w, k = array_stats.psislw(-np.asarray(log_ratios), r_eff=r_eff, axis=-1)
         else:
             import arviz as az
 
-            log_w, _ = az.psislw(np.asarray(log_ratios))
-    return np.asarray(log_w)
+            log_w, k = az.psislw(np.asarray(log_ratios), r_eff)
+    return np.asarray(log_w), np.asarray(k)
 
 
 def _array(name: str, x: np.ndarray, **kwargs: object) -> float:

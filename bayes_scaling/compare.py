@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import _arviz
+from . import _loo
 from .result import Result
 
 #: Pareto k above this marks a run whose PSIS-LOO estimate is unreliable (Vehtari et al. 2017).
@@ -18,7 +18,8 @@ def compare(results: Sequence[Result], names: Sequence[str] | None = None) -> pd
     """PSIS-LOO comparison of fits to the same runs (of different laws, or of one law pooled differently
     across groups), with stacking weights.
 
-    Works with either ArviZ line (0.2x or 1.x), with the same columns.
+    Computed in NumPy as ArviZ's ``compare(..., ic="loo", method="stacking")`` (:mod:`bayes_scaling._loo`,
+    tested against ArviZ 0.2x and 1.x): the same numbers under either ArviZ line.
 
     Parameters
     ----------
@@ -45,10 +46,18 @@ def compare(results: Sequence[Result], names: Sequence[str] | None = None) -> pd
             "the fits' log likelihoods are over different observations (runs for some, configurations of "
             "replicated runs for others): compare fits of one design"
         )
-    idata = {name: r.idata for name, r in zip(names, results, strict=True)}
-    high = {name: int((_arviz.pareto_k(data) > PARETO_K_MAX).sum()) for name, data in idata.items()}
-    table = _arviz.compare(idata)
-    table["pareto_k_high"] = [high[name] for name in table.index]
+    estimates = {name: loo(r) for name, r in zip(names, results, strict=True)}
+    table = _loo.compare(estimates)
+    table["pareto_k_high"] = [int((estimates[name].pareto_k > PARETO_K_MAX).sum()) for name in table.index]
     table["warning"] = table["warning"] | (table["pareto_k_high"] > 0)
     table.index.name = "law"
     return table
+
+
+def loo(result: Result) -> _loo.Loo:
+    """PSIS-LOO of a fit from its pointwise log likelihood (draws of every chain), with the relative efficiency
+    of its posterior draws as ArviZ's ``loo`` takes it."""
+    log_lik = result.group("log_likelihood")["log_loss"].to_numpy()  # (chains, draws, ...observations)
+    posterior = result.group("posterior")
+    efficiency = _loo.r_eff({name: posterior[name].to_numpy() for name in posterior.data_vars})
+    return _loo.loo(log_lik.reshape(log_lik.shape[0] * log_lik.shape[1], -1), efficiency)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from . import _arviz, _calibration, laws
+from . import _calibration, _loo, laws
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
@@ -666,7 +666,7 @@ def _ppc(ctx: Context) -> Finding:
     loglik = result.group("log_likelihood")["log_loss"]
     pit = np.full(len(y), np.nan)
     if "run" in loglik.dims:
-        log_w = _arviz.psis_log_weights(-loglik.to_numpy().reshape(-1, len(y)).T)  # (runs, draws)
+        log_w, _ = _loo.psis(-loglik.to_numpy().reshape(-1, len(y)).T)  # (runs, draws)
         z = (y[:, None] - mean.T) / sigma[None, :]
         pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     flagged = list(trends.loc[trends["flagged"], "input"])

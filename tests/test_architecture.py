@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text()
 # (at any depth of its code: a function-level import counts like any other).
 LAYERS = [
     ["_lapack", "data", "laws", "presets", "_programs", "_stats", "_geometry", "_hmc", "_outputs", "_arviz"],
-    ["datasets", "priors", "diagnostics", "_evaluate", "isoflop"],
+    ["datasets", "priors", "diagnostics", "_evaluate", "isoflop", "_loo"],
     ["simulate", "_model"],
     ["_sampler"],
     ["result"],
