@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,19 @@ bs.enable_cache(CACHE)
 # pytest-xdist runs one test process per core: a fit in each keeps its chains together (a fit split across
 # the cores would share them with the other process). tests/test_programs.py tests the split itself.
 os.environ.setdefault("BAYES_SCALING_CORES", "1")
+
+#: Test files that take minutes on an empty program cache, in the order they start (pyproject's addopts turn off
+#: xdist's own order, most tests first, with ``--no-loadscope-reorder``, pytest-xdist 3.8: that order started the
+#: README session last, and a worker ran it alone for minutes after the other had finished). The other files
+#: follow, most tests first, as xdist would order them.
+FIRST = ("test_readme.py", "test_notebooks_groups.py", "test_groups.py", "test_many.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    counts = Counter(item.path.name for item in items)
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(FIRST)), -counts[item.path.name]))  # stable
+
 
 # Short chains keep the suite fast; 4 x 500 draws still give bulk ESS well above 400 here.
 # calibrate=False skips the internal backtests (four refits) except where a test is about them.
