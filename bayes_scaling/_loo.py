@@ -65,10 +65,10 @@ def psis(log_ratios: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.nda
     order = np.argsort(x, axis=1, kind="stable")
     rows = np.arange(n)[:, None]
     ordered = x[rows, order]
-    tail = int(np.ceil(min(s / 5.0, 3 * (s / r_eff) ** 0.5)))
-    cutoff = np.maximum(ordered[:, -tail - 1], np.log(np.finfo(float).tiny))
+    length = int(np.ceil(min(s / 5.0, 3 * (s / r_eff) ** 0.5)))
+    cutoff = np.maximum(ordered[:, -length - 1], np.log(np.finfo(float).tiny))
     k = np.full(n, np.inf)
-    for i in range(n):  # a tail is shorter than ``tail`` where draws tie at the cutoff
+    for i in range(n):  # a tail is shorter than ``length`` where draws tie at the cutoff
         tail = ordered[i][ordered[i] > cutoff[i]]
         if len(tail) < MIN_TAIL:
             continue

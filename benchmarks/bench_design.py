@@ -206,9 +206,10 @@ def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
 
     target = held[["N", "D"]].reset_index(drop=True)  # the planned runs (their sizes; their losses stay unknown)
 
-    def designed(ratios: str | None) -> tuple[pd.DataFrame, float]:
-        """The runs chosen (the start, then the design's picks) and the FLOP the picks cost."""
-        chosen, left, spent, step = start, rest, 0.0, 0
+    def designed(ratios: str | None) -> tuple[pd.DataFrame, float, tuple[float, float] | None]:
+        """The runs chosen (the start, then the design's picks), the FLOP the picks cost and the ratios the design
+        scored candidates within (its first round's; None: any)."""
+        chosen, left, spent, step, span = start, rest, 0.0, 0, None
         while True:
             # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 30
             # runs from the prior learned across studies alone, then from the sweep's own internal backtests too).
@@ -223,6 +224,7 @@ def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
                 break
             if picks.empty:
                 break
+            span = picks.attrs["ratios"] if step == 0 else span
             rows = [
                 int(np.flatnonzero((affordable["N"] == n) & (affordable["D"] == d))[0])
                 for n, d in zip(picks["N"], picks["D"], strict=True)
@@ -232,11 +234,13 @@ def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
             spent += new["C"].sum()
             left = left[~left.set_index(["N", "D"]).index.isin(new.set_index(["N", "D"]).index)]
             step += 1
-        return chosen, spent
+        return chosen, spent, span
 
+    outcome = {}
     for ratios, name in ((None, "any ratio (ratios=None)"), ("data", "within the ratios of the runs and targets")):
-        chosen, spent = designed(ratios)
+        chosen, spent, span = designed(ratios)
         error_, width = error(chosen, seed)
+        outcome[ratios] = error_, width, spent, span
         picked = chosen.iloc[20:]
         print(f"design, candidates at {name}: picks in order (N, D, C, D/N): " + "; ".join(
             f"{n:.3g}, {d:.3g}, {c:.3g}, {d / n:.2g}"
@@ -244,10 +248,8 @@ def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
         ))  # fmt: skip
         print(f"  {len(chosen) - 20} runs, {spent:.3g} FLOP of {budget:.3g}; median |error| at the {len(held)} runs "
               f"above 1e21 FLOP {100 * error_:.2f}%, mean 90% band width {width:.4f} nats")  # fmt: skip
-    designed_error = error_  # the default's (the last), against random picks of its compute
+    designed_error, width, spent, (lo, hi) = outcome["data"]  # the default design, against random picks of its compute
     ratio = (rest["D"] / rest["N"]).to_numpy()
-    lo, hi = (start["D"] / start["N"]).min(), (start["D"] / start["N"]).max()
-    lo, hi = min(lo, (target["D"] / target["N"]).min()), max(hi, (target["D"] / target["N"]).max())
     for among, name in (
         (rest, "the pool"),
         (rest[(ratio >= lo) & (ratio <= hi)], f"the pool's runs at {lo:.2g}-{hi:.3g}"),
