@@ -50,6 +50,32 @@ TRACING = threading.RLock()
 #: Held while XLA compiles a program: at most two compilations at once (one per core on a two-core machine:
 #: a fit's sampler steps compile side by side; more at once would add XLA's memory without adding cores).
 COMPILING = threading.BoundedSemaphore(max(1, min(2, os.cpu_count() or 1)))
+#: XLA's options for the sampler's programs on a CPU, where this XLA knows them: its elemental emitters instead
+#: of the newer fusion emitters (XLA of jaxlib 0.10 has both, later ones only the new). NUTS steps of the
+#: Chinchilla law compile in about 80% of the time and run as fast; a program of wide array arithmetic (the
+#: kappa grid) ran 2.6 times slower, so the others keep XLA's defaults (``benchmarks/bench_compile.py``).
+SAMPLER = {"xla_cpu_use_fusion_emitters": False}
+#: And for a sampler's program that runs once per fit (the mode search and the chains' start, the draws'
+#: summary, the prior's draws): no backend (LLVM) optimization. The Chinchilla law's start compiles in about
+#: a third of the time and runs in 20 ms instead of 7.
+ONCE = {"xla_backend_optimization_level": 0}
+
+
+@functools.cache
+def compiler_options(once: bool = False) -> dict | None:
+    """XLA's options for a sampler's program (None: XLA's defaults): :data:`SAMPLER` and, for one that runs once
+    per fit, :data:`ONCE`, each only where the default backend is a CPU and its XLA knows the option (each is
+    tried once, on a program of one addition)."""
+    if jax.default_backend() != "cpu":
+        return None
+    options = {}
+    for name, value in {**SAMPLER, **(ONCE if once else {})}.items():
+        try:
+            jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(np.float32(0)).compile()
+        except jax.errors.JaxRuntimeError:  # "No such compile option"
+            continue
+        options[name] = value
+    return options or None
 
 
 @functools.cache
@@ -87,10 +113,13 @@ class Program:
     tag : everything besides the arguments' shapes that fixes the program, as text;
         None never stores it.
     registry : the :class:`Programs` whose folder (if any) stores it.
+    options : XLA's compiler options (None: its defaults; :func:`compiler_options`).
     """
 
-    def __init__(self, fn: Callable, tag: str | None, registry: Programs) -> None:
-        self.fn, self.tag, self._registry = fn, tag, registry
+    def __init__(self, fn: Callable, tag: str | None, registry: Programs, options: dict | None = None) -> None:
+        self.options = options
+        self.fn = fn if options is None else jax.jit(fn, compiler_options=options)
+        self.tag, self._registry = tag, registry
         self._found: dict[str, Callable] = {}  # read back or traced, jitted
         self._keys: dict[tuple, tuple[str, Path | None]] = {}  # arguments' signature -> (key, file)
         self._compiled: set[str] = set()
@@ -158,7 +187,8 @@ class Program:
         """The stored program at ``path``, else trace, export and store it."""
         if path.is_file():
             try:
-                return jax.jit(jax.export.deserialize(bytearray(path.read_bytes())).call)
+                exported = jax.export.deserialize(bytearray(path.read_bytes()))
+                return jax.jit(exported.call, compiler_options=self.options)
             except Exception:  # unreadable (truncated, foreign format): trace again and overwrite
                 pass
         try:
@@ -174,7 +204,7 @@ class Program:
             os.replace(f.name, path)  # atomic: concurrent processes never read a partial file
         except OSError:  # an unwritable cache folder costs the next process time, not this one its fit
             pass
-        return jax.jit(exported.call)
+        return jax.jit(exported.call, compiler_options=self.options)
 
 
 class Programs:
@@ -190,7 +220,9 @@ class Programs:
         self._table: dict[Hashable, Program] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, build: Callable[[], Callable], tag: str | None = None) -> Program:
+    def get(
+        self, key: Hashable, build: Callable[[], Callable], tag: str | None = None, options: dict | None = None
+    ) -> Program:
         """The program registered under ``key``; ``build()`` makes its jitted function on first request.
 
         Parameters
@@ -200,10 +232,11 @@ class Programs:
         build : returns the jitted function; called once per key, under the registry's lock
             (``jax.jit`` traces nothing until the program is first called or prepared).
         tag : text that fixes the program across processes (None: never stored on disk).
+        options : XLA's compiler options (None: its defaults; :func:`compiler_options`).
         """
         with self._lock:
             if key not in self._table:
-                self._table[key] = Program(build(), tag, self)
+                self._table[key] = Program(build(), tag, self, options)
             return self._table[key]
 
     def enable(self, directory: str | Path | None = None) -> Path | None:

@@ -51,7 +51,7 @@ from numpyro.infer.util import constrain_fn, potential_energy
 
 from . import _hmc, _stats
 from ._model import Target
-from ._programs import PROGRAMS, Program, signature
+from ._programs import PROGRAMS, Program, compiler_options, signature
 
 
 def _setting(default: object, text: str) -> object:
@@ -359,14 +359,16 @@ def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Prog
     begin, advance, finish = _pieces(target.model, target.initial, settings, (), mapped=MAPPED)
     size = -(-(settings.warmup + settings.draws) // CHUNKS)
     tag = target.tag and f"{target.tag} {settings}"
+    once = compiler_options(once=True)
     return (
-        PROGRAMS.get(("begin", target.key, settings), lambda: jax.jit(begin), tag and f"begin {tag}"),
+        PROGRAMS.get(("begin", target.key, settings), lambda: jax.jit(begin), tag and f"begin {tag}", once),
         PROGRAMS.get(
             ("advance", target.key, settings),
             lambda: jax.jit(partial(advance, n=size)),
             tag and f"advance {size} {tag}",
+            compiler_options(),
         ),
-        PROGRAMS.get(("finish", target.key, settings), lambda: jax.jit(finish), tag and f"finish {tag}"),
+        PROGRAMS.get(("finish", target.key, settings), lambda: jax.jit(finish), tag and f"finish {tag}", once),
     )
 
 

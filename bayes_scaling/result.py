@@ -19,7 +19,7 @@ from . import _arviz, _stats, laws
 from ._evaluate import log_likelihood
 from ._model import PLAIN, Design, form, prior_arrays
 from ._outputs import atomic_file
-from ._programs import PROGRAMS
+from ._programs import PROGRAMS, compiler_options
 from ._sampler import Output, Settings
 from .data import Dataset
 from .diagnostics import Health, Stats, Thresholds, assess, measure
@@ -465,6 +465,7 @@ def from_sampler(
                 ("prior", form(spec), prior_draws),
                 lambda: jax.jit(lambda key, args: _prior_draws(spec, prior_draws, key, args)),
                 f"prior {form(spec)} {prior_draws}",
+                compiler_options(once=True),
             )
             prior = program(jax.random.fold_in(jax.random.key(seed), 1), prior_arrays(spec))
             return _group({k: np.asarray(v, np.float64) for k, v in prior.items()})

@@ -8,7 +8,9 @@ Compiles (ahead of time, in memory: no cache) the three programs of a chunked NU
 for the Chinchilla law on the 245 embedded runs, then for a 6-parameter standard
 normal (NumPyro's NUTS kernel with nothing of the law in it), and the kappa grid of the
 calibrated mode; prints the seconds of tracing and of XLA compilation of each, one after
-another on one thread.
+another on one thread: compiled with XLA's default options and with those the package gives that
+program (``bayes_scaling._programs.compiler_options``), one right after the other, and the
+milliseconds one call of each compiled program takes (the median of 10).
 """
 
 from __future__ import annotations
@@ -28,18 +30,32 @@ import numpyro.distributions as dist
 import bayes_scaling as bs
 from bayes_scaling import _calibration, _sampler
 from bayes_scaling._model import model_data, target
+from bayes_scaling._programs import compiler_options
 from bayes_scaling.priors import resolve
 
 
-def timed(name: str, fn: Callable, *args: object) -> object:
-    """Trace and compile ``jax.jit(fn)`` for ``args``; print both times; return the compiled program."""
-    t = time.perf_counter()
-    lowered = jax.jit(fn).lower(*args)
-    traced = time.perf_counter() - t
-    t = time.perf_counter()
-    compiled = lowered.compile()
-    print(f"{name:<56} trace {traced:5.2f} s   XLA compile {time.perf_counter() - t:5.2f} s")
-    return compiled
+def timed(name: str, fn: Callable, *args: object, options: dict | None = None) -> object:
+    """Trace and compile ``jax.jit(fn)`` for ``args``, with XLA's defaults and with ``options``; print the
+    times and a call's (the trace is JAX's, shared by both); return the first compiled."""
+    results = []
+    for label, chosen in (("XLA defaults", None), ("options" if options else "XLA defaults", options)):
+        t = time.perf_counter()
+        lowered = jax.jit(fn, compiler_options=chosen).lower(*args)
+        traced = time.perf_counter() - t
+        t = time.perf_counter()
+        compiled = lowered.compile()
+        seconds = time.perf_counter() - t
+        calls = []
+        for _ in range(10):
+            t = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            calls.append(time.perf_counter() - t)
+        results.append(compiled)
+        print(
+            f"{name:<56} {label:<12} trace {traced:5.2f} s   XLA compile {seconds:5.2f} s   "
+            f"call {1000 * np.median(calls):7.1f} ms"
+        )
+    return results[0]
 
 
 def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
@@ -48,15 +64,18 @@ def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
     begin, advance, finish = _sampler._pieces(model, initial, settings, ())
     size = -(-(settings.warmup + settings.draws) // _sampler.CHUNKS)
     key = jax.random.key(0)
-    state, start = timed(f"{name}: begin", begin, key, data)(key, data)
-    step = timed(f"{name}: advance ({size} iterations)", partial(advance, n=size), state, data, np.int32(0))
+    state, start = timed(f"{name}: begin", begin, key, data, options=compiler_options(once=True))(key, data)
+    hot = compiler_options()
+    step = timed(
+        f"{name}: advance ({size} iterations)", partial(advance, n=size), state, data, np.int32(0), options=hot
+    )
     _, trace = step(state, data, np.int32(0))
     two = jax.tree.map(lambda a: a[:2], state)  # a part of a split fit: its chains vectorized, or mapped (as sampled)
     for how, mapped in (("vectorized", 0), ("mapped", _sampler.MAPPED)):
         _, part, _ = _sampler._pieces(model, initial, settings, (), mapped=mapped)
-        timed(f"{name}: advance, 2 chains {how}", partial(part, n=size), two, data, np.int32(0))
+        timed(f"{name}: advance, 2 chains {how}", partial(part, n=size), two, data, np.int32(0), options=hot)
     chunks = len(range(0, settings.warmup + settings.draws, size))
-    timed(f"{name}: finish", finish, data, start, [[trace] * chunks])
+    timed(f"{name}: finish", finish, data, start, [[trace] * chunks], options=compiler_options(once=True))
 
 
 def normal(data: dict) -> None:
@@ -67,6 +86,7 @@ def main() -> None:
     print(
         f"# python benchmarks/bench_compile.py  ({platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__})"
     )
+    print(f"# options: the sampler's steps {compiler_options()}; programs run once per fit {compiler_options(True)}")
     law = bs.laws.get("chinchilla")
     spec = resolve(law)
     model = target(law, spec)
@@ -75,7 +95,11 @@ def main() -> None:
     evidence = _calibration.Evidence.empty(("N", "D"))
     data = _calibration._kappa_data(evidence, 4.0)
     timed(
-        "kappa grid (2 inputs, 4000 draws)", partial(_calibration._grid_posterior, size=4000), jax.random.key(0), data
+        "kappa grid (2 inputs, 4000 draws)",
+        partial(_calibration._grid_posterior, size=4000),
+        jax.random.key(0),
+        data,
+        options=compiler_options(),  # tried only: the package compiles the grid with XLA's defaults
     )
     print("\nreproduce: python benchmarks/bench_compile.py")
 

@@ -4,7 +4,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST
+from conftest import FAST, healthy_fit
 
 import bayes_scaling as bs
 
@@ -23,7 +23,9 @@ def grouped(sizes: int = 6, drop: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def three() -> bs.Result:
-    return bs.fit(grouped(), group="dataset", seed=0, calibrate=False, **RUN)
+    # Three groups leave each group-level scale (B_tau) loosely identified: at 300 + 500 draws about one seed in
+    # three fails its convergence checks (measured on seeds 0-19, before and after the sampler's XLA options).
+    return healthy_fit(grouped(), range(5), group="dataset", calibrate=False, **RUN)
 
 
 def test_groups_pool_the_floor_and_share_the_exponents(three, tmp_path):
