@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import sys
 import threading
@@ -750,6 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before any work. A reader that closes standard output early (``| head``) does not stop the run.
     """
     args = _parser().parse_args(argv)
+    _fewer_arenas()
     warnings.formatwarning = lambda message, category, *_: f"{category.__name__}: {message}\n"
     sys.stdout = _Quiet(sys.stdout)
     enable_cache()  # compiled samplers kept on disk: a later process neither traces nor compiles them
@@ -759,6 +761,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"bayes-scaling: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+#: glibc's ``mallopt`` parameter for the most malloc arenas.
+_M_ARENA_MAX = -8
+
+
+def _fewer_arenas() -> None:
+    """Cap glibc's malloc arenas at one per core (glibc's default: eight per core), unless ``MALLOC_ARENA_MAX``
+    is set.
+
+    A review runs its fits in a dozen threads; each thread that allocates while another does gets an arena of
+    its own, which keeps what it held. Measured (``benchmarks/bench_review.py --speed``): a warm review's peak
+    memory 0.77 GB with two arenas against 0.98 GB, as fast. The command line owns its process; the Python API
+    leaves malloc as it is (``MALLOC_ARENA_MAX=2`` in the environment does the same there).
+    """
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to cap
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, max(2, os.cpu_count() or 2))
 
 
 class _Quiet:
