@@ -59,22 +59,28 @@ SAMPLER = {"xla_cpu_use_fusion_emitters": False}
 #: summary, the prior's draws): no backend (LLVM) optimization. The Chinchilla law's start compiles in about
 #: a third of the time and runs in 20 ms instead of 7.
 ONCE = {"xla_backend_optimization_level": 0}
+#: Held while :func:`compiler_options` tries options.
+_PROBING = threading.Lock()
 
 
 @functools.cache
+def _knows(name: str, value: object) -> bool:
+    """Whether this XLA knows compiler option ``name``: tried once, on a program of one addition."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(np.float32(0)).compile()
+    except jax.errors.JaxRuntimeError:  # "No such compile option"
+        return False
+    return True
+
+
 def compiler_options(once: bool = False) -> dict | None:
     """XLA's options for a sampler's program (None: XLA's defaults): :data:`SAMPLER` and, for one that runs once
     per fit, :data:`ONCE`, each only where the default backend is a CPU and its XLA knows the option (each is
     tried once, on a program of one addition)."""
     if jax.default_backend() != "cpu":
         return None
-    options = {}
-    for name, value in {**SAMPLER, **(ONCE if once else {})}.items():
-        try:
-            jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(np.float32(0)).compile()
-        except jax.errors.JaxRuntimeError:  # "No such compile option"
-            continue
-        options[name] = value
+    with _PROBING:  # threads starting fits at once try each option once, not once each
+        options = {k: v for k, v in {**SAMPLER, **(ONCE if once else {})}.items() if _knows(k, v)}
     return options or None
 
 
