@@ -13,7 +13,7 @@ import numpyro.distributions as dist
 import pytest
 
 import bayes_scaling as bs
-from bayes_scaling import _sampler
+from bayes_scaling import _programs, _sampler
 from bayes_scaling._model import Target
 from bayes_scaling._programs import Programs
 from bayes_scaling._sampler import parts, sample
@@ -265,3 +265,24 @@ def test_threads_asking_for_a_new_program_at_once_compile_it_once(store, stored)
     assert traced == [(6,)] and sum(compiled) == 1  # each thread compiling its own copy would read 8
     for i, out in enumerate(outs):
         np.testing.assert_array_equal(out, 2.0 * i * np.arange(1, 7))
+
+
+def test_compiler_options_leave_out_what_this_xla_does_not_know_and_keep_the_results(monkeypatch, store):
+    """An option this XLA rejects is left out (passing it would stop every fit with an error); a program compiled
+    with the options computes what it does with XLA's defaults, stored and read back alike."""
+    monkeypatch.setattr(_programs, "SAMPLER", {**_programs.SAMPLER, "xla_no_such_option": True})
+    options = _programs.compiler_options(once=True)
+    assert "xla_no_such_option" not in options
+    assert options["xla_backend_optimization_level"] == 0  # every XLA this package supports knows it
+
+    def f(x):
+        return jnp.sum(jnp.exp(jnp.sin(x)) * x)
+
+    x = jnp.linspace(0.0, 3.0, 257)
+    expected = float(jax.jit(f)(x))
+    registry = Programs(store)
+    first = registry.get("f", lambda: jax.jit(f), "f", options)
+    assert float(first(x)) == pytest.approx(expected, rel=1e-6)
+    again = Programs(store).get("f", lambda: jax.jit(f), "f", options)  # a new process: read back from disk
+    assert float(again(x)) == pytest.approx(expected, rel=1e-6)
+    assert list(store.glob("*.jaxexport"))
