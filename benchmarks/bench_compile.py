@@ -35,10 +35,11 @@ from bayes_scaling.priors import resolve
 
 
 def timed(name: str, fn: Callable, *args: object, options: dict | None = None) -> object:
-    """Trace and compile ``jax.jit(fn)`` for ``args``, with XLA's defaults and with ``options``; print the
-    times and a call's (the trace is JAX's, shared by both); return the first compiled."""
+    """Trace and compile ``jax.jit(fn)`` for ``args``, with XLA's defaults and with ``options`` (None: once,
+    with the defaults); print the times and a call's (the trace is JAX's, shared by both); return the first
+    compiled."""
     results = []
-    for label, chosen in (("XLA defaults", None), ("options" if options else "XLA defaults", options)):
+    for label, chosen in (("XLA defaults", None), ("options", options))[: 2 if options else 1]:
         t = time.perf_counter()
         lowered = jax.jit(fn, compiler_options=chosen).lower(*args)
         traced = time.perf_counter() - t
