@@ -429,7 +429,10 @@ def design(
     span = ratio_range(result, point, group) if isinstance(ratios, str) and ratios == "data" else ratios
     everyone = len(pool)
     if span is not None:
-        lo, hi = (float(v) for v in span)
+        try:
+            lo, hi = (float(v) for v in span)
+        except (TypeError, ValueError):
+            raise ValueError(f'ratios must be "data", None or (lo, hi) tokens per parameter, got {ratios!r}') from None
         if not 0 < lo <= hi:
             raise ValueError(f"ratios must be (lo, hi) with 0 < lo <= hi tokens per parameter, got {span!r}")
         m = pool["tokens_per_param"].to_numpy(np.float64)

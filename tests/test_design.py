@@ -134,6 +134,10 @@ def test_candidates_at_ratios_no_run_or_target_has_are_left_out_unless_asked(swe
         bs.design(sweep_fit, TARGET, candidates=outside, source="my.csv")
     with pytest.raises(ValueError, match=r"ratios must be \(lo, hi\) with 0 < lo <= hi"):
         bs.design(sweep_fit, TARGET, candidates=pool, ratios=(10.0, 1.0))
+    with pytest.raises(
+        ValueError, match=r"ratios must be \"data\", None or \(lo, hi\) tokens per parameter, got 'dta'"
+    ):
+        bs.design(sweep_fit, TARGET, candidates=pool, ratios="dta")
 
 
 def test_objectives_today_match_numpy_over_the_draws(sweep_fit):
