@@ -18,8 +18,9 @@ runs, evenly in compute); the target: a compute-optimal-ish run (20 tokens per p
 of compute beyond the largest run. Each sweep is fitted (``bs.fit``, the defaults: calibrated, 4 chains x
 (500 + 1000)) and reviewed (``bs.review`` at the target, every section); then a new run at the target is
 drawn from the truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
-band, and the median absolute error of the median forecast. The levels should be ordered: low < medium
-< high in both. Sweeps run in ``--workers`` processes (CPU).
+band (with Wilson's 95% interval of that share), the median absolute error of the median forecast, and the
+share outside the plain 90% band (the law's own predictive). The levels should be ordered: low < medium
+< high. Sweeps run in ``--workers`` processes (CPU).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def sweep(index: int) -> dict:
         result = bs.fit(runs, seed=index)
         review = bs.review(result, N=n, D=d, seed=index)
         row = bs.forecast(result, N=n, D=d, levels=(0.9,)).iloc[0]
+        plain = bs.forecast(result, N=n, D=d, levels=(0.9,), mode="plain").iloc[0]
     return {
         "sweep": index,
         "bends": bends,
@@ -100,6 +102,7 @@ def sweep(index: int) -> dict:
         "reasons": " | ".join(review.reasons),
         "outside90": not (row["run_lo90"] <= realized <= row["run_hi90"]),
         "abs_error": abs(row["run_median"] / realized - 1),
+        "plain_outside90": not (plain["run_lo90"] <= realized <= plain["run_hi90"]),
         "seconds": time.perf_counter() - started,
     }
 
@@ -164,6 +167,16 @@ def speed(repeat: int) -> str:
     return "\n".join(lines)
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% interval of a share of ``k`` in ``n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=int, default=96)
@@ -197,13 +210,22 @@ def main() -> None:
         f"# {platform.platform()}, {os.cpu_count()} cores; {time.perf_counter() - start:.0f} s in all, "
         f"median {table['seconds'].median():.0f} s per fit and review in one worker",
         "",
-        "per verdict: sweeps, share of realized runs outside the 90% band, median absolute error",
+        "per verdict: sweeps, share of realized runs outside the forecast's (calibrated) 90% band with its 95%",
+        "interval (Wilson), median absolute error of the median forecast, and the share outside the plain 90% band",
+        "(the law's own posterior predictive, without the extrapolation error)",
     ]
     levels = ["low", "medium", "high", "unusable"]
     summary = table.groupby("verdict").agg(
-        sweeps=("sweep", "size"), outside90=("outside90", "mean"), median_abs_error=("abs_error", "median")
+        sweeps=("sweep", "size"),
+        outside90=("outside90", "mean"),
+        misses=("outside90", "sum"),
+        median_abs_error=("abs_error", "median"),
+        **({"plain_outside90": ("plain_outside90", "mean")} if "plain_outside90" in table else {}),
     )
     summary = summary.reindex([v for v in levels if v in summary.index])
+    spans = [wilson(int(k), int(n)) for k, n in zip(summary["misses"], summary["sweeps"], strict=True)]
+    summary.insert(3, "outside90_95%", [f"{a:.3f}-{b:.3f}" for a, b in spans])
+    summary = summary.drop(columns="misses")
     lines.append(summary.to_string(float_format="{:.3f}".format))
     lines += ["", "by truth (bends or holds) and verdict: sweeps"]
     lines.append(pd.crosstab(table["bends"], table["verdict"]).to_string())
