@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import gc
 import os
 import sys
 import threading
@@ -752,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     _fewer_arenas()
+    gc.freeze()  # what the imports made lives as long as this process: collections leave it out from here on
     warnings.formatwarning = lambda message, category, *_: f"{category.__name__}: {message}\n"
     sys.stdout = _Quiet(sys.stdout)
     enable_cache()  # compiled samplers kept on disk: a later process neither traces nor compiles them

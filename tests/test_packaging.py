@@ -28,3 +28,13 @@ def test_importing_the_package_leaves_arviz_and_scipy_stats_unloaded():
     code = "import sys, bayes_scaling; print(sorted(m for m in ('arviz', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():
+    """The collector pauses while the package imports (README, speed) and resumes only if it ran before."""
+    code = "import gc{}; import bayes_scaling; print(gc.isenabled(), gc.get_freeze_count() == 0)"
+    for before, expected in (("", "True True"), ("; gc.disable()", "False True")):
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(before)], check=True, capture_output=True, text=True, timeout=120
+        )
+        assert out.stdout.strip() == expected
