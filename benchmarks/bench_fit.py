@@ -128,10 +128,13 @@ def warm_fit(source: Path) -> tuple[float, float]:
     return float(first), float(warm)
 
 
-def against(other: Path, rounds: int = 5) -> None:
-    """This tree and ``other`` timed alternately in one run; medians and ratios."""
+KINDS = ("cold", "cold plain", "calibrated", "plain", "first fit", "warm fit", "fit_many")
+
+
+def against(other: Path, rounds: int = 5, kinds: tuple[str, ...] = KINDS) -> None:
+    """This tree and ``other`` timed alternately in one run (the rows ``kinds`` of :data:`KINDS`); medians, ratios,
+    and the paired ratio of each round (this / other in the same round)."""
     versions = {"this": ROOT, "other": other}
-    kinds = ("cold", "cold plain", "calibrated", "plain", "first fit", "warm fit", "fit_many")
     times = {(v, what): [] for v in versions for what in kinds}
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         caches = {"this": a, "other": b}
@@ -140,16 +143,23 @@ def against(other: Path, rounds: int = 5) -> None:
             fresh_cli(caches[name], "--plain", source=source)
         for _ in range(rounds):
             for name, source in versions.items():
-                with tempfile.TemporaryDirectory() as empty:  # the first run of a new user: nothing compiled
-                    times[name, "cold"].append(fresh_cli(empty, source=source))
-                with tempfile.TemporaryDirectory() as empty:
-                    times[name, "cold plain"].append(fresh_cli(empty, "--plain", source=source))
-                times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
-                times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
-                first, warm = warm_fit(source)
-                times[name, "first fit"].append(first)
-                times[name, "warm fit"].append(warm)
-                times[name, "fit_many"].append(warm_many(source))
+                if "cold" in kinds:
+                    with tempfile.TemporaryDirectory() as empty:  # the first run of a new user: nothing compiled
+                        times[name, "cold"].append(fresh_cli(empty, source=source))
+                if "cold plain" in kinds:
+                    with tempfile.TemporaryDirectory() as empty:
+                        times[name, "cold plain"].append(fresh_cli(empty, "--plain", source=source))
+                if "calibrated" in kinds:
+                    times[name, "calibrated"].append(fresh_cli(caches[name], source=source))
+                if "plain" in kinds:
+                    times[name, "plain"].append(fresh_cli(caches[name], "--plain", source=source))
+                if "first fit" in kinds or "warm fit" in kinds:
+                    first, warm = warm_fit(source)
+                    for what, seconds in (("first fit", first), ("warm fit", warm)):
+                        if what in kinds:
+                            times[name, what].append(seconds)
+                if "fit_many" in kinds:
+                    times[name, "fit_many"].append(warm_many(source))
     print(f"this: {ROOT}\nother: {other}\n{rounds} rounds, alternating; medians (range)")
     labels = {
         "cold": "fresh `bayes-scaling fit`, empty cache",
@@ -165,7 +175,12 @@ def against(other: Path, rounds: int = 5) -> None:
         this, other_ = (np.median(times[v, what]) for v in versions)
         spans = [f"{min(times[v, what]):.2f}-{max(times[v, what]):.2f}" for v in versions]
         ratio = this / other_
-        print(f"{label:<42} this {this:6.2f} s ({spans[0]})  other {other_:6.2f} s ({spans[1]})  ratio {ratio:.2f}")
+        paired = np.array(times["this", what]) / np.array(times["other", what])
+        quartiles = f"paired {np.median(paired):.2f} ({np.quantile(paired, 0.25):.2f}-{np.quantile(paired, 0.75):.2f})"
+        print(
+            f"{label:<42} this {this:6.2f} s ({spans[0]})  other {other_:6.2f} s ({spans[1]})  ratio {ratio:.2f}"
+            + (f"  {quartiles}" if rounds > 3 else "")
+        )
 
 
 # A fresh process doing what `bayes-scaling fit [--plain]` does, one step after another, timing each.
@@ -196,11 +211,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="a source checkout of another version to time beside this one")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --against (each version once a round)")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"rows of --against, comma-separated (default all: {','.join(KINDS)})"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", FutureWarning)
     if args.against is not None:
-        against(args.against.resolve(), args.rounds)
-        print(f"\nreproduce: python benchmarks/bench_fit.py --against {args.against} --rounds {args.rounds}")
+        kinds = tuple(k.strip() for k in args.kinds.split(","))
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            parser.error(f"--kinds: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
+        against(args.against.resolve(), args.rounds, kinds)
+        only = "" if kinds == KINDS else f" --kinds '{args.kinds}'"
+        print(f"\nreproduce: python benchmarks/bench_fit.py --against {args.against} --rounds {args.rounds}{only}")
         return
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
