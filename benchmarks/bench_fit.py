@@ -1,7 +1,8 @@
 """Benchmark: the default Chinchilla fit on the embedded data, against plain NumPyro ``MCMC.run``.
 
 Run:  python benchmarks/bench_fit.py
-      python benchmarks/bench_fit.py --against DIR    (DIR: a source checkout of another version)
+      python benchmarks/bench_fit.py --against DIR [--rounds 5] [--kinds calibrated,plain]
+      (DIR: a source checkout of another version; --kinds: which rows, default all)
 
 Prints, for a fresh ``bayes-scaling fit`` process (an empty cache, then the median of five
 with the cache of compiled and traced programs warm; plain and calibrated, each its own cache),
@@ -14,7 +15,8 @@ alternating between them (so both see the same machine load): a fresh calibrated
 plain ``bayes-scaling fit`` into an empty cache, the same with a warm cache (each version its own),
 the first in-process ``fit(calibrate=False)`` of a Python session (no disk cache: traced and
 compiled) and then warm, and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
-devices); medians of the rounds and the ratio this / other.
+devices); medians of the rounds and the ratio this / other (with more than 3 rounds also the median and
+quartiles of each round's own ratio: the machine's load moves both versions of a round alike).
 To compare with an earlier commit: ``git archive COMMIT | tar -x -C /tmp/before``.
 """
 
