@@ -32,7 +32,11 @@ def test_importing_the_package_leaves_arviz_and_scipy_stats_unloaded():
 
 def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():
     """The collector pauses while the package imports (README, speed) and resumes only if it ran before."""
-    code = "import gc{}; import bayes_scaling; print(gc.isenabled(), gc.get_freeze_count() == 0)"
+    # (Python 3.12 starts with objects frozen already: the count is compared before and after.)
+    code = (
+        "import gc{}; n = gc.get_freeze_count(); import bayes_scaling; "
+        "print(gc.isenabled(), gc.get_freeze_count() == n)"
+    )
     for before, expected in (("", "True True"), ("; gc.disable()", "False True")):
         out = subprocess.run(
             [sys.executable, "-c", code.format(before)], check=True, capture_output=True, text=True, timeout=120
