@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from functools import partial
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,7 @@ def law_at(law: Law, params: Mapping[str, ArrayLike], inputs: Mapping[str, Array
     x = {k: np.log(v) for k, v in complete(law, inputs).items()}
     t = max(v.shape[-1] for v in x.values()) if x else 0
     x = {k: np.broadcast_to(v, (s, t) if v.ndim == 2 else (t,)) for k, v in x.items()}
-    program = PROGRAMS.get(("law at", law), lambda: jax.jit(partial(_outer, law.mean)), law.tag and f"law at {law.tag}")
+    program = PROGRAMS.get(("law at", law), lambda: partial(_outer, law.mean), law.tag and f"law at {law.tag}")
     out = np.empty((s, t))
     for start in range(0, t, CHUNK):
         piece = {k: v[..., start : start + CHUNK] for k, v in x.items()}
@@ -101,13 +102,20 @@ def log_likelihood(
     sigma = np.asarray(sigma, np.float64)
     sigma = sigma.reshape(-1, 1) if sigma.ndim == 1 else sigma
     out = np.empty((sigma.shape[0], y.size), np.float32)
-    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
     for start in range(0, y.size, CHUNK):
         part = slice(start, start + CHUNK)
         scale = sigma if sigma.shape[1] == 1 else sigma[:, part]
-        z = (y[part] - law_at(law, params, {k: np.asarray(v)[part] for k, v in inputs.items()})) / scale
-        out[:, part] = const - np.log(scale) - (df + 1) / 2 * np.log1p(z * z / df)
+        mu = law_at(law, params, {k: np.asarray(v)[part] for k, v in inputs.items()})
+        out[:, part] = student_t(df, mu, scale, y[part])
     return out
+
+
+def student_t(df: float, mu: ArrayLike, scale: ArrayLike, y: ArrayLike, xp: ModuleType = np) -> ArrayLike:
+    """Student-t log density of ``y`` with ``df`` degrees of freedom, location ``mu`` and scale ``scale``
+    (broadcast against each other), in NumPy or, with ``xp=jnp``, in JAX (inside a compiled program)."""
+    const = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    z = (y - mu) / scale
+    return const - xp.log(scale) - 0.5 * (df + 1) * xp.log1p(z * z / df)
 
 
 def optimum(
@@ -141,7 +149,7 @@ def optimum(
         t = log_nd.size
         padded = np.concatenate([log_nd, np.full(max(PAD, 1 << max(t - 1, 0).bit_length()) - t, log_nd[0])])
         tag = law.tag and f"optimum {law.tag}"
-        program = PROGRAMS.get(("optimum", law), lambda: jax.jit(partial(_closed_form, law.optimum)), tag)
+        program = PROGRAMS.get(("optimum", law), lambda: partial(_closed_form, law.optimum), tag)
         with _x64():
             log_n = np.asarray(program(p, padded), np.float64)[:, :t]
     return log_n, log_nd[None, :] - log_n
@@ -170,7 +178,7 @@ def numeric_optimum(
     log_ck = np.log(np.asarray(flops, np.float64).reshape(-1) / k)
     log_u = np.broadcast_to(np.log(np.asarray(np.inf if unique is None else unique, np.float64)), log_ck.shape)
     p = {n: np.asarray(params[n], np.float64).reshape(-1) for n in law.params}
-    program = PROGRAMS.get(("numeric optimum", law, k), lambda: jax.jit(lambda p, c, u: _search(law, k, p, c, u)))
+    program = PROGRAMS.get(("numeric optimum", law, k), lambda: lambda p, c, u: _search(law, k, p, c, u))
     with _x64():
         return np.asarray(program(p, log_ck, np.ascontiguousarray(log_u)), np.float64)
 

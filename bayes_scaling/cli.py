@@ -436,7 +436,7 @@ def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: boo
 
 def _counted(data: Dataset) -> str:
     """One line saying what the parameter counts N that the law is fitted on count."""
-    counted, source = data.columns.get("params", "total"), data.columns.get("embedding")
+    counted, source = data.counted, data.columns.get("embedding")
     line = f"parameters N counted: {counted}" + (" (embeddings included)" if counted == "total" else "")
     return line + (f"; embedding parameters from {source}" if source else "; embedding parameters not given")
 

@@ -73,6 +73,11 @@ class Dataset:
         return {k: np.log(self.frame[k].to_numpy(np.float64)) for k in ("N", "D", "C", "loss")}
 
     @property
+    def counted(self) -> str:
+        """What ``N`` counts: ``"total"`` (the default) or ``"non-embedding"``."""
+        return self.columns.get("params") or "total"
+
+    @property
     def labels(self) -> list[str]:
         """The group labels, sorted; empty when the runs have no groups."""
         return sorted(set(self.frame["group"])) if "group" in self.frame.columns else []

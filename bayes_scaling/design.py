@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import _calibration
-from ._evaluate import law_at, optimum
+from ._evaluate import law_at, optimum, student_t
 from ._geometry import axis, beyond, shortfalls
 from ._programs import PROGRAMS
 from .data import FLOPS_PER_PARAM_TOKEN
@@ -206,13 +206,6 @@ def _quantile_index(w: jax.Array, q: float, block: int = 64) -> jax.Array:
     return jnp.minimum(which * block + count, size - 1)
 
 
-def _loglik(df: float, mu: jax.Array, scale: jax.Array, y: jax.Array, xp: object = jnp) -> jax.Array:
-    """Student-t log density (up to a constant) of outcomes ``y`` under every draw's mean ``mu`` and scale
-    ``scale`` (broadcast against each other), in JAX or, with ``xp=np``, in NumPy."""
-    z = (y - mu) / scale
-    return -0.5 * (df + 1.0) * xp.log1p(z * z / df) - xp.log(scale)
-
-
 def _score(
     name: str, df: float, mu: jax.Array, scale: jax.Array, logw0: jax.Array, truth: jax.Array, eps: jax.Array, arrays
 ) -> tuple[jax.Array, jax.Array]:
@@ -223,7 +216,7 @@ def _score(
     eps : (J, m) each world's standardized noise at each candidate. Returns two arrays (J, m).
     """
     y = mu[:, truth].T + scale[truth][:, None] * eps  # (J, m): each world's outcome at each candidate
-    logw = logw0[:, None, :] + _loglik(df, mu[None, :, :], scale, y[..., None])  # (J, m, S)
+    logw = logw0[:, None, :] + student_t(df, mu[None, :, :], scale, y[..., None], jnp)  # (J, m, S)
     w = jax.nn.softmax(logw, axis=-1)
     return _objective(name, w, arrays), 1.0 / jnp.sum(w * w, axis=-1)
 
@@ -335,8 +328,8 @@ def weights(result: Result, runs: pd.DataFrame, *, group: str | None = None) -> 
     """Importance weights of the posterior draws given new runs with known losses, shape (S,), summing to one.
 
     The posterior with ``runs`` added is the posterior reweighted by their likelihood (Student-t on
-    log loss, scale :func:`_run_scale`; :func:`_loglik`); accurate while the weights' effective sample size
-    ``1 / sum(w**2)`` stays a fair share of the draws (otherwise refit).
+    log loss, scale :func:`_run_scale`; :func:`~bayes_scaling._evaluate.student_t`); accurate while the
+    weights' effective sample size ``1 / sum(w**2)`` stays a fair share of the draws (otherwise refit).
 
     Parameters
     ----------
@@ -346,7 +339,7 @@ def weights(result: Result, runs: pd.DataFrame, *, group: str | None = None) -> 
     law, draws = result.law, result.draws(group)
     mu = law_at(law, draws, runs)  # (S, r)
     y = np.log(runs["loss"].to_numpy(np.float64))
-    logw = _loglik(float(result.spec.df), mu, _run_scale(draws)[:, None], y[None, :], np).sum(axis=1)
+    logw = student_t(float(result.spec.df), mu, _run_scale(draws)[:, None], y[None, :]).sum(axis=1)
     w = np.exp(logw - logw.max())
     return w / w.sum()
 
@@ -582,7 +575,7 @@ def _worlds(rng: np.random.Generator, draws: int, worlds: int, n: int, df: float
 
 
 def _now_program(name: str) -> object:
-    return PROGRAMS.get(("design now", name), lambda: jax.jit(partial(_now, name)))
+    return PROGRAMS.get(("design now", name), lambda: partial(_now, name))
 
 
 def _width(logw0: np.ndarray, post: _Posterior, error: _Error | None) -> float:
@@ -608,7 +601,7 @@ def _scores(
     m = 1 << max(0, (CHUNK_ELEMENTS // (worlds * draws)).bit_length() - 1)  # a power of two
     m = min(m, 1 << max(0, (len(rows) - 1).bit_length()))
     padded = np.concatenate([rows, np.repeat(rows[-1:], -len(rows) % m)])
-    program = PROGRAMS.get(("design score", objective, df), lambda: jax.jit(partial(_score, objective, df)))
+    program = PROGRAMS.get(("design score", objective, df), lambda: partial(_score, objective, df))
     scale, truth, logw0 = jnp.asarray(post.scale), jnp.asarray(truth), jnp.asarray(logw0)
     out = []
     for start in range(0, len(padded), m):
@@ -622,7 +615,7 @@ def _update(df: float, post: _Posterior, truth: np.ndarray, eps: np.ndarray, bes
     """Each world's log likelihood of its outcome at candidate ``best`` under every draw, shape (J, S)."""
     mu, scale = post.mu[best].astype(np.float64), post.scale.astype(np.float64)
     y = mu[truth] + scale[truth] * eps[:, best]
-    return _loglik(df, mu[None, :], scale, y[:, None], np).astype(np.float32)
+    return student_t(df, mu[None, :], scale, y[:, None]).astype(np.float32)
 
 
 def _refit(post: _Posterior, picks: pd.DataFrame, group: str | None, seed: int) -> tuple[Result, str | None]:

@@ -454,7 +454,7 @@ def from_sampler(
             if labels:
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
-            group.attrs["params"] = dataset.columns.get("params", "total")
+            group.attrs["params"] = dataset.counted
             for x, value in (centre or {}).items() if labels else ():
                 value = np.asarray(value, np.float64)
                 group[f"centre_{x}"] = float(value[i] if value.ndim else value)
