@@ -287,7 +287,7 @@ def _grid_program(size: int) -> Program:
     """:func:`_grid_posterior` of ``size`` draws as a compiled program, kept on disk."""
     return PROGRAMS.get(
         ("kappa grid", size),
-        lambda: jax.jit(partial(_grid_posterior, size=size)),
+        lambda: partial(_grid_posterior, size=size),
         f"kappa grid {size} {LOG_KAPPA} {GRID_POINTS} {GRID_PASSES} {SUPPORT}",
     )
 

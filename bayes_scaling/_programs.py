@@ -115,7 +115,7 @@ class Program:
 
     Parameters
     ----------
-    fn : the jitted function; arguments and results are pytrees of arrays.
+    fn : the function to compile (jitted here, once); arguments and results are pytrees of arrays.
     tag : everything besides the arguments' shapes that fixes the program, as text;
         None never stores it.
     registry : the :class:`Programs` whose folder (if any) stores it.
@@ -124,7 +124,7 @@ class Program:
 
     def __init__(self, fn: Callable, tag: str | None, registry: Programs, options: dict | None = None) -> None:
         self.options = options
-        self.fn = fn if options is None else jax.jit(fn, compiler_options=options)
+        self.fn = jax.jit(fn, compiler_options=options)
         self.tag, self._registry = tag, registry
         self._found: dict[str, Callable] = {}  # read back or traced, jitted
         self._keys: dict[tuple, tuple[str, Path | None]] = {}  # arguments' signature -> (key, file)
@@ -229,14 +229,15 @@ class Programs:
     def get(
         self, key: Hashable, build: Callable[[], Callable], tag: str | None = None, options: dict | None = None
     ) -> Program:
-        """The program registered under ``key``; ``build()`` makes its jitted function on first request.
+        """The program registered under ``key``; ``build()`` makes its function on first request.
 
         Parameters
         ----------
         key : a hashable that fixes the program in this process (it may hold a law's record,
             priors as text, sampler settings, ...).
-        build : returns the jitted function; called once per key, under the registry's lock
-            (``jax.jit`` traces nothing until the program is first called or prepared).
+        build : returns the function to compile (not jitted: the program jits it, with ``options``); called
+            once per key, under the registry's lock (nothing is traced until the program is first called or
+            prepared).
         tag : text that fixes the program across processes (None: never stored on disk).
         options : XLA's compiler options (None: its defaults; :func:`compiler_options`).
         """

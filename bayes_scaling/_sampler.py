@@ -347,7 +347,7 @@ def sample_many(
         split = jax.shard_map(
             batched, mesh=mesh, in_specs=(fits, fits, PartitionSpec()), out_specs=fits, check_vma=False
         )
-        return jax.jit(split)
+        return split
 
     out = PROGRAMS.get(("batched", target.key, settings, mesh), build)(keys, data, first)
     out = jax.tree.map(lambda a: a[:k], out) if total > k else out
@@ -361,14 +361,14 @@ def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Prog
     tag = target.tag and f"{target.tag} {settings}"
     once = compiler_options(once=True)
     return (
-        PROGRAMS.get(("begin", target.key, settings), lambda: jax.jit(begin), tag and f"begin {tag}", once),
+        PROGRAMS.get(("begin", target.key, settings), lambda: begin, tag and f"begin {tag}", once),
         PROGRAMS.get(
             ("advance", target.key, settings),
-            lambda: jax.jit(partial(advance, n=size)),
+            lambda: partial(advance, n=size),
             tag and f"advance {size} {tag}",
             compiler_options(),
         ),
-        PROGRAMS.get(("finish", target.key, settings), lambda: jax.jit(finish), tag and f"finish {tag}", once),
+        PROGRAMS.get(("finish", target.key, settings), lambda: finish, tag and f"finish {tag}", once),
     )
 
 
@@ -377,7 +377,7 @@ def _whole(target: Target, settings: Settings) -> Program:
 
     def build() -> Callable:
         sampler = _program(target, settings)
-        return jax.jit(lambda key, data: sampler(key, data, _jitter(key, settings)))
+        return lambda key, data: sampler(key, data, _jitter(key, settings))
 
     tag = target.tag and f"program {target.tag} {settings}"
     return PROGRAMS.get(("whole", target.key, settings), build, tag)

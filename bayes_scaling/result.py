@@ -463,7 +463,7 @@ def from_sampler(
         def prior_group() -> xr.Dataset:
             program = PROGRAMS.get(  # one program per prior families: the priors' values are its arguments
                 ("prior", form(spec), prior_draws),
-                lambda: jax.jit(lambda key, args: _prior_draws(spec, prior_draws, key, args)),
+                lambda: lambda key, args: _prior_draws(spec, prior_draws, key, args),
                 f"prior {form(spec)} {prior_draws}",
                 compiler_options(once=True),
             )
