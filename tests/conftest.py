@@ -6,11 +6,15 @@ import os
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 import bayes_scaling as bs
+
+T = TypeVar("T")
 
 # One on-disk cache for the whole run: the xdist workers, the command-line runs and the notebook
 # kernels trace and compile many of the same samplers; the first to do so stores them for the rest.
@@ -41,17 +45,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 FAST = {"chains": 4, "warmup": 300, "draws": 500, "calibrate": False}
 
 
-def healthy_fit(data, seeds, **options) -> bs.Result:
-    """``bs.fit`` at the first of ``seeds`` whose fit does not fail its convergence checks (asserted).
+def retried(attempt: Callable[[int], T], good: Callable[[T], bool], seeds: Iterable[int]) -> list[T]:
+    """``attempt(seed)`` for each of ``seeds`` until one is ``good``; every outcome, in order (the last is
+    the good one, or the last tried).
 
     For runs whose posterior mixes poorly for a few seeds in twenty: such a fit is redone with another
-    seed, as a user would; the health of the fit returned is still checked."""
+    seed, as a user would (convergence warnings of the attempts are silenced; callers assert the outcome)."""
+    outcomes = []
     for seed in seeds:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bs.ConvergenceWarning)
-            result = bs.fit(data, seed=seed, **options)
-        if result.health().level != "fail":
+            outcomes.append(attempt(seed))
+        if good(outcomes[-1]):
             break
+    return outcomes
+
+
+def healthy_fit(data, seeds, **options) -> bs.Result:
+    """``bs.fit`` at the first of ``seeds`` whose fit does not fail its convergence checks (asserted)."""
+    result = retried(lambda seed: bs.fit(data, seed=seed, **options), lambda r: r.health().level != "fail", seeds)[-1]
     assert result.health().level != "fail"
     return result
 
