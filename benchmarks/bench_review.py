@@ -9,18 +9,19 @@ Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
 ``--repeat`` times with its cache kept (warm; the median is reported), with wall time and peak memory
 (maximum resident set) of each process, and the verdict of every review (they must agree).
 
-Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends
-beyond the data (the data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens
-starting at the sweep's largest run), noise of 0.5% or 3% on log loss (Student-t, 4 dof), 20, 60 or 250
-runs, wide or narrow (a grid over 1e7-1e9 parameters and 2-200 tokens per parameter: 6 decades of compute,
-or over 1e7-1e8 parameters and 5-50 tokens per parameter: 3 decades, as many sweeps are; thinned to that many
-runs, evenly in compute); the target: a compute-optimal-ish run (20 tokens per parameter) 1, 2 or 3 decades
-of compute beyond the largest run. Each sweep is fitted (``bs.fit``, the defaults: calibrated, 4 chains x
-(500 + 1000)) and reviewed (``bs.review`` at the target, every section); then a new run at the target is
-drawn from the truth. Printed per verdict level: sweeps, the share whose realized run fell outside the forecast's 90%
-band (with Wilson's 95% interval of that share), the median absolute error of the median forecast, and the
-share outside the plain 90% band (the law's own predictive). The levels should be ordered: low < medium
-< high. Sweeps run in ``--workers`` processes (CPU).
+Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends (the
+data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens), half of the bending laws
+beyond the data (the bend starts at the sweep's largest run: no review can see it) and half inside it (it
+starts at the geometric middle of the sweep's tokens: residuals and backtests can see it), noise of 0.5% or 3%
+on log loss (Student-t, 4 dof), 20, 60 or 250 runs, wide or narrow (a grid over 1e7-1e9 parameters and 2-200
+tokens per parameter: 6 decades of compute, or over 1e7-1e8 parameters and 5-50 tokens per parameter: 3
+decades, as many sweeps are; thinned to that many runs, evenly in compute); the target: a compute-optimal-ish
+run (20 tokens per parameter) 1, 2 or 3 decades of compute beyond the largest run. Each sweep is fitted
+(``bs.fit``, the defaults: calibrated, 4 chains x (500 + 1000)) and reviewed (``bs.review`` at the target,
+every section); then a new run at the target is drawn from the truth. Printed per verdict level: sweeps, the
+share whose realized run fell outside the forecast's 90% band (with Wilson's 95% interval of that share), the
+median absolute error of the median forecast, and the share outside the plain 90% band (the law's own
+predictive). The levels should be ordered: low < medium < high. Sweeps run in ``--workers`` processes (CPU).
 """
 
 from __future__ import annotations
@@ -56,14 +57,17 @@ def law(n: np.ndarray, d: np.ndarray, change: float, start: float) -> np.ndarray
     )
 
 
-def plan(index: int) -> tuple[np.random.Generator, bool, float, float, str, int]:
-    """Sweep ``index``'s random generator, whether its law bends, by how much, its noise, grid and size."""
+def plan(index: int) -> tuple[np.random.Generator, bool, float, float, str, int, bool]:
+    """Sweep ``index``'s random generator, whether its law bends, by how much, its noise, grid, size, and
+    whether the bend starts inside the data."""
     rng = np.random.default_rng(index)
     bends = bool(rng.integers(2))
     change = float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15)) if bends else 0.0
     noise = float(rng.choice([0.005, 0.03]))
     size = int(rng.choice([20, 60, 250]))
-    return rng, bends, change, noise, str(rng.choice(list(GRIDS))), size
+    # From a generator of its own: the sweep's other draws (and its runs' noise) are those of a bend beyond.
+    inside = bends and bool(np.random.default_rng([index, 1]).integers(2))
+    return rng, bends, change, noise, str(rng.choice(list(GRIDS))), size, inside
 
 
 def sweep(index: int) -> dict:
@@ -72,10 +76,11 @@ def sweep(index: int) -> dict:
 
     import bayes_scaling as bs
 
-    rng, bends, change, noise, width, size = plan(index)
+    rng, bends, change, noise, width, size, inside = plan(index)
     grid = bs.datasets.sweep(**GRIDS[width], sizes=25, ratios=10)
     grid = grid.sort_values("flops").iloc[np.linspace(0, len(grid) - 1, size).round().astype(int)]
-    start = float(grid["tokens"].max())
+    tokens = grid["tokens"].to_numpy()
+    start = float(np.sqrt(tokens.min() * tokens.max()) if inside else tokens.max())
     mean = law(grid["params"].to_numpy(), grid["tokens"].to_numpy(), change, start)
     runs = grid.assign(loss=mean * np.exp(noise * rng.standard_t(4.0, size))).reset_index(drop=True)
     decades = int(rng.integers(1, 4))
@@ -93,6 +98,7 @@ def sweep(index: int) -> dict:
     return {
         "sweep": index,
         "bends": bends,
+        "truth": "bends inside" if inside else "bends beyond" if bends else "holds",
         "change": change,
         "noise": noise,
         "grid": width,
@@ -196,7 +202,7 @@ def main() -> None:
     # One sweep of each size first (in parallel): they fill the program cache that the rest then read.
     first = {}
     for index in range(args.sweeps):
-        first.setdefault(plan(index)[-1], index)
+        first.setdefault(plan(index)[5], index)
     rest = [i for i in range(args.sweeps) if i not in first.values()]
     rows = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
@@ -228,8 +234,10 @@ def main() -> None:
     )
     summary = summary.reindex([v for v in levels if v in summary.index])
     lines.append(summary.to_string(float_format="{:.3f}".format))
-    lines += ["", "by truth (bends or holds) and verdict: sweeps"]
-    lines.append(pd.crosstab(table["bends"], table["verdict"]).to_string())
+    lines += ["", "by truth and verdict: sweeps, and the share outside the 90% band (calibrated; plain)"]
+    lines.append(pd.crosstab(table["truth"], table["verdict"]).to_string())
+    outside = table.pivot_table(index="truth", columns="verdict", values=["outside90", "plain_outside90"])
+    lines.append(outside.to_string(float_format="{:.2f}".format))
     lines += ["", "by grid, target distance (decades) and verdict: sweeps"]
     lines.append(pd.crosstab([table["grid"], table["decades"]], table["verdict"]).to_string())
     text = "\n".join(lines)
