@@ -81,7 +81,7 @@ def sweep(index: int) -> dict:
     grid = grid.sort_values("flops").iloc[np.linspace(0, len(grid) - 1, size).round().astype(int)]
     tokens = grid["tokens"].to_numpy()
     start = float(np.sqrt(tokens.min() * tokens.max()) if inside else tokens.max())
-    mean = law(grid["params"].to_numpy(), grid["tokens"].to_numpy(), change, start)
+    mean = law(grid["params"].to_numpy(), tokens, change, start)
     runs = grid.assign(loss=mean * np.exp(noise * rng.standard_t(4.0, size))).reset_index(drop=True)
     decades = int(rng.integers(1, 4))
     c = float(grid["flops"].max()) * 10**decades
@@ -202,7 +202,7 @@ def main() -> None:
     # One sweep of each size first (in parallel): they fill the program cache that the rest then read.
     first = {}
     for index in range(args.sweeps):
-        first.setdefault(plan(index)[5], index)
+        first.setdefault(plan(index)[5], index)  # by size
     rest = [i for i in range(args.sweeps) if i not in first.values()]
     rows = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
