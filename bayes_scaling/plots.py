@@ -88,6 +88,20 @@ def _decades(axis: Axis) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _log_labels(axis: Axis, values: np.ndarray) -> None:
+    """Plain-text labels on a log axis showing ``values``, and no minor ticks (each costs a figure's layout and
+    drawing time): each decade (:func:`_decades`) when they span two decades or more, else about seven round
+    values (:func:`_readable`)."""
+    from matplotlib.ticker import NullLocator
+
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if hi / lo >= 100:
+        _decades(axis)
+        axis.set_minor_locator(NullLocator())
+    else:
+        _readable(axis, lo, hi)
+
+
 def fit(
     result: Result,
     forecast: pd.DataFrame | None = None,
@@ -354,12 +368,14 @@ def sbc(calibration: Calibration, *, path: str | Path | None = None) -> Figure:
 
 def distance(runs: pd.DataFrame, target: dict, *, path: str | Path | None = None) -> Figure:
     """Where a target sits relative to the runs, over parameters and tokens, coloured by compute."""
-    fig = _figure(figsize=(5.5, 4.2), layout="constrained")
+    fig = _figure(figsize=(5.5, 4.2), layout="tight")
     ax = fig.subplots()
     points = ax.scatter(runs["N"], runs["D"], c=np.log10(runs["C"]), s=12, cmap="viridis", label="runs")
     ax.scatter([target["N"]], [target["D"]], marker="*", s=180, color="C3", label=f"target: {target['target']}")
     fig.colorbar(points, ax=ax, label="log10 compute (FLOP)")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="training tokens D")
+    _log_labels(ax.xaxis, np.append(runs["N"].to_numpy(np.float64), target["N"]))
+    _log_labels(ax.yaxis, np.append(runs["D"].to_numpy(np.float64), target["D"]))
     ax.set_title("Where the target sits relative to the runs", fontsize=10)
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -374,12 +390,13 @@ def residuals(table: pd.DataFrame, pit: np.ndarray, *, path: str | Path | None =
         posterior median log loss).
     pit : LOO-PIT value of each run.
     """
-    fig = _figure(figsize=(12, 3.2), layout="constrained")
+    fig = _figure(figsize=(12, 3.2), layout="tight")
     axes = fig.subplots(1, 4)
     for ax, name in zip(axes[:3], ("N", "D", "C"), strict=True):
         ax.scatter(table[name], table["residual"], s=6)
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel=name, ylabel="residual log loss")
+        _log_labels(ax.xaxis, table[name].to_numpy(np.float64))
     axes[3].hist(pit, bins=10, range=(0, 1), color="C1")
     axes[3].set(xlabel="LOO-PIT", ylabel="runs", title="uniform if calibrated")
     return save(fig, path)

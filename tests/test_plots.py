@@ -1,0 +1,31 @@
+"""Figures: log axes carry plain-text labels a reader can read a value from, whatever the span of the data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_scaling as bs
+
+
+def labels(axis) -> list[str]:
+    """The non-empty tick labels of ``axis`` inside its view, as drawn."""
+    axis.get_figure(root=True).canvas.draw()
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = zip(axis.get_majorticklocs(), axis.get_majorticklabels(), strict=True)
+    return [label.get_text() for loc, label in ticks if label.get_text() and lo <= loc <= hi]
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(2e8, 7e8), (1e7, 3e10)])
+def test_review_figures_label_log_axes_in_plain_text_at_any_span(lo, hi):
+    n = np.geomspace(lo, hi, 12)
+    runs = pd.DataFrame({"N": n, "D": 20 * n, "C": 120 * n**2, "residual": np.linspace(-0.01, 0.01, 12)})
+    fig = bs.plots.residuals(runs, np.linspace(0.05, 0.95, 12))
+    for ax in fig.axes[:3]:
+        shown = labels(ax.xaxis)
+        assert len(shown) >= 2, shown  # enough labels to read a value (a narrow span gets round values)
+        assert not any("$" in s for s in shown), shown  # no mathtext: its parser costs half a second to build
+        assert not ax.xaxis.get_minor_locator()()  # no minor ticks: each costs layout and drawing time
+    target = {"N": 1e12, "D": 2e13, "target": "far"}
+    fig = bs.plots.distance(runs, target)
+    shown = labels(fig.axes[0].xaxis)
+    assert len(shown) >= 3 and all(s.startswith("10") for s in shown), shown  # decades up to the target
