@@ -186,6 +186,11 @@ def fit_from_tables(
     ax.set_xscale("log")
     ax.set_yscale("log")
     _decades(ax.xaxis)
+    span = np.concatenate([band[x].to_numpy(np.float64), runs[x].to_numpy(np.float64)])
+    if span.max() / span.min() >= 1e4:  # over four decades, a minor tick (and grid line) every 1x-9x is clutter
+        from matplotlib.ticker import NullLocator
+
+        ax.xaxis.set_minor_locator(NullLocator())
     lo, hi = ax.get_ylim()
     if hi / lo < 10:
         _readable(ax.yaxis, lo, hi)

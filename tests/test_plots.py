@@ -29,3 +29,16 @@ def test_review_figures_label_log_axes_in_plain_text_at_any_span(lo, hi):
     fig = bs.plots.distance(runs, target)
     shown = labels(fig.axes[0].xaxis)
     assert len(shown) >= 3 and all(s.startswith("10") for s in shown), shown  # decades up to the target
+
+
+@pytest.mark.parametrize(("decades", "minor"), [(7, False), (2, True)])
+def test_the_fit_figure_drops_minor_ticks_only_over_many_decades(decades, minor):
+    c = np.geomspace(1e18, 10.0 ** (18 + decades), 30)
+    loss = 1.7 + 40 * c**-0.08
+    runs = pd.DataFrame({"C": c[:20], "loss": loss[:20]})
+    band = pd.DataFrame({"C": c, "loss_median": loss, "loss_lo90": 0.98 * loss, "loss_hi90": 1.02 * loss})
+    fig = bs.plots.fit_from_tables(runs, band, None, x="C", law="chinchilla", title="test")
+    ax = fig.axes[0]
+    shown = labels(ax.xaxis)
+    assert len(shown) >= 2 and all(s.startswith("10") for s in shown), shown  # each decade, in plain text
+    assert bool(len(ax.xaxis.get_minor_locator()())) is minor
