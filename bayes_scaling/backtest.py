@@ -116,12 +116,13 @@ def _backtest(
     *,
     pad: int | None = None,
     quiet: bool = False,
+    keep: int | None = None,
 ) -> Backtest:
     """:func:`backtest` of a checked data set with resolved priors; the cutoffs' refits run in threads.
 
     ``pad``: rows to pad every refit to (:func:`bayes_scaling.fit._fit`; the review pads them to the
     whole sweep's length, so that they share the reviewed fit's compiled sampler); ``quiet``: no
-    warnings from the refits.
+    warnings from the refits; ``keep``: draws per chain each refit keeps (:func:`bayes_scaling.fit._fit`).
     """
     name = axis(data.frame, law.axes)
     values = data.frame[name].to_numpy()
@@ -139,7 +140,7 @@ def _backtest(
         splits.append((cutoff, train, test))
 
     def refit(train: np.ndarray) -> Result:
-        return _fit(data.subset(train), law, spec, settings, seed, calibrate, pad=pad, quiet=quiet)
+        return _fit(data.subset(train), law, spec, settings, seed, calibrate, pad=pad, quiet=quiet, keep=keep)
 
     with ThreadPoolExecutor(max(len(splits), 1)) as pool:
         fits = list(pool.map(refit, [train for _, train, _ in splits]))
@@ -160,7 +161,6 @@ def _backtest(
             row["covered_90"] = covered  # and its exact 95% interval: what this many held-out runs can tell
             row["coverage_90_lo"], row["coverage_90_hi"] = coverage_interval(covered, len(y))
             median = draws.median()
-            lo, hi = draws.interval(0.9)
             row["median_abs_rel_error"] = float(np.median(np.abs(median / y - 1)))
             row["interval_score_90"] = float(np.mean(interval_score(y, lo, hi, 0.9)))
             if mode == "calibrated" and _calibration.calibrated(result):

@@ -178,13 +178,16 @@ def _fit(
     pad: int | None = None,
     progress: bool = False,
     quiet: bool = False,
+    keep: int | None = None,
 ) -> Result:
     """:func:`fit` of a checked data set with resolved priors.
 
     ``pad``: rows to pad the fit and its internal refits to (default: the data set's padded length);
     refits of subsets padded to their whole data set's length share its compiled sampler. ``quiet``:
     no warnings about the fit's health or its refits (a caller that reads ``Result.health()`` itself,
-    from threads: Python's warning filters are not thread-safe to change).
+    from threads: Python's warning filters are not thread-safe to change). ``keep``: the fit keeps the first
+    ``keep`` draws of each chain, as an internal refit does (None: all), going on to all of them when those fail
+    a convergence check; it shares the compiled programs of a fit that keeps all.
     """
     plan = design(dataset, law, spec)
     _identifiable(dataset, law, plan)
@@ -204,26 +207,35 @@ def _fit(
                 stacklevel=3,
             )
         calibrate = False
+    more = None if keep is None else partial(_failing, depth=settings.max_tree_depth)
     if not calibrate or prior_alone:  # no internal backtests: the fit alone, its chains on every core
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores())
+        result = _fit_plain(
+            dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores(), keep=keep, more=more
+        )
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
         # Too few runs for the backtests: kappa is the error learned across studies, alone.
         kappa = _calibration.sample_prior(prior, (settings.chains, settings.draws), seed)
-        return _calibration.with_kappa(result, kappa, _calibration.Evidence.empty(law.axes))
+        return _calibration.with_kappa(result, _first(kappa, result), _calibration.Evidence.empty(law.axes))
     # The internal backtests' refits run in threads beside the main fit (one per core, at most one per refit).
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool, pad, quiet)
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, keep=keep, more=more)
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
         pool.shutdown(cancel_futures=True)  # after an error (or Ctrl-C): no refit starts
     kappa, health = _calibration.fit_kappa(evidence, spec.df, (settings.chains, settings.draws), seed, prior)
     report(health, "fit of the extrapolation error (kappa)")
-    return _calibration.with_kappa(result, kappa, evidence)
+    return _calibration.with_kappa(result, _first(kappa, result), evidence)
+
+
+def _first(kappa: np.ndarray, result: Result) -> np.ndarray:
+    """The first draws of ``kappa`` (chains, draws, inputs), as many per chain as ``result`` kept (its programs
+    draw ``kappa`` for all of a fit's draws: a fit that kept fewer shares them)."""
+    return kappa[:, : result.settings.draws]
 
 
 def _fit_plain(

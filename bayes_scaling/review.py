@@ -28,7 +28,7 @@ from .backtest import _backtest
 from .compare import compare
 from .data import Dataset
 from .diagnostics import Health, Thresholds
-from .fit import _as_dataset, _fit
+from .fit import REFIT_DRAWS, _as_dataset, _fit
 from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets
 from .laws import Law
 from .priors import resolve
@@ -302,6 +302,7 @@ def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) ->
         calibrate=ctx.mode == "calibrated",
         pad=ctx.pad,
         quiet=True,
+        keep=REFIT_DRAWS,
     )
     table = bt.table.rename(columns={"cutoff": "cutoff_flops"})
     points, said = backtest_points(table, ctx.mode, decades)
@@ -608,7 +609,9 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
 
     def refit(factor: float) -> Result:
         spec = result.spec.with_priors({k: p.scaled(factor) for k, p in result.spec.priors.items()})
-        return _fit(ctx.data, result.law, spec, ctx.settings, ctx.seed, False, pad=ctx.pad, quiet=True)
+        return _fit(
+            ctx.data, result.law, spec, ctx.settings, ctx.seed, False, pad=ctx.pad, quiet=True, keep=REFIT_DRAWS
+        )
 
     with ThreadPoolExecutor(len(scales)) as pool:
         refits = list(pool.map(refit, scales))

@@ -81,6 +81,21 @@ def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(ca
     np.testing.assert_array_equal(again.scale, every.scale)
 
 
+def test_a_calibrated_fit_keeping_fewer_draws_holds_the_first_draws_of_the_full_fit(calibrated_fit):
+    """A review's backtest and prior refits keep 250 draws per chain (``keep``): the same programs and seed, so the
+    first draws of each chain of the fit that kept them all, ``kappa`` with them; the internal refits alike."""
+    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7)
+    data = _as_dataset(runs, calibrated_fit.law)
+    settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+    fewer = fit_module._fit(data, calibrated_fit.law, calibrated_fit.spec, settings, 0, True, keep=250, quiet=True)
+    assert fewer.settings.draws == 250 and fewer.group("posterior")["E"].shape == (4, 250)
+    for name in ("E", "alpha", "beta"):
+        np.testing.assert_array_equal(fewer.group("posterior")[name], calibrated_fit.group("posterior")[name][:, :250])
+    full, short = calibrated_fit.group("extrapolation"), fewer.group("extrapolation")
+    np.testing.assert_array_equal(short["kappa"], full["kappa"][:, :250])
+    np.testing.assert_array_equal(short["internal_residual"], full["internal_residual"])
+
+
 def test_calibrated_mode_does_not_widen_bands_inside_the_data(calibrated_fit):
     inside = calibrated_fit.data().iloc[::7][["N", "D", "C"]].reset_index(drop=True)
     assert (beyond(calibrated_fit.data(), inside, ["N", "D"]) == 0).all()
