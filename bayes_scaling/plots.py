@@ -69,8 +69,9 @@ def save(fig: Figure, path: str | Path | None) -> Figure:
 _SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 
 
-def _decades(axis: Axis) -> None:
-    """Label a log axis ``10\u00b2\u2070`` at each decade, in plain text.
+def _decades(axis: Axis, minor: bool = True) -> None:
+    """Label a log axis ``10\u00b2\u2070`` at each decade, in plain text; ``minor``: keep the unlabelled minor ticks
+    (False: none, nor their grid lines: over many decades they are clutter, and each costs drawing time).
 
     Matplotlib's default labels are mathtext, whose parser costs about half a second to
     build in a fresh process; superscript digits look the same and cost nothing.
@@ -82,22 +83,21 @@ def _decades(axis: Axis) -> None:
         power = float(np.log10(value))
         return "10" + str(round(power)).translate(_SUPERSCRIPT) if abs(power - round(power)) < 1e-9 else ""
 
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
     axis.set_major_formatter(FuncFormatter(label))
     axis.set_minor_formatter(NullFormatter())
+    if not minor:
+        axis.set_minor_locator(NullLocator())
 
 
 def _log_labels(axis: Axis, values: np.ndarray) -> None:
     """Plain-text labels on a log axis showing ``values``, and no minor ticks (each costs a figure's layout and
     drawing time): each decade (:func:`_decades`) when they span two decades or more, else about seven round
     values (:func:`_readable`)."""
-    from matplotlib.ticker import NullLocator
-
     lo, hi = float(np.min(values)), float(np.max(values))
     if hi / lo >= 100:
-        _decades(axis)
-        axis.set_minor_locator(NullLocator())
+        _decades(axis, minor=False)
     else:
         _readable(axis, lo, hi)
 
@@ -185,12 +185,8 @@ def fit_from_tables(
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _decades(ax.xaxis)
     span = np.concatenate([band[x].to_numpy(np.float64), runs[x].to_numpy(np.float64)])
-    if span.max() / span.min() >= 1e4:  # over four decades, a minor tick (and grid line) every 1x-9x is clutter
-        from matplotlib.ticker import NullLocator
-
-        ax.xaxis.set_minor_locator(NullLocator())
+    _decades(ax.xaxis, minor=span.max() / span.min() < 1e4)  # minor ticks over at most four decades
     lo, hi = ax.get_ylim()
     if hi / lo < 10:
         _readable(ax.yaxis, lo, hi)

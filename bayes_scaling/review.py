@@ -307,9 +307,9 @@ def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) ->
     table = bt.table.rename(columns={"cutoff": "cutoff_flops"})
     points, said = backtest_points(table, ctx.mode, decades)
     note = (
-        f"Refit below each compute cutoff, forecast the larger runs, in {ctx.mode} mode (the mode of this "
-        "forecast). A cutoff counts as miscalibrated only when the exact 95% interval of its 90% bands' coverage "
-        f"(coverage_90_lo to coverage_90_hi) lies below 90%. {said}"
+        f"Refit below each compute cutoff ({REFIT_DRAWS} draws per chain), forecast the larger runs, in {ctx.mode} "
+        "mode (the mode of this forecast). A cutoff counts as miscalibrated only when the exact 95% interval of its "
+        f"90% bands' coverage (coverage_90_lo to coverage_90_hi) lies below 90%. {said}"
     )
     return Finding({"backtests": table, "backtest_runs": bt.runs}, note, points)
 
@@ -633,9 +633,9 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
         )
     priors = pd.DataFrame(rows)
     note = (
-        "Every prior's scale multiplied by each factor, refitted (plain fits: the priors move the law's "
-        "parameters); the shift of the plain forecast median from this fit's plain median, as a share of this "
-        f"forecast's 95% band (flagged above {PRIOR_SHIFT_MAX:.0%})."
+        f"Every prior's scale multiplied by each factor, refitted (plain fits, {REFIT_DRAWS} draws per chain: the "
+        "priors move the law's parameters); the shift of the plain forecast median from this fit's plain median, "
+        f"as a share of this forecast's 95% band (flagged above {PRIOR_SHIFT_MAX:.0%})."
     )
     points = ()
     if priors["flagged"].any():
