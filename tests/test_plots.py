@@ -9,7 +9,7 @@ import bayes_scaling as bs
 
 def labels(axis) -> list[str]:
     """The non-empty tick labels of ``axis`` inside its view, as drawn."""
-    axis.get_figure(root=True).canvas.draw()
+    axis.axes.figure.canvas.draw()
     lo, hi = sorted(axis.get_view_interval())
     ticks = zip(axis.get_majorticklocs(), axis.get_majorticklabels(), strict=True)
     return [label.get_text() for loc, label in ticks if label.get_text() and lo <= loc <= hi]
