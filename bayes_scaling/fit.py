@@ -207,11 +207,8 @@ def _fit(
                 stacklevel=3,
             )
         calibrate = False
-    more = None if keep is None else partial(_failing, depth=settings.max_tree_depth)
     if not calibrate or prior_alone:  # no internal backtests: the fit alone, its chains on every core
-        result = _fit_plain(
-            dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores(), keep=keep, more=more
-        )
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores(), keep)
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
@@ -222,7 +219,7 @@ def _fit(
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool, pad, quiet)
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, keep=keep, more=more)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, keep=keep)
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
@@ -250,15 +247,15 @@ def _fit_plain(
     plan: Design = PLAIN,
     cores: int = 1,
     keep: int | None = None,
-    more: Callable[[Output], bool] | None = None,
 ) -> Result:
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
     sampler. Its chains are split across ``cores`` threads (:func:`bayes_scaling._sampler.sample`); ``keep``:
     the first draws of each chain it keeps (None: ``settings.draws``), sampled by ``settings``' programs, unless
-    ``more`` of them says to go on to all."""
+    they fail a convergence check: then it goes on to all."""
     arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
     key = jax.random.key(seed)
+    more = partial(_failing, depth=settings.max_tree_depth)
     out = sample(model, settings, key, arrays, progress=progress, cores=cores, keep=keep, more=more)
     draws = int(out.stats["diverging"].shape[1])
     if draws < settings.draws:
@@ -399,8 +396,7 @@ def _internal_backtest(
     part = data.subset(kept)
     part = Dataset(part.frame, f"{data.source} (internal backtest, lower {q:.0%} by {name})", part.columns)
     plan = design(part, law, spec)
-    failing = partial(_failing, depth=settings.max_tree_depth)  # such a refit goes on to all the fit's draws
-    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan, keep=REFIT_DRAWS, more=failing)
+    refit = _fit_plain(part, law, spec, settings, seed, prior_draws, pad, plan=plan, keep=REFIT_DRAWS)
     held = ~train
     if plan.labels:  # a group the refit did not see cannot be forecast by it
         held &= data.frame["group"].isin(plan.labels).to_numpy()
