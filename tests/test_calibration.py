@@ -14,6 +14,7 @@ from bayes_scaling import _corpus
 from bayes_scaling._calibration import PER_REFIT, Evidence, fit_kappa, learn_population, reducible, weights
 from bayes_scaling._geometry import beyond
 from bayes_scaling._model import padded_length
+from bayes_scaling.data import Dataset
 from bayes_scaling.fit import _as_dataset, _internal_backtest
 
 fit_module = sys.modules["bayes_scaling.fit"]  # the module (bs.fit is the function)
@@ -22,11 +23,19 @@ TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 WIDE = bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4)  # 64 runs over 10 decades of compute
 
 
+#: The sampler settings of :func:`calibrated_fit` (tests below redo parts of it).
+SETTINGS = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+
+
+def simulated_runs(law: bs.Law) -> Dataset:
+    """The runs of :func:`calibrated_fit`, checked for ``law``: data simulated exactly from a
+    Chinchilla law (Student-t noise, as the model assumes)."""
+    return _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), law)
+
+
 @pytest.fixture(scope="module")
 def calibrated_fit() -> bs.Result:
-    """Data simulated exactly from a Chinchilla law (Student-t noise, as the model assumes)."""
-    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7)
-    return bs.fit(runs, seed=0, **{**FAST, "calibrate": True, "draws": 1000, "target_accept": 0.95})
+    return bs.fit(simulated_runs(bs.laws.get("chinchilla")), seed=0, settings=SETTINGS)
 
 
 def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_path):
@@ -44,8 +53,7 @@ def test_calibrated_fit_keeps_its_extrapolation_evidence(calibrated_fit, tmp_pat
 
 def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fit):
     """The refits run in threads beside the main fit; one redone alone in this thread matches bit for bit."""
-    runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
-    settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+    runs, settings = simulated_runs(calibrated_fit.law), SETTINGS
     train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
     pad = padded_length(len(runs))
     alone, health = _internal_backtest(
@@ -65,8 +73,7 @@ def test_internal_refits_run_in_threads_give_what_each_gives_alone(calibrated_fi
 def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(calibrated_fit, monkeypatch):
     """Refits keep the first REFIT_DRAWS draws of each chain; one whose checks fail on them (here 4 x 5 draws:
     ESS under 100) goes on to every draw of the fit: its evidence is that of a refit keeping them all."""
-    runs = _as_dataset(bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7), calibrated_fit.law)
-    settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
+    runs, settings = simulated_runs(calibrated_fit.law), SETTINGS
     train = runs.frame["D"].to_numpy() <= np.quantile(runs.frame["D"], 0.7)
     common = (runs, calibrated_fit.law, calibrated_fit.spec, settings, 0, 1000, padded_length(len(runs)), "D", 0.7)
     monkeypatch.setattr(fit_module, "REFIT_DRAWS", 1000)
@@ -84,10 +91,8 @@ def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(ca
 def test_a_calibrated_fit_keeping_fewer_draws_holds_the_first_draws_of_the_full_fit(calibrated_fit):
     """A review's backtest and prior refits keep 250 draws per chain (``keep``): the same programs and seed, so the
     first draws of each chain of the fit that kept them all, ``kappa`` with them; the internal refits alike."""
-    runs = bs.simulate(TRUTH, WIDE, sigma=0.01, df=4.0, seed=7)
-    data = _as_dataset(runs, calibrated_fit.law)
-    settings = bs.Settings(chains=4, warmup=FAST["warmup"], draws=1000, target_accept=0.95)
-    fewer = fit_module._fit(data, calibrated_fit.law, calibrated_fit.spec, settings, 0, True, keep=250, quiet=True)
+    data = simulated_runs(calibrated_fit.law)
+    fewer = fit_module._fit(data, calibrated_fit.law, calibrated_fit.spec, SETTINGS, 0, True, keep=250, quiet=True)
     assert fewer.settings.draws == 250 and fewer.group("posterior")["E"].shape == (4, 250)
     for name in ("E", "alpha", "beta"):
         np.testing.assert_array_equal(fewer.group("posterior")[name], calibrated_fit.group("posterior")[name][:, :250])
