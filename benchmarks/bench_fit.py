@@ -16,13 +16,15 @@ plain ``bayes-scaling fit`` into an empty cache, the same with a warm cache (eac
 the first in-process ``fit(calibrate=False)`` of a Python session (no disk cache: traced and
 compiled) and then warm, and a warm ``fit_many`` of 64 sweeps (ungrouped, HMC, both cores as
 devices); medians of the rounds and the ratio this / other (with more than 3 rounds also the median and
-quartiles of each round's own ratio: the machine's load moves both versions of a round alike).
+quartiles of each round's own ratio: the machine's load moves both versions of a round alike). Both trees'
+sources are compiled first, as ``pip install`` leaves them.
 To compare with an earlier commit: ``git archive COMMIT | tar -x -C /tmp/before``.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import subprocess
@@ -137,6 +139,8 @@ def against(other: Path, rounds: int = 5, kinds: tuple[str, ...] = KINDS) -> Non
     """This tree and ``other`` timed alternately in one run (the rows ``kinds`` of :data:`KINDS`); medians, ratios,
     and the paired ratio of each round (this / other in the same round)."""
     versions = {"this": ROOT, "other": other}
+    for source in versions.values():  # as `pip install` does: no version compiles its sources in every process
+        compileall.compile_dir(source / "bayes_scaling", quiet=1)
     times = {(v, what): [] for v in versions for what in kinds}
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         caches = {"this": a, "other": b}

@@ -42,3 +42,11 @@ def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():
             [sys.executable, "-c", code.format(before)], check=True, capture_output=True, text=True, timeout=120
         )
         assert out.stdout.strip() == expected
+
+
+def test_the_installed_numpy_and_ml_dtypes_are_not_the_slow_pair():
+    """ml_dtypes 0.7 adds about 0.9 s to every import of jax under NumPy < 2.5 (pyproject.toml bounds it)."""
+    from importlib.metadata import version
+
+    numpy, ml_dtypes = (tuple(int(part) for part in version(name).split(".")[:2]) for name in ("numpy", "ml_dtypes"))
+    assert numpy >= (2, 5) or ml_dtypes < (0, 7), f"numpy {numpy} with ml_dtypes {ml_dtypes}"
