@@ -34,6 +34,8 @@ SHORTER = {
     ),
     "bs.fit(porian": ("bs.fit(porian, chains=2, warmup=150, draws=150, max_tree_depth=6", 2),
     "n_sims=200": ("n_sims=8, warmup=100, draws=100", 1),
+    # The fit_many call's chains as the SBC's: one compiled program (same law, priors, batch, shapes) serves both.
+    'algorithm="hmc", seed=0)': ('algorithm="hmc", seed=0, warmup=100, draws=100)', 1),
 }
 #: Run before the snippets: the library's default chains become the suite's short ones, and the session reads and
 #: writes the suite's program cache (``$BAYES_SCALING_CACHE``, set by conftest): the programs other tests compiled for
