@@ -63,12 +63,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import pandas as pd
 import xarray as xr
 
 from ._geometry import beyond
+from ._lazy import Lazy
 from ._model import Target, padded_length
 from ._programs import PROGRAMS, Program
 from ._sampler import Settings, sample
@@ -76,6 +75,9 @@ from .diagnostics import Health, Stats, assess, check
 from .laws import Law
 from .priors import Spec
 from .result import Result
+
+numpyro = Lazy("numpyro")
+dist = Lazy("numpyro.distributions")
 
 #: Fractions of the runs (ordered along each input) on which the internal backtests refit.
 INTERNAL_SPLITS = (0.5, 0.7)

@@ -41,14 +41,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
-from numpyro.distributions import constraints
-from numpyro.distributions.transforms import biject_to
 
+from ._lazy import Lazy
 from .data import Dataset
 from .laws import MODIFIERS, Law, complete
 from .priors import Spec
+
+numpyro = Lazy("numpyro")
+dist = Lazy("numpyro.distributions")
+constraints = Lazy("numpyro.distributions.constraints")
+transforms = Lazy("numpyro.distributions.transforms")
 
 #: Rows are padded (and masked) up to the next power of two, at least this, so that
 #: data sets of similar size (refits on subsets among them) share one compiled sampler.
@@ -403,11 +405,11 @@ def _initial_point(law: Law, spec: Spec, data: ModelData, key: jax.Array) -> dic
             value = jnp.minimum(value, 0.7 * jnp.exp(y_min))
         if name == "sigma":
             value = jnp.maximum(value, y_std)
-        z[name] = biject_to(prior.support).inv(value)
+        z[name] = transforms.biject_to(prior.support).inv(value)
     terms = [amp for amp, k, _ in law.centred if isinstance(k, str)]
     floor = 0.0
     if law.irreducible in z:
-        floor = biject_to(_prior(spec, data, law.irreducible).support)(z[law.irreducible])
+        floor = transforms.biject_to(_prior(spec, data, law.irreducible).support)(z[law.irreducible])
     reducible = jnp.maximum(jnp.exp(y_mean) - floor, 1e-3)
     for amp, k, x in law.centred:
         if isinstance(k, str):  # a power-law term: an equal share of the reducible loss at the centre
@@ -449,7 +451,7 @@ def grouped(law: Law, spec: Spec, design: Design) -> Target:
         if mode == "separate":
             v = numpyro.sample(name, prior.expand([size]).to_event(1))
             return v, jnp.mean(v)
-        t = biject_to(prior.support)
+        t = transforms.biject_to(prior.support)
         pop = numpyro.sample(f"{name}_pop", prior)
         tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(TAU_SCALE))
         z = numpyro.sample(f"{name}_z", dist.Normal(0.0, 1.0).expand([size]).to_event(1))

@@ -87,10 +87,12 @@ def compiler_options(once: bool = False) -> dict | None:
 @functools.cache
 def _source_hash() -> str:
     """Versions of the libraries a program is traced with, and this package's source code."""
-    import jaxlib
-    import numpyro
+    from importlib.metadata import version
 
-    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {numpyro.__version__}".encode())
+    import jaxlib
+
+    # NumPyro's version as installed: importing it would cost a run that traces nothing (bayes_scaling._lazy).
+    digest = hashlib.sha256(f"{jax.__version__} {jaxlib.__version__} {version('numpyro')}".encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()

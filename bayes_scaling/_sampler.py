@@ -29,7 +29,6 @@ under the target's key and the settings, so data of the same shape reuse it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import sys
 import time
@@ -44,10 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from numpyro.infer.hmc import HMCState
-from numpyro.infer.hmc import hmc as numpyro_hmc
-from numpyro.infer.hmc_util import HMCAdaptState
-from numpyro.infer.util import constrain_fn, potential_energy
 
 from . import _hmc, _stats
 from ._model import Target
@@ -144,11 +139,6 @@ class Output(NamedTuple):
     mode_converged: jax.Array
     health: dict[str, jax.Array]
 
-
-# NUTS states cross the boundaries of the stored programs of a chunked fit.
-for _state in (HMCState, HMCAdaptState):
-    with contextlib.suppress(ValueError):  # already registered
-        jax.export.register_namedtuple_serialization(_state, serialized_name=f"numpyro.{_state.__name__}")
 
 #: Chunks of a single fit's NUTS iterations (the progress bar's steps).
 CHUNKS = 20
@@ -454,6 +444,8 @@ def _potential(model: Callable, initial: Callable, data: dict) -> tuple[Callable
     layout = jax.eval_shape(initial, data, jax.random.key(0))
     _, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
 
+    from numpyro.infer.util import potential_energy
+
     def potential(v: jax.Array) -> jax.Array:
         return potential_energy(model, (data,), {}, unravel(v))
 
@@ -512,9 +504,10 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
         init, _ = _nuts(potential, settings)
         inverse_mass = cov if settings.dense else jnp.diag(cov)
         state = jax.vmap(init, (0, 0, None))(starts, jax.random.split(k_run, settings.chains), inverse_mass)
-        return state, start
+        return _plain(state), start
 
-    def advance(state, data: dict, first: jax.Array, n: int) -> tuple:
+    def advance(state: dict, data: dict, first: jax.Array, n: int) -> tuple:
+        state = _nuts_state(state)
         init, sample_kernel = _nuts(_potential(model, initial, data)[1], settings)
         # NumPyro's kernel reads its settings from Python variables that its init sets: trace it once (one chain).
         jax.eval_shape(init, state.z[0], state.rng_key[0], state.adapt_state.inverse_mass_matrix[0])
@@ -532,7 +525,8 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
             }
             return s, (s.z, stats)
 
-        return jax.lax.scan(one, state, first + jnp.arange(n))
+        state, trace = jax.lax.scan(one, state, first + jnp.arange(n))
+        return _plain(state), trace
 
     def finish(data: dict, start: dict, parts: list) -> dict:
         unravel, _ = _potential(model, initial, data)
@@ -541,6 +535,8 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
         # (draws, chains, ...) -> (chains, draws, ...)
         zs = jnp.swapaxes(zs, 0, 1)
         stats = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), stats)
+
+        from numpyro.infer.util import constrain_fn
 
         def constrain(v: jax.Array) -> dict:
             return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
@@ -556,9 +552,25 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
     return begin, advance, finish
 
 
+def _plain(state: tuple) -> dict:
+    """NumPyro's NUTS state as dicts: what crosses the boundaries of a chunked fit's stored programs (a process
+    that reads them back needs no NumPyro types to rebuild it, nor NumPyro)."""
+    return {**state._asdict(), "adapt_state": state.adapt_state._asdict()}
+
+
+def _nuts_state(state: dict) -> tuple:
+    """The NUTS state of :func:`_plain`'s dicts."""
+    from numpyro.infer.hmc import HMCState
+    from numpyro.infer.hmc_util import HMCAdaptState
+
+    return HMCState(**{**state, "adapt_state": HMCAdaptState(**state["adapt_state"])})
+
+
 def _nuts(potential: Callable, settings: Settings) -> tuple[Callable, Callable]:
     """NumPyro's NUTS kernel: ``init(z, key, inverse_mass) -> state`` for one chain, and its step."""
-    init_kernel, sample_kernel = numpyro_hmc(potential, algo="NUTS")
+    from numpyro.infer.hmc import hmc
+
+    init_kernel, sample_kernel = hmc(potential, algo="NUTS")
 
     def init(z: jax.Array, key: jax.Array, inverse_mass: jax.Array):
         return init_kernel(

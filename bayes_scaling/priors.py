@@ -26,21 +26,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import numpyro.distributions as dist
+from typing import TYPE_CHECKING, Any
 
 from .laws import Law
 
-_DISTS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "normal": (dist.Normal, ("loc", "scale")),
-    "lognormal": (dist.LogNormal, ("loc", "scale")),
-    "halfnormal": (dist.HalfNormal, ("scale",)),
-    "truncnormal": (dist.TruncatedNormal, ("loc", "scale", "low", "high")),
-    "uniform": (dist.Uniform, ("low", "high")),
-    "gamma": (dist.Gamma, ("concentration", "rate")),
-    "exponential": (dist.Exponential, ("rate",)),
-    "beta": (dist.Beta, ("concentration1", "concentration0")),
+if TYPE_CHECKING:
+    import numpyro.distributions as dist
+
+#: Each prior's NumPyro distribution (by its name in ``numpyro.distributions``: NumPyro is imported only when a
+#: prior is built, which a run whose programs are all stored never does) and arguments.
+_DISTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "normal": ("Normal", ("loc", "scale")),
+    "lognormal": ("LogNormal", ("loc", "scale")),
+    "halfnormal": ("HalfNormal", ("scale",)),
+    "truncnormal": ("TruncatedNormal", ("loc", "scale", "low", "high")),
+    "uniform": ("Uniform", ("low", "high")),
+    "gamma": ("Gamma", ("concentration", "rate")),
+    "exponential": ("Exponential", ("rate",)),
+    "beta": ("Beta", ("concentration1", "concentration0")),
 }
 
 
@@ -83,7 +86,9 @@ class Prior:
     def build(self, args: Mapping[str, Any] | None = None) -> dist.Distribution:
         """The NumPyro distribution this prior names; ``args`` (arrays, as a compiled model reads them)
         replace its arguments' values."""
-        cls, _ = _DISTS[self.dist]
+        import numpyro.distributions
+
+        cls = getattr(numpyro.distributions, _DISTS[self.dist][0])
         return cls(**(dict(self.args) if args is None else args))
 
     def scaled(self, factor: float) -> Prior:

@@ -13,7 +13,6 @@ import jax
 import numpy as np
 import pandas as pd
 import xarray as xr
-from numpyro.distributions.transforms import biject_to
 
 from . import _arviz, _stats, laws
 from ._evaluate import log_likelihood
@@ -201,6 +200,8 @@ class Result:
 
     def _new_group(self, post: xr.Dataset, shared: dict, seed: int) -> dict[str, np.ndarray]:
         """Draws of the parameters that vary by group, for a group not in the data (from the population)."""
+        from numpyro.distributions.transforms import biject_to
+
         rng = np.random.default_rng(seed)
         amplitudes = {amp: (k, x) for amp, k, x in self.law.centred}
         flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731

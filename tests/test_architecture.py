@@ -13,7 +13,7 @@ README = (ROOT / "README.md").read_text()
 # Every module of the package, lowest layer first. A module may import only modules of lower layers
 # (at any depth of its code: a function-level import counts like any other).
 LAYERS = [
-    ["_lapack", "data", "laws", "presets", "_programs", "_stats", "_geometry", "_hmc", "_outputs", "_arviz"],
+    ["_lapack", "_lazy", "data", "laws", "presets", "_programs", "_stats", "_geometry", "_hmc", "_outputs", "_arviz"],
     ["datasets", "priors", "diagnostics", "_evaluate", "isoflop", "_loo"],
     ["simulate", "_model"],
     ["_sampler"],

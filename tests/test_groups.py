@@ -1,6 +1,8 @@
 """Runs in groups: shared, pooled and separate parameters, their mistakes named, a review and a design per group
 (the command line, `fit_many` and replicate runs: tests/test_groups_entry_points.py)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,12 +75,20 @@ def test_group_mistakes_are_named(three, tmp_path):
         bs.fit(few, group="dataset", pooling=separate)
     with pytest.raises(ValueError, match=r"pooling: alpha = 'pool'; pooling is one of shared, pooled, separate"):
         bs.fit(runs, group="dataset", pooling={"alpha": "pool"})
-    own = bs.fit(runs, group="dataset", pooling={"B": "separate"}, seed=0, calibrate=False, **RUN)
+    # The two fits below are here for what they are, not how well they mix: with three groups a spread (E_tau)
+    # may fail its checks at 300 + 500 draws (it did on Python 3.12 with JAX 0.12, seed 0).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        own = bs.fit(runs, group="dataset", pooling={"B": "separate"}, seed=0, calibrate=False, **RUN)
     with pytest.raises(ValueError, match=r"B is separate per group: a new group has no value for it"):
         bs.forecast(own, preset="gpt4", group="new")
     # A shared amplitude whose exponent is pooled varies by group only through the exponent: a new group
     # takes the shared value at the data's centre and its own exponent.
-    through = bs.fit(runs, group="dataset", pooling={"alpha": "pooled", "A": "shared"}, seed=0, calibrate=False, **RUN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        through = bs.fit(
+            runs, group="dataset", pooling={"alpha": "pooled", "A": "shared"}, seed=0, calibrate=False, **RUN
+        )
     assert "group" in through.group("posterior")["A"].dims and "A_tau" not in through.group("posterior")
     new = bs.forecast(through, preset="gpt4", group="new").iloc[0]
     assert 1.5 < new["loss_median"] < 2.5 and new["loss_lo95"] < new["loss_median"] < new["loss_hi95"]

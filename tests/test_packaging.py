@@ -3,6 +3,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import bayes_scaling as bs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,11 +25,36 @@ def test_wheel_ships_models_and_embedded_data(tmp_path):
     assert csv.splitlines()[0] == "params,tokens,flops,loss" and len(csv.splitlines()) == 246
 
 
-def test_importing_the_package_leaves_arviz_and_scipy_stats_unloaded():
+def test_importing_the_package_leaves_arviz_numpyro_and_scipy_stats_unloaded():
     """A fresh `bayes-scaling fit` must not pay seconds for imports it does not use (README, speed)."""
-    code = "import sys, bayes_scaling; print(sorted(m for m in ('arviz', 'scipy.stats') if m in sys.modules))"
+    code = (
+        "import sys, bayes_scaling; print(sorted(m for m in ('arviz', 'numpyro', 'scipy.stats') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_fit_whose_programs_are_stored_runs_without_numpyro(tmp_path):
+    """NumPyro traces models; a process that reads every program back (a warm run) never imports it."""
+    code = (
+        "import sys, bayes_scaling as bs; bs.enable_cache(); "
+        "r = bs.fit(seed=1, chains=4, warmup=300, draws=500); bs.forecast(r, preset='gpt4'); r.save(sys.argv[1]); "
+        "print('numpyro' in sys.modules)"
+    )
+    # The suite's program cache (conftest); the first process stores what it traces, if another test has not.
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / f"{i}.nc")],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        for i in range(2)
+    ]
+    assert runs[1].stdout.split()[-1] == "False", runs[1].stdout
+    first, second = (bs.load(tmp_path / f"{i}.nc") for i in range(2))
+    assert (first.group("posterior")["E"] == second.group("posterior")["E"]).all()  # the same draws either way
 
 
 def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():

@@ -184,7 +184,7 @@ def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
             self.program = program
 
         def __call__(self, state, data, first):
-            seen.append((threading.get_ident(), state.z.shape[0]))
+            seen.append((threading.get_ident(), state["z"].shape[0]))
             return self.program(state, data, first)
 
         def __getattr__(self, name):  # prepare, shapes: the program's own
