@@ -373,6 +373,18 @@ def _far(result: Result, points: pd.DataFrame) -> pd.DataFrame:
     return points.assign(decades_beyond=decades)
 
 
+def on_score_scale(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of runs, bands or forecasts of a law fitted to ``-log(score)`` (runs read with ``metric=True``) on
+    the score's own scale: every ``loss``, ``loss_*`` and ``run_*`` column as ``exp(-value)``, each lower bound
+    trading places with its upper (the map reverses order: the score's low end is the loss's high end)."""
+    out = table.copy()
+    for name in table.columns:
+        if name == "loss" or name.startswith(("loss_", "run_")):
+            twin = name.replace("_lo", "_hi") if "_lo" in name else name.replace("_hi", "_lo")
+            out[name] = np.exp(-table[twin].to_numpy(np.float64))
+    return out
+
+
 def axis_of(law: Law) -> str:
     """The input a law's curve is drawn against: compute for a law of N and D or of C, else its input."""
     return "C" if {"N", "D"} <= set(law.inputs) or "C" in law.inputs else law.axes[0]

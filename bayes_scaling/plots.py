@@ -17,7 +17,7 @@ import pandas as pd
 
 from ._outputs import atomic_file
 from .data import FLOPS_PER_PARAM_TOKEN
-from .forecast import axis_of, column, curve
+from .forecast import axis_of, column, curve, on_score_scale
 from .presets import PRESETS
 from .result import Result
 from .sbc import Calibration
@@ -135,7 +135,8 @@ def fit(
     else:
         band = curve(result, upto, levels=levels)
     title = result.law.formula or result.law.name
-    return fit_from_tables(result.data(), band, forecast, x=x, law=result.law.name, title=title, path=path)
+    data = result.data()
+    return fit_from_tables(data, band, forecast, x=x, law=result.law.name, title=title, path=path, metric=result.metric)
 
 
 def fit_from_tables(
@@ -148,9 +149,14 @@ def fit_from_tables(
     title: str,
     path: str | Path | None = None,
     levels: Sequence[float] | None = None,
+    metric: str | None = None,
 ) -> Figure:
     """:func:`fit` drawn from tables: the runs, bands along the law's curve (:func:`bayes_scaling.forecast.curve`)
-    and the forecast table; ``x`` is the axis (``"C"``, ``"N"`` or ``"D"``)."""
+    and the forecast table; ``x`` is the axis (``"C"``, ``"N"`` or ``"D"``). ``metric``: the name of the score
+    whose ``-log`` was fitted; the runs, bands and forecasts are then drawn as that score, on a linear axis."""
+    if metric is not None:
+        runs, band = on_score_scale(runs), on_score_scale(band)
+        forecast = None if forecast is None else on_score_scale(forecast)
     if levels is None:
         levels = sorted({float(c[len("loss_lo") :]) / 100 for c in band.columns if c.startswith("loss_lo")})
     fig = _figure(figsize=(7, 4.5))
@@ -184,18 +190,19 @@ def fit_from_tables(
                 label=f"{row['target']}: {row['run_median']:.3f}{band_text}",
             )
     ax.set_xscale("log")
-    ax.set_yscale("log")
     span = np.concatenate([band[x].to_numpy(np.float64), runs[x].to_numpy(np.float64)])
     _decades(ax.xaxis, minor=span.max() / span.min() < 1e4)  # minor ticks over at most four decades
-    lo, hi = ax.get_ylim()
-    if hi / lo < 10:
-        _readable(ax.yaxis, lo, hi)
-    else:
-        _scalar(ax.yaxis)
+    if metric is None:
+        ax.set_yscale("log")
+        lo, hi = ax.get_ylim()
+        if hi / lo < 10:
+            _readable(ax.yaxis, lo, hi)
+        else:
+            _scalar(ax.yaxis)
     ax.set_xlabel({"C": "training compute C (FLOP)", "N": "parameters N", "D": "training tokens D"}[x])
-    ax.set_ylabel("loss (nats/token)")
+    ax.set_ylabel("loss (nats/token)" if metric is None else f"{metric} (score)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper right" if metric is None else "upper left")  # a score rises with scale
     ax.grid(True, which="both", alpha=0.2)
     # No tight_layout: `save` crops to the drawn artists, and a layout pass (drawing every tick
     # label once more) cost 0.1-0.2 s of a fresh command-line run.

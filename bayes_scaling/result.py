@@ -297,6 +297,11 @@ class Result:
         """What the fitted parameter counts ``N`` count: ``"total"`` (embeddings included) or ``"non-embedding"``."""
         return str(self.group("constant_data").attrs.get("params", "total"))
 
+    @property
+    def metric(self) -> str | None:
+        """The name of the score the runs were read as (``metric=True``: the law fits ``-log(score)``), else None."""
+        return self.group("constant_data").attrs.get("metric") or None
+
     def data(self, group: str | None = None) -> pd.DataFrame:
         """The fitted runs: columns ``N``, ``D``, ``C``, ``loss`` (and ``group`` with groups); only ``group``'s
         runs when one is named (all of them for ``"new"``)."""
@@ -456,6 +461,8 @@ def from_sampler(
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
             group.attrs["params"] = dataset.counted
+            if dataset.columns.get("metric"):  # the runs' loss is -log of this score
+                group.attrs["metric"] = str(dataset.columns.get("loss") or "score")
             for x, value in (centre or {}).items() if labels else ():
                 value = np.asarray(value, np.float64)
                 group[f"centre_{x}"] = float(value[i] if value.ndim else value)

@@ -211,6 +211,12 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
     forecast = pd.read_csv(tmp_path / "out" / "forecast.csv").iloc[0]
     true = 2e3 * 2.1e25**-0.15  # expected -log(pass rate) at GPT-4 scale
     assert forecast["loss_lo95"] <= true <= forecast["loss_hi95"]
+    # Printed and written on the score's own scale, by its name: the pass rate's band is exp(-) of the loss's.
+    assert forecast["score_lo95"] <= np.exp(-true) <= forecast["score_hi95"]
+    assert forecast["score_lo95"] == pytest.approx(np.exp(-forecast["loss_hi95"]), rel=1e-9)
+    out = capsys.readouterr().out
+    assert "forecast: HumanEval: expected score (score_*)" in out and "nats" not in out and "loss_" not in out
+    assert bs.load(tmp_path / "out" / "posterior.nc").metric == "HumanEval"
 
 
 def test_every_sampler_setting_is_a_flag_with_its_default(capsys):

@@ -42,3 +42,22 @@ def test_the_fit_figure_drops_minor_ticks_only_over_many_decades(decades, minor)
     shown = labels(ax.xaxis)
     assert len(shown) >= 2 and all(s.startswith("10") for s in shown), shown  # each decade, in plain text
     assert bool(len(ax.xaxis.get_minor_locator()())) is minor
+
+
+def test_a_fit_to_a_score_is_drawn_as_the_score_with_its_name():
+    """Runs read with metric=True: the law fits -log(score); the figure shows the score, never a loss in nats."""
+    c = np.geomspace(1e20, 1e24, 30)
+    loss = 2e3 * c**-0.15  # -log(pass rate)
+    runs = pd.DataFrame({"C": c[:20], "loss": loss[:20]})
+    band = pd.DataFrame({"C": c, "loss_median": loss, "loss_lo90": 0.9 * loss, "loss_hi90": 1.1 * loss})
+    target = pd.DataFrame({"C": [1e24], "target": ["far"], "run_median": [loss[-1]]})
+    target = target.assign(run_lo90=0.8 * loss[-1], run_hi90=1.2 * loss[-1])
+    fig = bs.plots.fit_from_tables(runs, band, target, x="C", law="downstream", title="t", metric="HumanEval")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "HumanEval (score)" and ax.get_yscale() == "linear"
+    (points,) = [c for c in ax.collections if c.get_label().endswith("training runs")]
+    np.testing.assert_allclose(points.get_offsets()[:, 1], np.exp(-loss[:20]), rtol=1e-12)
+    (marker,) = [bar for bar in ax.containers if bar.get_label().startswith("far")]
+    assert marker.lines[0].get_ydata()[0] == pytest.approx(np.exp(-loss[-1]), rel=1e-12)
+    # The 90% band of the score runs from exp(-hi) to exp(-lo) of the loss: its text names the score's band.
+    assert f"{np.exp(-1.2 * loss[-1]):.3f}-{np.exp(-0.8 * loss[-1]):.3f}" in marker.get_label()
