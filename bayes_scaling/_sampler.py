@@ -461,7 +461,7 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
 
     - ``begin(key, data) -> (state, start)``: the mode search, the Laplace mass
       matrix and the chains' starting points; ``state`` is NumPyro's NUTS state (vmapped over
-      chains) or, for ``"hmc"``, the starting points; ``start`` holds ``mode``, ``cov``,
+      chains, as dicts: :func:`_plain`) or, for ``"hmc"``, the starting points; ``start`` holds ``mode``, ``cov``,
       ``converged`` and the sampler's ``key``.
     - ``advance(state, data, first, n)``: NUTS iterations ``first .. first + n - 1`` (those
       past the last are skipped); returns the state and that chunk's draws (n, chains, dim)
