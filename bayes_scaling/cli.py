@@ -565,17 +565,19 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
         cols = ["law", "group", "target", "N", "D", "C", "decades_beyond", "loss_median", "loss_lo95", "loss_hi95"]
         cols += ["run_lo95", "run_hi95"]
         metric = results[0].metric
-        if metric is None:
-            shown, header = forecast, "expected loss (loss_*) and a new run (run_*), 95% bands"
-        else:  # the score the runs gave, on its own scale: the table's loss columns are -log of it
-            score = on_score_scale(forecast)
-            score = score.rename(columns=lambda c: c.replace("loss_", "score_").replace("run_", "run_score_"))
+        header = "expected loss (loss_*) and a new run (run_*), 95% bands"
+        if metric is not None:  # the score the runs gave, on its own scale: the table's loss columns are -log of it
+
+            def scored(name: str) -> str:
+                return name.replace("loss_", "score_").replace("run_", "run_score_")
+
+            score = on_score_scale(forecast).rename(columns=scored)
             forecast = pd.concat([forecast, score.filter(regex="^(run_)?score_")], axis=1)
-            cols = [c.replace("loss_", "score_").replace("run_", "run_score_") for c in cols]
-            shown, header = forecast, f"{metric}: expected score (score_*) and a new run's (run_score_*), 95% bands"
+            cols = [scored(c) for c in cols]
+            header = f"{metric}: expected score (score_*) and a new run's (run_score_*), 95% bands"
         with pd.option_context(*_DISPLAY):
             print(f"\nforecast: {header}")
-            print(shown[[c for c in cols if c in shown]].to_string(index=False))
+            print(forecast[[c for c in cols if c in forecast]].to_string(index=False))
         forecast.to_csv(out / "forecast.csv", index=False)
         written.append(out / "forecast.csv")
     _wrote(args, written)

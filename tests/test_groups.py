@@ -80,15 +80,13 @@ def test_group_mistakes_are_named(three, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ConvergenceWarning)
         own = bs.fit(runs, group="dataset", pooling={"B": "separate"}, seed=0, calibrate=False, **RUN)
+        through = bs.fit(
+            runs, group="dataset", pooling={"alpha": "pooled", "A": "shared"}, seed=0, calibrate=False, **RUN
+        )
     with pytest.raises(ValueError, match=r"B is separate per group: a new group has no value for it"):
         bs.forecast(own, preset="gpt4", group="new")
     # A shared amplitude whose exponent is pooled varies by group only through the exponent: a new group
     # takes the shared value at the data's centre and its own exponent.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bs.ConvergenceWarning)
-        through = bs.fit(
-            runs, group="dataset", pooling={"alpha": "pooled", "A": "shared"}, seed=0, calibrate=False, **RUN
-        )
     assert "group" in through.group("posterior")["A"].dims and "A_tau" not in through.group("posterior")
     new = bs.forecast(through, preset="gpt4", group="new").iloc[0]
     assert 1.5 < new["loss_median"] < 2.5 and new["loss_lo95"] < new["loss_median"] < new["loss_hi95"]
