@@ -27,7 +27,7 @@ from ._sampler import Settings
 from .data import COUNTS, Dataset
 from .design import checked
 from .diagnostics import Health
-from .forecast import on_score_scale, targets
+from .forecast import score_name, targets, with_scores
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -410,7 +410,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _fit_one(args: argparse.Namespace, data: object, law: object, calibrate: bool = True) -> tuple:
     """Fit one law and print its posterior table; return (result, table)."""
     print(f"\nfitting the {law.name} law, {law.formula}, to {len(data)} runs from {data.source}")
-    print(_counted(data))
+    if "N" in law.inputs:  # a law of compute (or tokens) alone reads no parameter counts
+        print(_counted(data))
     result = bs.fit(
         data,
         law,
@@ -567,13 +568,8 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
         metric = results[0].metric
         header = "expected loss (loss_*) and a new run (run_*), 95% bands"
         if metric is not None:  # the score the runs gave, on its own scale: the table's loss columns are -log of it
-
-            def scored(name: str) -> str:
-                return name.replace("loss_", "score_").replace("run_", "run_score_")
-
-            score = on_score_scale(forecast).rename(columns=scored)
-            forecast = pd.concat([forecast, score.filter(regex="^(run_)?score_")], axis=1)
-            cols = [scored(c) for c in cols]
+            forecast = with_scores(forecast)
+            cols = [score_name(c) for c in cols]
             header = f"{metric}: expected score (score_*) and a new run's (run_score_*), 95% bands"
         with pd.option_context(*_DISPLAY):
             print(f"\nforecast: {header}")

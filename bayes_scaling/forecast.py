@@ -33,7 +33,8 @@ def column(of: str, side: str, level: float) -> str:
 
     Parameters
     ----------
-    of : ``"loss"`` (the expected loss) or ``"run"`` (a new observed run).
+    of : ``"loss"`` (the expected loss), ``"run"`` (a new observed run), or ``"score"`` and ``"run_score"`` for
+        the same as a score (:func:`with_scores`).
     side : ``"lo"`` or ``"hi"``.
     level : the band's central credible level in (0, 1).
     """
@@ -383,6 +384,18 @@ def on_score_scale(table: pd.DataFrame) -> pd.DataFrame:
             twin = name.replace("_lo", "_hi") if "_lo" in name else name.replace("_hi", "_lo")
             out[name] = np.exp(-table[twin].to_numpy(np.float64))
     return out
+
+
+def score_name(name: str) -> str:
+    """The score's name for a loss column: ``loss_*`` -> ``score_*``, ``run_*`` -> ``run_score_*``."""
+    return name.replace("loss_", "score_").replace("run_", "run_score_")
+
+
+def with_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """A forecast table of a law fitted to ``-log(score)`` with the score's own columns beside the loss ones:
+    ``score_*`` for each ``loss_*`` and ``run_score_*`` for each ``run_*`` (:func:`on_score_scale`)."""
+    score = on_score_scale(table).rename(columns=score_name)
+    return pd.concat([table, score.filter(regex="^(run_)?score_")], axis=1)
 
 
 def axis_of(law: Law) -> str:

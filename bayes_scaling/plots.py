@@ -310,14 +310,17 @@ def isoflop(data: pd.DataFrame, table: pd.DataFrame, labels: np.ndarray, *, path
     return save(fig, path)
 
 
-def backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+def backtest(runs: pd.DataFrame, *, path: str | Path | None = None, metric: str | None = None) -> Figure:
     """Forecast against realized loss for held-out runs, one panel per mode, one colour per cutoff.
 
     Parameters
     ----------
     runs : the ``runs`` table of :func:`bayes_scaling.backtest` (``loss``, ``run_median``,
         ``run_lo90``, ``run_hi90``, ``cutoff``, ``mode``).
+    metric : the name of the score whose ``-log`` was fitted: realized runs and forecasts drawn as that score.
     """
+    if metric is not None:
+        runs = on_score_scale(runs)
     modes = list(dict.fromkeys(runs["mode"]))
     fig = _figure(figsize=(5 * len(modes), 4.5))
     axes = np.atleast_1d(fig.subplots(1, len(modes), sharex=True, sharey=True))
@@ -341,7 +344,7 @@ def backtest(runs: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
         ax.plot(lims, lims, color="k", lw=0.8)
         ax.set_xlim(lims)
         ax.set_ylim(lims)
-        ax.set_xlabel("realized loss")
+        ax.set_xlabel("realized loss" if metric is None else f"realized {metric} (score)")
         ax.set_title(f"{mode} forecasts of held-out runs")
         ax.legend(fontsize=7)
     axes[0].set_ylabel("forecast (median, 90% band of a new run)")
@@ -394,19 +397,20 @@ def residuals(table: pd.DataFrame, pit: np.ndarray, *, path: str | Path | None =
 
     Parameters
     ----------
-    table : one row per run with ``N``, ``D``, ``C`` and ``residual`` (observed minus
-        posterior median log loss).
+    table : one row per run with ``residual`` (observed minus posterior median log loss) and the inputs
+        ``N``, ``D``, ``C`` it has (a panel each).
     pit : LOO-PIT value of each run.
     """
-    fig = _figure(figsize=(12, 3.2), layout="tight")
-    axes = fig.subplots(1, 4)
-    for ax, name in zip(axes[:3], ("N", "D", "C"), strict=True):
+    names = [name for name in ("N", "D", "C") if name in table.columns]
+    fig = _figure(figsize=(3 * len(names) + 3, 3.2), layout="tight")
+    axes = fig.subplots(1, len(names) + 1)
+    for ax, name in zip(axes[:-1], names, strict=True):
         ax.scatter(table[name], table["residual"], s=6)
         ax.axhline(0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel=name, ylabel="residual log loss")
         _log_labels(ax.xaxis, table[name].to_numpy(np.float64))
-    axes[3].hist(pit, bins=10, range=(0, 1), color="C1")
-    axes[3].set(xlabel="LOO-PIT", ylabel="runs", title="uniform if calibrated")
+    axes[-1].hist(pit, bins=10, range=(0, 1), color="C1")
+    axes[-1].set(xlabel="LOO-PIT", ylabel="runs", title="uniform if calibrated")
     return save(fig, path)
 
 

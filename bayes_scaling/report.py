@@ -11,6 +11,7 @@ import base64
 import html as _html
 import io
 import json as _json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ FIGURE_DATA = ("runs", "path", "backtest_runs", "residuals")
 def figures(review: Review) -> dict[str, bytes]:
     """The review's figures as PNG images, by name (``distance``, ``fit``, ``backtest``, ``ppc``)."""
     t = review.tables
+    metric = review.law.get("metric")
     out = {
         "distance": _png(plots.distance(t["runs"], review.target)),
         "fit": _png(
@@ -51,11 +53,12 @@ def figures(review: Review) -> dict[str, bytes]:
                 x=review.law["axis"],
                 law=review.law["name"],
                 title=review.law["formula"],
+                metric=metric,
             )
         ),
     }
     if "backtest_runs" in t:
-        out["backtest"] = _png(plots.backtest(t["backtest_runs"]))
+        out["backtest"] = _png(plots.backtest(t["backtest_runs"], metric=metric))
     if "residuals" in t:
         out["ppc"] = _png(plots.residuals(t["residuals"], t["loo_pit"]["loo_pit"].to_numpy()))
     return out
@@ -104,16 +107,19 @@ def _summary(review: Review, markdown: bool) -> list[str]:
     parts = []
     verdict = f"Verdict: {review.verdict.upper()} extrapolation risk"
     forecast = review.tables.get("forecast")
+    metric = review.law.get("metric")
     line = ""
     if forecast is not None and len(forecast):
         row = forecast.iloc[0]
+        what, name = ("loss", "loss") if metric is None else ("score", metric)
         bands = [
-            f"{100 * lv:g}% {row[column('loss', 'lo', lv)]:.4g}-{row[column('loss', 'hi', lv)]:.4g}"
+            f"{100 * lv:g}% {row[column(what, 'lo', lv)]:.4g}-{row[column(what, 'hi', lv)]:.4g}"
             for lv in (0.5, 0.9)
-            if column("loss", "lo", lv) in forecast.columns
+            if column(what, "lo", lv) in forecast.columns
         ]
         group = f" (group {row['group']})" if "group" in forecast.columns else ""
-        line = f"Expected loss at {review.target['target']}{group}: {row['loss_median']:.4g} ({'; '.join(bands)})"
+        median = row[f"{what}_median"]
+        line = f"Expected {name} at {review.target['target']}{group}: {median:.4g} ({'; '.join(bands)})"
     reasons = review.reasons or ("no finding scored a point",)
     if markdown:
         parts.append(f"**{verdict}**")
@@ -139,7 +145,8 @@ def _render(review: Review, images: dict[str, bytes] | None, figure_dir: str = "
     """Markdown when ``images`` is None (figures linked), else HTML (figures embedded)."""
     markdown = images is None
     t = review.target
-    title = f"Extrapolation risk review: {t['target']} (N={t['N']:.3g}, D={t['D']:.3g}, C={t['C']:.3g} FLOP)"
+    given = ", ".join(f"{k}={t[k]:.3g}" for k in ("N", "D", "C") if t.get(k) is not None and math.isfinite(t[k]))
+    title = f"Extrapolation risk review: {t['target']} ({given} FLOP)"
     parts = [f"# {title}" if markdown else f"<h1>{_html.escape(title)}</h1>", *_summary(review, markdown)]
     for section in SECTIONS:
         parts.append(f"## {section}" if markdown else f'<h2 id="{_anchor(section)}">{section}</h2>')

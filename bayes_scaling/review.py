@@ -29,7 +29,7 @@ from .compare import compare
 from .data import Dataset
 from .diagnostics import Health, Thresholds
 from .fit import REFIT_DRAWS, _as_dataset, _fit
-from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets
+from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets, with_scores
 from .laws import Law
 from .priors import resolve
 from .result import Result
@@ -72,7 +72,9 @@ class Review:
     verdict : ``"low"``, ``"medium"``, ``"high"`` or ``"unusable"``.
     reasons : the findings that scored points (or made the fit unusable), one sentence each.
     rule : the written rule the verdict follows.
-    law : the reviewed law's ``name``, ``formula``, and the ``axis`` its curve is drawn against.
+    law : the reviewed law's ``name``, ``formula``, the ``axis`` its curve is drawn against, and the ``metric``:
+        for a law fitted to ``-log(score)``, the score's name (None for a loss); its ``forecast`` table then
+        also holds the forecast as the score (``score_*``, ``run_score_*``), and the report draws it so.
     tables : every table, by key: ``health``, ``distance``, ``forecast``, ``drivers``,
         ``backtests``, ``backtest_runs``, ``models``, ``priors``, ``residual_trends``,
         ``residuals`` (per run: inputs and residual log loss), ``loo_pit``, and for the
@@ -84,7 +86,7 @@ class Review:
     verdict: str
     reasons: tuple[str, ...]
     rule: str
-    law: dict[str, str]
+    law: dict[str, str | None]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -136,8 +138,8 @@ def review(
         point, or a compute budget (split compute-optimally).
     cutoffs : backtest cutoffs in compute, FLOP (default: the 50%, 70% and 85% quantiles
         of the runs' compute, rounded to one significant digit).
-    laws : other law families for the model-form section (default: those of
-        ``chinchilla``, ``kaplan``, ``power-c`` that the data support, besides this one).
+    laws : other law families for the model-form section (default: those of ``chinchilla``, ``kaplan``,
+        ``power-c`` whose inputs every run gives, besides this one).
     prior_scales : factors applied to every prior's scale for the prior-sensitivity refits.
     seed : seeds every refit and forecast.
     settings, options : sampler settings of the refits (default: the reviewed fit's own).
@@ -206,7 +208,12 @@ def review(
     for f in found.values():
         tables |= f.tables
     notes = {section: f.note for section, f in found.items()} | {"Verdict": verdict}
-    law = {"name": result.law.name, "formula": result.law.formula or result.law.name, "axis": axis_of(result.law)}
+    law = {
+        "name": result.law.name,
+        "formula": result.law.formula or result.law.name,
+        "axis": axis_of(result.law),
+        "metric": result.metric,
+    }
     return Review(target, verdict, reasons, RULE, law, tables, notes)
 
 
@@ -235,6 +242,7 @@ def _distance(ctx: Context) -> Finding:
             "decades_beyond": float(beyond(runs, ctx.points, [name])[0, 0]),
         }
         for name in ("N", "D", "C")
+        if np.isfinite(target[name]) and runs[name].notna().any()  # runs of a law of C alone may give only C
     ]
     table = pd.DataFrame(rows)
     decades = float(table.set_index("input").loc["C", "decades_beyond"])
@@ -264,6 +272,14 @@ def _forecast(ctx: Context) -> Finding:
         f"{table['band95_over_reducible'].iloc[0]:.0%} of the reducible loss. Drivers: share of the "
         "predictive variance explained by each parameter alone (binned draws), plain mode."
     )
+    if result.metric is not None:
+        table = with_scores(table)
+        note = (
+            f"The law is fitted to -log({result.metric}): as the score, the target's expected "
+            f"{result.metric} is {table['score_median'].iloc[0]:.4f} (95%: {table['score_lo95'].iloc[0]:.4f}-"
+            f"{table['score_hi95'].iloc[0]:.4f}; the score_* and run_score_* columns); every other number of this "
+            f"review is on the fitted scale, -log({result.metric}). "
+        ) + note
     return Finding({"forecast": table, "drivers": _drivers(ctx)}, note)
 
 
@@ -397,8 +413,11 @@ def _band(table: pd.DataFrame) -> dict[str, float]:
 
 def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     result = ctx.result
-    if names is None:
-        names = [n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name]
+    if names is None:  # the families whose inputs every run gives (runs of a score may give compute only)
+        given = {x for x in ("N", "D", "C") if ctx.data.frame[x].notna().all()}
+        names = [
+            n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name and {*laws.get(n).inputs} <= given
+        ]
     fits = [result]
     others = [law for law in map(laws.get, names) if law.name != result.law.name]
 
@@ -651,7 +670,10 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
 def _ppc(ctx: Context) -> Finding:
     result = ctx.result
     runs = result.data()
-    logs = {k: np.log(runs[k].to_numpy()) for k in ("N", "D", "C")}
+    # Trends against the inputs every run gives and that vary (a law of compute alone may be fitted to runs
+    # that give C only).
+    logs = {k: np.log(runs[k].to_numpy(np.float64)) for k in ("N", "D", "C")}
+    logs = {k: v for k, v in logs.items() if np.isfinite(v).all() and np.ptp(v) > 0}
     y = np.log(runs["loss"].to_numpy())
     mean = expected(result, runs)  # (s, n): each run with its group's draws
     sigma = result.draws(result.labels[0] if result.labels else None)["sigma"]
@@ -683,7 +705,7 @@ def _ppc(ctx: Context) -> Finding:
         points = ((1, f"residuals trend against log {', log '.join(flagged)}: the law misses a bend"),)
     tables = {
         "residual_trends": trends,
-        "residuals": runs[["N", "D", "C"]].assign(residual=residual),
+        "residuals": runs[list(logs)].assign(residual=residual),
         "loo_pit": pd.DataFrame({"loo_pit": pit}),
     }
     return Finding(tables, note, points)

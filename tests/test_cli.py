@@ -216,6 +216,7 @@ def test_downstream_metric_from_a_csv_with_units(tmp_path, capsys):
     assert forecast["score_lo95"] == pytest.approx(np.exp(-forecast["loss_hi95"]), rel=1e-9)
     out = capsys.readouterr().out
     assert "forecast: HumanEval: expected score (score_*)" in out and "nats" not in out and "loss_" not in out
+    assert "parameters N counted" not in out  # a law of compute alone reads no parameter counts
     assert bs.load(tmp_path / "out" / "posterior.nc").metric == "HumanEval"
 
 

@@ -272,3 +272,36 @@ def test_the_review_refits_on_the_other_parameter_count():
     note = report.notes["Model-form sensitivity"]
     shift = table["loss_median"].iloc[1] / table["loss_median"].iloc[0] - 1
     assert "refitted on total ones" in note and f"moves by {shift:+.1%}" in note
+
+
+def test_a_review_of_a_score_fitted_to_compute_alone(tmp_path):
+    """Runs that give compute and a pass rate only (metric=True, the downstream law): the review's trends,
+    distances and other laws use the inputs the runs give (it stopped in a least-squares fit over NaN), and the
+    report states the forecast as the score, by its name, and draws it so."""
+    truth = {"alpha": 2e3, "k": 0.15}
+    runs = bs.simulate(
+        truth, bs.datasets.sweep(n_range=(1e6, 1e10), sizes=16, ratios=4), law="downstream", sigma=0.1, seed=5
+    )
+    frame = pd.DataFrame({"flops": runs["flops"], "HumanEval": np.exp(-runs["loss"])})
+    data = bs.load_data(frame, loss="HumanEval", metric=True, needs=("C",))
+    result = healthy_fit(data, range(3), law="downstream", **FAST)
+    report = bs.review(result, flops=2.1e25, cutoffs=(1e21,), prior_scales=(), **FAST_REFIT)
+    assert report.law["metric"] == "HumanEval"
+    assert list(report.tables["residual_trends"]["input"]) == ["C"]
+    assert list(report.tables["distance"]["input"]) == ["C"]
+    assert list(report.tables["models"]["law"]) == ["downstream", "power-c", "stacked"]  # no law of N and D
+    row = report.tables["forecast"].iloc[0]
+    # The score's band is exp(-) of the loss's, its ends swapped; the true pass rate lies inside (95%).
+    assert row["score_lo95"] == pytest.approx(np.exp(-row["loss_hi95"]), rel=1e-9)
+    assert row["run_score_hi90"] == pytest.approx(np.exp(-row["run_lo90"]), rel=1e-9)
+    assert row["score_lo95"] <= np.exp(-2e3 * 2.1e25**-0.15) <= row["score_hi95"]
+    page = bs.report.markdown(report)
+    title, summary = page.splitlines()[0], page.split("\n\n")[2]
+    assert title == "# Extrapolation risk review: C=2.1e+25 (C=2.1e+25 FLOP)"
+    assert summary.startswith(f"Expected HumanEval at C=2.1e+25: {row['score_median']:.4g} (50% ")
+    figure = bs.plots.backtest(report.tables["backtest_runs"], metric="HumanEval")
+    assert figure.axes[0].get_xlabel() == "realized HumanEval (score)"
+    held = report.tables["backtest_runs"]
+    held = held[held["mode"] == held["mode"].iloc[0]]  # the first panel's
+    drawn = np.concatenate([np.asarray(c.lines[0].get_xdata(), float) for c in figure.axes[0].containers])
+    np.testing.assert_allclose(np.sort(drawn), np.sort(np.exp(-held["loss"].to_numpy())), rtol=1e-12)
