@@ -251,6 +251,13 @@ def test_flags_that_make_no_sense_are_one_line_errors(args, message, capsys, tmp
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+def test_optimal_of_a_law_without_n_and_d_is_refused_before_fitting(capsys, tmp_path):
+    assert main(["optimal", "--law", "power-c", "--out", str(tmp_path / "out")]) == 2
+    printed = capsys.readouterr()
+    assert "law 'power-c' is not a function of N and D, so it has no compute-optimal split" in printed.err
+    assert "fitting" not in printed.out and not (tmp_path / "out").exists()
+
+
 def test_exit_status_three_only_when_a_check_fails(tmp_path, capsys, monkeypatch):
     """The same fit: a warn-level check gives one calm line and status 0; a failed check shouts and gives 3."""
     from bayes_scaling import diagnostics
