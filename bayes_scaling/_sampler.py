@@ -45,7 +45,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _hmc, _stats
-from ._model import Target
+from ._model import Target, centred, centring_weights, uncentred
 from ._programs import PROGRAMS, Program, compiler_options, signature
 
 
@@ -72,6 +72,8 @@ class Settings:
         (False: start from the prior medians with a unit mass matrix).
     algorithm : ``"nuts"`` (NumPyro's NUTS kernel) or ``"hmc"`` (jittered-length HMC,
         :mod:`bayes_scaling._hmc`: no data-dependent loop, for large batches and GPUs).
+    centre_offsets : runs in groups: sample each pooled parameter's group offsets partially centred, each as
+        far as its group's runs pin it (:func:`bayes_scaling._model.centring_weights`; False: non-centred).
     """
 
     chains: int = _setting(4, "chains, run in parallel")
@@ -82,13 +84,14 @@ class Settings:
     max_tree_depth: int = _setting(10, "NUTS maximum tree depth (hmc: at most 2**depth - 1 steps)")
     laplace_init: bool = _setting(True, "start at the posterior mode with the Laplace mass matrix")
     algorithm: str = _setting("nuts", "nuts, or hmc (jittered-length HMC, for large batches and GPUs)")
+    centre_offsets: bool = _setting(True, "groups: sample pooled offsets partially centred (--no-...: non-centred)")
 
     def __post_init__(self) -> None:
         for name in ("chains", "warmup", "draws", "max_tree_depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"sampler setting {name} must be a positive integer, got {value!r}")
-        for name in ("dense", "laplace_init"):
+        for name in ("dense", "laplace_init", "centre_offsets"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise ValueError(f"sampler setting {name} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.target_accept, bool) or not isinstance(self.target_accept, float | int):
@@ -346,7 +349,7 @@ def sample_many(
 
 def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Program]:
     """The NUTS sampler's three steps as compiled programs, stored on disk under the target's tag."""
-    begin, advance, finish = _pieces(target.model, target.initial, settings, (), mapped=MAPPED)
+    begin, advance, finish = _pieces(target, settings, (), mapped=MAPPED)
     size = -(-(settings.warmup + settings.draws) // CHUNKS)
     tag = target.tag and f"{target.tag} {settings}"
     once = compiler_options(once=True)
@@ -384,7 +387,7 @@ def _program(target: Target, settings: Settings, checked: bool = False) -> Calla
     With ``checked``, the convergence statistics of the target's checked sites are computed
     in the program (the batched sampler does so, so that they run on each device's share).
     """
-    begin, advance, finish = _pieces(target.model, target.initial, settings, target.checked if checked else ())
+    begin, advance, finish = _pieces(target, settings, target.checked if checked else ())
     total = settings.warmup + settings.draws
 
     def run(key: jax.Array, data: object, jitter: jax.Array) -> dict:
@@ -392,7 +395,7 @@ def _program(target: Target, settings: Settings, checked: bool = False) -> Calla
         if settings.algorithm == "hmc":
             steps = 2**settings.max_tree_depth - 1
             trace = _hmc.sample(
-                _potential(target.model, target.initial, data)[1],
+                _potential(target, data, start["weights"])[1],
                 start["mode"],
                 start["cov"],
                 state,
@@ -439,20 +442,32 @@ def _newton(f: Callable[[jax.Array], jax.Array], x: jax.Array, steps: int = 60) 
     return x, g, h
 
 
-def _potential(model: Callable, initial: Callable, data: dict) -> tuple[Callable, Callable]:
-    """``(unravel, potential)``: the flat unconstrained vector's layout, and the potential energy of one."""
-    layout = jax.eval_shape(initial, data, jax.random.key(0))
-    _, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
+def _potential(target: Target, data: object, weights: dict | None = None) -> tuple[Callable, Callable]:
+    """``(unravel, potential)``: the flat unconstrained vector's layout, and the potential energy of one.
+
+    With ``weights`` (:func:`~bayes_scaling._model.centring_weights`), the vector holds the target's group
+    offsets partially centred (:func:`~bayes_scaling._model.centred`), and ``unravel`` returns the model's
+    own (non-centred) values; the potential carries the map's Jacobian.
+    """
+    layout = jax.eval_shape(target.initial, data, jax.random.key(0))
+    _, flat = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
 
     from numpyro.infer.util import potential_energy
 
-    def potential(v: jax.Array) -> jax.Array:
-        return potential_energy(model, (data,), {}, unravel(v))
+    if not target.offsets or weights is None:
+        return flat, lambda v: potential_energy(target.model, (data,), {}, flat(v))
+
+    def unravel(w: jax.Array) -> dict:
+        return uncentred(target.offsets, flat(w), weights)[0]
+
+    def potential(w: jax.Array) -> jax.Array:
+        v, log_det = uncentred(target.offsets, flat(w), weights)
+        return potential_energy(target.model, (data,), {}, v) - log_det
 
     return unravel, potential
 
 
-def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Sequence[str], mapped: int = 0) -> tuple:
+def _pieces(target: Target, settings: Settings, checked: Sequence[str], mapped: int = 0) -> tuple:
     """The sampler in three pure functions: ``begin``, ``advance`` (NUTS only) and ``finish``.
 
     ``mapped``: ``advance`` runs NUTS on at most this many chains one after another (``lax.map``: quicker to
@@ -462,7 +477,11 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
     - ``begin(key, data) -> (state, start)``: the mode search, the Laplace mass
       matrix and the chains' starting points; ``state`` is NumPyro's NUTS state (vmapped over
       chains, as dicts: :func:`_plain`) or, for ``"hmc"``, the starting points; ``start`` holds ``mode``, ``cov``,
-      ``converged`` and the sampler's ``key``.
+      ``converged``, the sampler's ``key`` and the ``weights`` of the group offsets' centring. The mode is
+      searched with the offsets non-centred (where the joint mode of a hierarchical model stays away from
+      zero spread); the chains then run with each offset centred as far as its group's runs inform it
+      (:func:`~bayes_scaling._model.centring_weights`, from the Laplace variance there), with the Laplace
+      covariance carried over by the map's Jacobian.
     - ``advance(state, data, first, n)``: NUTS iterations ``first .. first + n - 1`` (those
       past the last are skipped); returns the state and that chunk's draws (n, chains, dim)
       and statistics (n, chains).
@@ -473,9 +492,10 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
 
     def begin(key: jax.Array, data: dict) -> tuple:
         k_init, k_chains, k_run = jax.random.split(key, 3)
-        _, potential = _potential(model, initial, data)
-        flat0, _ = ravel_pytree(initial(data, k_init))
+        flat, potential = _potential(target, data)
+        flat0, _ = ravel_pytree(target.initial(data, k_init))
         dim = flat0.shape[0]
+        weights = {z: jnp.zeros(flat(flat0)[z].shape) for _, _, z in target.offsets}
         if settings.laplace_init:
             # Hierarchical models (groups) have more dimensions and curved ridges: more steps to the mode.
             mode, grad, hess = _newton(potential, flat0, steps=60 if dim <= 10 else 300)
@@ -495,20 +515,36 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
             # Converged: one Newton step from the mode moves less than 0.1 posterior sd.
             newton = cov @ grad
             converged = ok & (jnp.max(jnp.abs(newton) / jnp.sqrt(jnp.diag(cov))) < 0.1)
+            if target.offsets and settings.centre_offsets:
+                found = centring_weights(target.offsets, flat(jnp.diag(cov)))
+                weights = {z: jnp.where(jnp.isfinite(lam) & (ok | usable), lam, 0.0) for z, lam in found.items()}
+
+                def move(v: jax.Array) -> jax.Array:
+                    return ravel_pytree(centred(target.offsets, flat(v), weights))[0]
+
+                jacobian = jax.jacfwd(move)(mode)
+                mode, cov = move(mode), jacobian @ cov @ jacobian.T
+                chol = jnp.linalg.cholesky(cov)
+                good = (ok | usable) & jnp.all(jnp.isfinite(chol))
+                cov, chol = jnp.where(good, cov, jnp.eye(dim)), jnp.where(good, chol, 0.1 * jnp.eye(dim))
         else:
             mode, cov, chol, converged = flat0, jnp.eye(dim), 0.1 * jnp.eye(dim), jnp.array(False)
         starts = mode + jax.random.normal(k_chains, (settings.chains, dim)) @ chol.T
-        start = {"mode": mode, "converged": converged, "key": k_run}
+        start = {"mode": mode, "converged": converged, "key": k_run, "weights": weights}
         if settings.algorithm == "hmc":
             return starts, {**start, "cov": cov if settings.dense else jnp.diag(jnp.diag(cov))}
-        init, _ = _nuts(potential, settings)
+        init, _ = _nuts(_potential(target, data, weights)[1], settings)
         inverse_mass = cov if settings.dense else jnp.diag(cov)
         state = jax.vmap(init, (0, 0, None))(starts, jax.random.split(k_run, settings.chains), inverse_mass)
-        return _plain(state), start
+        each = jax.tree.map(lambda a: jnp.broadcast_to(a, (settings.chains, *a.shape)), weights)
+        return {**_plain(state), "weights": each}, start
 
     def advance(state: dict, data: dict, first: jax.Array, n: int) -> tuple:
+        state = dict(state)
+        each = state.pop("weights")  # the same for every chain: carried with the state, one row per chain
         state = _nuts_state(state)
-        init, sample_kernel = _nuts(_potential(model, initial, data)[1], settings)
+        weights = jax.tree.map(lambda a: a[0], each)
+        init, sample_kernel = _nuts(_potential(target, data, weights)[1], settings)
         # NumPyro's kernel reads its settings from Python variables that its init sets: trace it once (one chain).
         jax.eval_shape(init, state.z[0], state.rng_key[0], state.adapt_state.inverse_mass_matrix[0])
         step = partial(jax.lax.map, sample_kernel) if state.z.shape[0] <= mapped else jax.vmap(sample_kernel)
@@ -526,10 +562,10 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
             return s, (s.z, stats)
 
         state, trace = jax.lax.scan(one, state, first + jnp.arange(n))
-        return _plain(state), trace
+        return {**_plain(state), "weights": each}, trace
 
     def finish(data: dict, start: dict, parts: list) -> dict:
-        unravel, _ = _potential(model, initial, data)
+        unravel, _ = _potential(target, data, start["weights"])
         joined = [jax.tree.map(lambda *a: jnp.concatenate(a), *chunks) for chunks in parts]  # (iterations, width, ...)
         zs, stats = jax.tree.map(lambda *a: jnp.concatenate(a, axis=1)[settings.warmup : total], *joined)
         # (draws, chains, ...) -> (chains, draws, ...)
@@ -539,7 +575,7 @@ def _pieces(model: Callable, initial: Callable, settings: Settings, checked: Seq
         from numpyro.infer.util import constrain_fn
 
         def constrain(v: jax.Array) -> dict:
-            return constrain_fn(model, (data,), {}, unravel(v), return_deterministic=True)
+            return constrain_fn(target.model, (data,), {}, unravel(v), return_deterministic=True)
 
         samples = jax.vmap(jax.vmap(constrain))(zs)
         out = {"samples": samples, "stats": stats, "mode": constrain(start["mode"])}

@@ -29,7 +29,7 @@ import numpyro.distributions as dist
 
 import bayes_scaling as bs
 from bayes_scaling import _calibration, _sampler
-from bayes_scaling._model import model_data, target
+from bayes_scaling._model import Target, model_data, target
 from bayes_scaling._programs import compiler_options
 from bayes_scaling.priors import resolve
 
@@ -59,10 +59,10 @@ def timed(name: str, fn: Callable, *args: object, options: dict | None = None) -
     return results[0]
 
 
-def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
+def pieces(name: str, model: Target, data: object) -> None:
     """The chunked sampler's three programs for ``model``, compiled one after another."""
     settings = bs.Settings()
-    begin, advance, finish = _sampler._pieces(model, initial, settings, ())
+    begin, advance, finish = _sampler._pieces(model, settings, ())
     size = -(-(settings.warmup + settings.draws) // _sampler.CHUNKS)
     key = jax.random.key(0)
     state, start = timed(f"{name}: begin", begin, key, data, options=compiler_options(once=True))(key, data)
@@ -73,7 +73,7 @@ def pieces(name: str, model: Callable, initial: Callable, data: object) -> None:
     _, trace = step(state, data, np.int32(0))
     two = jax.tree.map(lambda a: a[:2], state)  # a part of a split fit: its chains vectorized, or mapped (as sampled)
     for how, mapped in (("vectorized", 0), ("mapped", _sampler.MAPPED)):
-        _, part, _ = _sampler._pieces(model, initial, settings, (), mapped=mapped)
+        _, part, _ = _sampler._pieces(model, settings, (), mapped=mapped)
         timed(f"{name}: advance, 2 chains {how}", partial(part, n=size), two, data, np.int32(0), options=hot)
     chunks = len(range(0, settings.warmup + settings.draws, size))
     timed(f"{name}: finish", finish, data, start, [[trace] * chunks], options=compiler_options(once=True))
@@ -91,8 +91,9 @@ def main() -> None:
     law = bs.laws.get("chinchilla")
     spec = resolve(law)
     model = target(law, spec)
-    pieces("Chinchilla law, 245 runs", model.model, model.initial, model_data(bs.datasets.chinchilla(), law, spec))
-    pieces("standard normal, 6 parameters", normal, lambda data, key: {"x": jnp.zeros(6)}, {"y": jnp.zeros(3)})
+    pieces("Chinchilla law, 245 runs", model, model_data(bs.datasets.chinchilla(), law, spec))
+    normal6 = Target(normal, lambda data, key: {"x": jnp.zeros(6)}, ("x",), "normal", None)
+    pieces("standard normal, 6 parameters", normal6, {"y": jnp.zeros(3)})
     evidence = _calibration.Evidence.empty(("N", "D"))
     data = _calibration._kappa_data(evidence, 4.0)
     timed(

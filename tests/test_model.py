@@ -2,10 +2,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import log_density
 
 import bayes_scaling as bs
-from bayes_scaling._model import model_data, stack_data, target
+from bayes_scaling import _sampler
+from bayes_scaling._model import (
+    CENTRING_SD,
+    centred,
+    centring_weights,
+    design,
+    model_data,
+    stack_data,
+    target,
+    uncentred,
+)
 from bayes_scaling.fit import _as_dataset
 from bayes_scaling.priors import resolve
 
@@ -99,3 +110,52 @@ def test_the_chinchilla_law_is_sampled_by_its_curve_with_the_same_posterior():
         model_data(runs, constrained, resolve(constrained)), jax.random.key(0)
     )
     assert {"E", "log_A_c", "log_B_c", "alpha", "beta"} <= set(sites)
+
+
+def _three_groups() -> tuple:
+    """A grouped Chinchilla target (E, A, B pooled over three groups), its data and a point of its sites."""
+    law = bs.laws.get("chinchilla")
+    spec = resolve(law)
+    runs = bs.datasets.chinchilla().frame.assign(group=lambda f: np.array(["a", "b", "c"])[np.arange(len(f)) % 3])
+    data = bs.data.Dataset(runs, "three groups", {"group": "group"})
+    plan = design(data, law, spec)
+    model = target(law, spec, plan)
+    point = model.initial(model_data(data, law, spec, design=plan), jax.random.key(0))
+    rng = np.random.default_rng(1)
+    point = {k: jnp.asarray(v + 0.3 * rng.standard_normal(np.shape(v)), jnp.float32) for k, v in point.items()}
+    return model, model_data(data, law, spec, design=plan), point
+
+
+def test_pooled_offsets_are_sampled_partially_centred_with_the_same_posterior():
+    """Each pooled parameter's offsets z are sampled as u = w * pop + tau**w * z (w per group in [0, 1]): the map
+    inverts, its log |Jacobian| is -sum(w * log tau), and the sampler's potential in u is the model's in z less
+    that log |Jacobian|, to float32 precision."""
+    model, data, v = _three_groups()
+    assert [z for _, _, z in model.offsets] == ["E_z", "A_z", "B_z"]
+    weights = {z: jnp.asarray([0.0, 0.6, 1.0]) for _, _, z in model.offsets}
+    w = centred(model.offsets, v, weights)
+    back, log_det = uncentred(model.offsets, w, weights)
+    for name in v:
+        np.testing.assert_allclose(back[name], v[name], rtol=1e-5, atol=1e-6)
+    flat_w, unflatten = ravel_pytree(w)
+    jacobian = jax.jacfwd(lambda f: ravel_pytree(uncentred(model.offsets, unflatten(f), weights)[0])[0])(flat_w)
+    np.testing.assert_allclose(float(log_det), float(np.linalg.slogdet(np.asarray(jacobian, np.float64))[1]), atol=1e-4)
+    _, plain = _sampler._potential(model, data)
+    _, moved = _sampler._potential(model, data, weights)
+    expected = float(plain(ravel_pytree(v)[0])) - float(log_det)
+    np.testing.assert_allclose(float(moved(flat_w)), expected, rtol=1e-5)
+
+
+def test_centring_weights_follow_the_gaussian_case():
+    """An offset whose group's value the runs pin with standard error s, under a spread tau: posterior variance
+    v = s**2 / (tau**2 + s**2). With the spread known, the weight is 1 - v (centred where the runs pin the group,
+    non-centred where they leave it at the prior); an uncertain spread takes it at tau exp(-CENTRING_SD sd)."""
+    offsets = (("E_pop", "E_tau", "E_z"),)
+    tau, s = 0.2, np.array([0.01, 0.2, 5.0])
+    v = s**2 / (tau**2 + s**2)
+    known = centring_weights(offsets, {"E_z": v, "E_tau": 0.0})["E_z"]
+    np.testing.assert_allclose(known, 1 - v, rtol=1e-4)  # float32
+    assert known[0] > 0.99 and known[2] < 0.01
+    t = tau * np.exp(-CENTRING_SD * 0.5)
+    loose = centring_weights(offsets, {"E_z": v, "E_tau": 0.25})["E_z"]  # log tau's sd 0.5
+    np.testing.assert_allclose(loose, t**2 / (t**2 + s**2), rtol=1e-4)
