@@ -1,6 +1,7 @@
 """Groups and replicates on simulated studies with known truth.
 
-Run:  python benchmarks/bench_groups.py [--studies 50] [--part pooling|replicates|both]
+Run:  python benchmarks/bench_groups.py [--studies 50] [--part pooling|replicates|real|both|all]
+                                        [--no-centre-offsets]
 
 Pooling. Each study: six groups (data sets) share the exponents (alpha 0.34, beta 0.28) and the
 amplitudes (A 400, B 1500) but not the irreducible loss (E = 1.7 + Normal(0, 0.15) per group).
@@ -18,6 +19,14 @@ configurations are held out; the rest is fitted twice: with the replicate model 
 from the law's misfit) and with the plain model of a single sweep (every run independent, one noise
 scale: this package's model before groups and replicates). Printed: coverage of the 50/80/90% bands
 of a new run (one new seed per held-out configuration), both ways.
+
+Real groups (``--part real``). Porian et al.'s 1,160 runs in ten groups (data set x set-up), plain fits at
+4 x (500 + 1000): E, A and B pooled (the law's default), then the exponents pooled too; each with the pooled
+offsets partially centred (the default) and non-centred (``centre_offsets=False``). Printed per fit: wall
+time in this process (the first fit of each kind compiles its programs), leapfrog steps a draw, divergent
+draws, the spreads' lowest bulk and tail ESS and highest R-hat, and the sampler-health level.
+
+``--no-centre-offsets`` runs the simulated parts with non-centred offsets (the sampler before 2026-12-02).
 """
 
 from __future__ import annotations
@@ -99,9 +108,11 @@ def pooling(studies: int) -> None:
         f"POOLING: {studies} studies; grouped fits {t_pooled:.0f} s (a loop of fit), alone {t_alone:.0f} s (fit_many)"
     )
     levels = [r.health().level for r in fits]
+    steps = np.mean([np.asarray(r.group("sample_stats")["n_steps"]).mean() for r in fits])
+    divergent = sum(int(np.asarray(r.group("sample_stats")["diverging"]).sum()) for r in fits)
     print(
         f"  grouped fits' sampler health: {levels.count('pass')} pass, {levels.count('warn')} warn, "
-        f"{levels.count('fail')} fail"
+        f"{levels.count('fail')} fail; {steps:.0f} leapfrog steps a draw (mean), {divergent} divergent draws in all"
     )
     for name, values in errors.items():
         print(
@@ -166,20 +177,48 @@ def replicates(studies: int) -> None:
         )
 
 
+def real() -> None:
+    porian = bs.datasets.porian()
+    print(f"REAL GROUPS: Porian et al., {len(porian)} runs in {len(porian.labels)} groups, plain fits")
+    for name, pooling in (("E, A, B pooled", None), ("exponents pooled too", {"alpha": "pooled", "beta": "pooled"})):
+        for centre in (True, False):
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # health is printed below
+                options = {**SETTINGS, "centre_offsets": centre}
+                result = bs.fit(porian, seed=0, calibrate=False, pooling=pooling, **options)
+            seconds = time.perf_counter() - t
+            stats = result.group("sample_stats")
+            summary = result.summary()
+            spreads = summary.loc[[s for s in summary.index if s.endswith("_tau")]]
+            print(
+                f"  {name:<22} {'partially centred' if centre else 'non-centred':<18} {seconds:5.1f} s, "
+                f"{np.asarray(stats['n_steps']).mean():4.0f} leapfrog steps a draw, "
+                f"{int(np.asarray(stats['diverging']).sum()):2d} divergent; spreads: min bulk ESS "
+                f"{spreads['ess_bulk'].min():5.0f}, min tail ESS {spreads['ess_tail'].min():5.0f}, max R-hat "
+                f"{spreads['r_hat'].max():.3f}; health {result.health().level}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=50)
-    parser.add_argument("--part", choices=("pooling", "replicates", "both"), default="both")
+    parser.add_argument("--part", choices=("pooling", "replicates", "real", "both", "all"), default="both")
+    parser.add_argument("--centre-offsets", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
+    SETTINGS["centre_offsets"] = args.centre_offsets
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; bayes_scaling {bs.__version__}; "
-        f"4 chains x (500 + 1000) draws"
+        f"4 chains x (500 + 1000) draws; pooled offsets {'partially centred' if args.centre_offsets else 'non-centred'}"
     )
-    if args.part in ("pooling", "both"):
+    if args.part in ("pooling", "both", "all"):
         pooling(args.studies)
-    if args.part in ("replicates", "both"):
+    if args.part in ("replicates", "both", "all"):
         replicates(args.studies)
-    print(f"\nreproduce: python benchmarks/bench_groups.py --studies {args.studies} --part {args.part}")
+    if args.part in ("real", "all"):
+        real()
+    flag = "" if args.centre_offsets else " --no-centre-offsets"
+    print(f"\nreproduce: python benchmarks/bench_groups.py --studies {args.studies} --part {args.part}{flag}")
 
 
 if __name__ == "__main__":
