@@ -444,10 +444,9 @@ def _counted(data: Dataset) -> str:
 
 def _fit_from_args(args: argparse.Namespace) -> tuple:
     """Load the runs, fit the (first) law and print its posterior table; return (data, result, table)."""
-    law = bs.laws.get(args.law[0] if args.law else "chinchilla")
-    if not {"N", "D"} <= set(law.inputs):  # said before the runs are read and fitted
-        raise ValueError(f"law {law.name!r} is not a function of N and D, so it has no compute-optimal split")
     law, data = _one_law(args, "optimal")
+    if not {"N", "D"} <= set(law.inputs):  # said before the runs are fitted
+        raise ValueError(f"law {law.name!r} is not a function of N and D, so it has no compute-optimal split")
     return (data, *_fit_one(args, data, law, calibrate=False))  # allocations need no extrapolation error
 
 
@@ -680,8 +679,7 @@ def _backtest(args: argparse.Namespace, out: Path) -> int:
     written = [out / "backtest.csv", out / "backtest_runs.csv", out / f"backtest.{args.format}"]
     result.table.to_csv(written[0], index=False)
     result.runs.to_csv(written[1], index=False)
-    metric = str(data.columns.get("loss") or "score") if data.columns.get("metric") else None
-    bs.plots.backtest(result.runs, path=written[2], metric=metric)  # a score is drawn as the score
+    bs.plots.backtest(result.runs, path=written[2], metric=data.metric)  # a score is drawn as the score
     _wrote(args, written)
     return 0
 

@@ -78,6 +78,12 @@ class Dataset:
         return self.columns.get("params") or "total"
 
     @property
+    def metric(self) -> str | None:
+        """The score's name when the loss column is a score (read with ``metric=True``: the law fits
+        ``-log(score)``), else None."""
+        return str(self.columns.get("loss") or "score") if self.columns.get("metric") else None
+
+    @property
     def labels(self) -> list[str]:
         """The group labels, sorted; empty when the runs have no groups."""
         return sorted(set(self.frame["group"])) if "group" in self.frame.columns else []

@@ -461,8 +461,8 @@ def from_sampler(
                 const["group"] = dataset.frame["group"].to_numpy().astype(str)
             group = _group(const, lead=())
             group.attrs["params"] = dataset.counted
-            if dataset.columns.get("metric"):  # the runs' loss is -log of this score
-                group.attrs["metric"] = str(dataset.columns.get("loss") or "score")
+            if dataset.metric is not None:  # the runs' loss is -log of this score
+                group.attrs["metric"] = dataset.metric
             for x, value in (centre or {}).items() if labels else ():
                 value = np.asarray(value, np.float64)
                 group[f"centre_{x}"] = float(value[i] if value.ndim else value)

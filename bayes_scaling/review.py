@@ -414,7 +414,7 @@ def _band(table: pd.DataFrame) -> dict[str, float]:
 def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     result = ctx.result
     if names is None:  # the families whose inputs every run gives (runs of a score may give compute only)
-        given = {x for x in ("N", "D", "C") if ctx.data.frame[x].notna().all()}
+        given = set(_given(ctx.data.frame))
         names = [
             n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name and {*laws.get(n).inputs} <= given
         ]
@@ -667,13 +667,16 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
     return Finding({"priors": priors}, note, points)
 
 
+def _given(runs: pd.DataFrame) -> list[str]:
+    """The inputs among N, D, C that every run gives (runs of a law of compute alone may give C only)."""
+    return [k for k in ("N", "D", "C") if runs[k].notna().all()]
+
+
 def _ppc(ctx: Context) -> Finding:
     result = ctx.result
     runs = result.data()
-    # Trends against the inputs every run gives and that vary (a law of compute alone may be fitted to runs
-    # that give C only).
-    logs = {k: np.log(runs[k].to_numpy(np.float64)) for k in ("N", "D", "C")}
-    logs = {k: v for k, v in logs.items() if np.isfinite(v).all() and np.ptp(v) > 0}
+    logs = {k: np.log(runs[k].to_numpy(np.float64)) for k in _given(runs)}
+    logs = {k: v for k, v in logs.items() if np.ptp(v) > 0}  # trends against the inputs that vary
     y = np.log(runs["loss"].to_numpy())
     mean = expected(result, runs)  # (s, n): each run with its group's draws
     sigma = result.draws(result.labels[0] if result.labels else None)["sigma"]
