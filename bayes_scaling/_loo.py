@@ -32,6 +32,8 @@ class Loo(NamedTuple):
     pointwise : each observation's elpd, shape (n,).
     pareto_k : each observation's Pareto shape k, shape (n,).
     good_k : k above this makes the estimate unreliable: ``min(1 - 1 / log10(S), 0.7)``.
+    log_weights : the Pareto-smoothed importance log weights of the draws for leaving out each observation,
+        shape (n, S), each row normalized (:func:`psis`): LOO-PIT values weigh the draws with them.
     """
 
     elpd: float
@@ -40,6 +42,7 @@ class Loo(NamedTuple):
     pointwise: np.ndarray
     pareto_k: np.ndarray
     good_k: float
+    log_weights: np.ndarray
 
     @property
     def warning(self) -> bool:
@@ -62,24 +65,23 @@ def psis(log_ratios: np.ndarray, r_eff: float = 1.0) -> tuple[np.ndarray, np.nda
     x = np.array(log_ratios, dtype=np.float64, ndmin=2)
     x -= x.max(axis=1, keepdims=True)
     n, s = x.shape
-    order = np.argsort(x, axis=1, kind="stable")
-    rows = np.arange(n)[:, None]
-    ordered = x[rows, order]
     length = int(np.ceil(min(s / 5.0, 3 * (s / r_eff) ** 0.5)))
-    cutoff = np.maximum(ordered[:, -length - 1], np.log(np.finfo(float).tiny))
+    # Only the tail is ordered: the largest ``length + 1`` ratios of each row (the smallest of them the cutoff).
+    top = np.sort(np.argpartition(x, s - length - 1, axis=1)[:, s - length - 1 :], axis=1)
+    cutoff = np.maximum(np.take_along_axis(x, top, axis=1).min(axis=1), np.log(np.finfo(float).tiny))
     k = np.full(n, np.inf)
     for i in range(n):  # a tail is shorter than ``length`` where draws tie at the cutoff
-        tail = ordered[i][ordered[i] > cutoff[i]]
-        if len(tail) < MIN_TAIL:
+        where = top[i][x[i, top[i]] > cutoff[i]]
+        where = where[np.argsort(x[i, where], kind="stable")]  # ascending; ties in the draws' order
+        if len(where) < MIN_TAIL:
             continue
+        tail = x[i, where]
         k[i], sigma = _gpd_fit(np.exp(tail) - np.exp(cutoff[i]))
         if np.isfinite(k[i]):
             p = np.arange(0.5, len(tail)) / len(tail)
             smoothed = np.log(_gpd_quantile(p, k[i], sigma) + np.exp(cutoff[i]))
-            ordered[i, s - len(tail) :] = np.minimum(smoothed, 0.0)  # truncated at the largest raw weight
-    out = np.empty_like(x)
-    out[rows, order] = ordered
-    return out - scipy.special.logsumexp(out, axis=1, keepdims=True), k
+            x[i, where] = np.minimum(smoothed, 0.0)  # truncated at the largest raw weight
+    return x - scipy.special.logsumexp(x, axis=1, keepdims=True), k
 
 
 def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
@@ -92,7 +94,8 @@ def _gpd_fit(x: np.ndarray) -> tuple[float, float]:
     b += 1 / x[-1]
     k = np.log1p(-b[:, None] * x).mean(axis=1)
     profile = m * (np.log(-(b / k)) - k - 1)
-    weights = 1 / np.exp(profile - profile[:, None]).sum(axis=1)
+    with np.errstate(over="ignore"):  # a profile far below another's: weight 1 / inf = 0
+        weights = 1 / np.exp(profile - profile[:, None]).sum(axis=1)
     keep = weights >= 10 * np.finfo(float).eps
     b, weights = b[keep], weights[keep] / weights[keep].sum()
     b_mean = float(np.sum(b * weights))
@@ -131,7 +134,7 @@ def loo(log_lik: np.ndarray, r_eff: float = 1.0) -> Loo:
     lppd = float(np.sum(scipy.special.logsumexp(log_lik, axis=0) - np.log(s)))
     elpd = float(pointwise.sum())
     se = float(np.sqrt(len(pointwise) * np.var(pointwise)))
-    return Loo(elpd, se, lppd - elpd, pointwise, k, min(1 - 1 / np.log10(s), 0.7))
+    return Loo(elpd, se, lppd - elpd, pointwise, k, min(1 - 1 / np.log10(s), 0.7), log_w)
 
 
 def stacking(pointwise: np.ndarray) -> np.ndarray:

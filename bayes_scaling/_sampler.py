@@ -447,14 +447,15 @@ def _potential(target: Target, data: object, weights: dict | None = None) -> tup
 
     With ``weights`` (:func:`~bayes_scaling._model.centring_weights`), the vector holds the target's group
     offsets partially centred (:func:`~bayes_scaling._model.centred`), and ``unravel`` returns the model's
-    own (non-centred) values; the potential carries the map's Jacobian.
+    own (non-centred) values; the potential carries the map's Jacobian. Without (None or empty: offsets
+    non-centred, ``Settings(centre_offsets=False)`` or no Laplace start) the model's own vector, no map.
     """
     layout = jax.eval_shape(target.initial, data, jax.random.key(0))
     _, flat = ravel_pytree(jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), layout))
 
     from numpyro.infer.util import potential_energy
 
-    if not target.offsets or weights is None:
+    if not target.offsets or not weights:
         return flat, lambda v: potential_energy(target.model, (data,), {}, flat(v))
 
     def unravel(w: jax.Array) -> dict:
@@ -495,7 +496,7 @@ def _pieces(target: Target, settings: Settings, checked: Sequence[str], mapped: 
         flat, potential = _potential(target, data)
         flat0, _ = ravel_pytree(target.initial(data, k_init))
         dim = flat0.shape[0]
-        weights = {z: jnp.zeros(flat(flat0)[z].shape) for _, _, z in target.offsets}
+        weights = {}  # offsets non-centred (no map at all), unless the Laplace fit below sets how far to centre
         if settings.laplace_init:
             # Hierarchical models (groups) have more dimensions and curved ridges: more steps to the mode.
             mode, grad, hess = _newton(potential, flat0, steps=60 if dim <= 10 else 300)

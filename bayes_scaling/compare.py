@@ -56,8 +56,10 @@ def compare(results: Sequence[Result], names: Sequence[str] | None = None) -> pd
 
 def loo(result: Result) -> _loo.Loo:
     """PSIS-LOO of a fit from its pointwise log likelihood (draws of every chain), with the relative efficiency
-    of its posterior draws as ArviZ's ``loo`` takes it."""
-    log_lik = result.group("log_likelihood")["log_loss"].to_numpy()  # (chains, draws, ...observations)
-    posterior = result.group("posterior")
-    efficiency = _loo.r_eff({name: posterior[name].to_numpy() for name in posterior.data_vars})
-    return _loo.loo(log_lik.reshape(log_lik.shape[0] * log_lik.shape[1], -1), efficiency)
+    of its posterior draws as ArviZ's ``loo`` takes it. Computed once per result (``result.memo``)."""
+    if "loo" not in result.memo:
+        log_lik = result.group("log_likelihood")["log_loss"].to_numpy()  # (chains, draws, ...observations)
+        posterior = result.group("posterior")
+        efficiency = _loo.r_eff({name: posterior[name].to_numpy() for name in posterior.data_vars})
+        result.memo["loo"] = _loo.loo(log_lik.reshape(log_lik.shape[0] * log_lik.shape[1], -1), efficiency)
+    return result.memo["loo"]

@@ -92,6 +92,9 @@ class Result:
     settings: Settings | None = None
     seed: int | None = None
     design: Design = PLAIN
+    #: What is computed once from the draws and asked more than once (PSIS-LOO: a review's comparison of laws
+    #: and its LOO-PIT), by name; a copy (``dataclasses.replace``) starts empty.
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_idata(cls, idata: object, law: Law, spec: Spec) -> Result:

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from . import _calibration, _loo, laws
+from . import _calibration, laws
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
 from .backtest import _backtest
-from .compare import compare
+from .compare import compare, loo
 from .data import Dataset
 from .diagnostics import Health, Thresholds
 from .fit import REFIT_DRAWS, _as_dataset, _fit
@@ -496,7 +496,7 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
         }
     )
     table = pd.DataFrame(rows)
-    points, note = model_points(table, result.law.name)
+    points, note = model_points(table, result.law.name, result.metric)
     tables = {"models": table}
     if result.labels:
         pooling, said, more = _pooling(ctx)
@@ -565,7 +565,7 @@ def ruled_out(elpd_diff: float, dse: float) -> bool:
     return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
 
 
-def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], ...], str]:
+def model_points(table: pd.DataFrame, law: str, metric: str | None = None) -> tuple[tuple[tuple[int, str], ...], str]:
     """The verdict's point from the model-form section, with the numbers behind it, and a sentence.
 
     ``table`` has a row per law (``law``, ``votes``, ``why_not``, ``loss_median``, ``loss_lo95``,
@@ -577,11 +577,20 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
     listed with their reason. One point when the stacked 95% band is over 1.5x as wide as ``law``'s, or
     the median of another voting law that the runs do not rule out (:func:`ruled_out`) lies outside
     ``law``'s 95% band: a law the data clearly reject says little about where the loss goes beyond them.
+    ``metric``: the score's name for a law fitted to ``-log(score)``: the sentences quote bands and medians
+    as the score (``exp(-loss)``; the width ratio stays the fitted scale's).
     """
     rows = table.set_index("law")
     own, mix = rows.loc[law], rows.loc["stacked"]
     lo, hi = float(own["loss_lo95"]), float(own["loss_hi95"])
     ratio = (mix["loss_hi95"] - mix["loss_lo95"]) / (hi - lo)
+
+    def value(v: float) -> str:
+        return f"{np.exp(-v):.4g}" if metric else f"{v:.4g}"
+
+    def band(a: float, b: float) -> str:
+        return f"{metric} {value(b)}-{value(a)}" if metric else f"{value(a)}-{value(b)}"
+
     others = rows.drop(index=[law, "stacked"])
     voting, silent = others[others["votes"]], others[~others["votes"].astype(bool)]
     rejected = [
@@ -593,8 +602,8 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
     outside = counted[(counted["loss_median"] < lo) | (counted["loss_median"] > hi)]
     note = (
         f"PSIS-LOO stacking weights of the {len(voting) + 1} law families that vote; the stacked 95% "
-        f"band ({mix['loss_lo95']:.4g}-{mix['loss_hi95']:.4g}) is {ratio:.2f}x as wide as this law's "
-        f"({lo:.4g}-{hi:.4g})."
+        f"band ({band(mix['loss_lo95'], mix['loss_hi95'])}) is {ratio:.2f}x as wide as this law's "
+        f"({band(lo, hi)})" + (" on the fitted scale, -log(score)." if metric else ".")
     )
     if len(silent):
         note += " Not voting: " + "; ".join(f"{name} ({row.why_not})" for name, row in silent.iterrows()) + "."
@@ -603,15 +612,15 @@ def model_points(table: pd.DataFrame, law: str) -> tuple[tuple[tuple[int, str], 
             " Ruled out by PSIS-LOO (their medians do not count): "
             + "; ".join(
                 f"{name} (elpd lower than the best by {voting.loc[name, 'elpd_diff']:.1f}, standard error "
-                f"{voting.loc[name, 'dse']:.1f}; median {voting.loc[name, 'loss_median']:.4g})"
+                f"{voting.loc[name, 'dse']:.1f}; median {value(voting.loc[name, 'loss_median'])})"
                 for name in rejected
             )
             + "."
         )
     points = ()
     if ratio > 1.5 or len(outside):
-        where = "; ".join(f"{name}'s median {row.loss_median:.4g}" for name, row in outside.iterrows())
-        where = f"; outside this law's 95% band {lo:.4g}-{hi:.4g}: {where}" if where else ""
+        where = "; ".join(f"{name}'s median {value(row.loss_median)}" for name, row in outside.iterrows())
+        where = f"; outside this law's 95% band {band(lo, hi)}: {where}" if where else ""
         points = ((1, f"law families disagree at the target (stacked 95% band {ratio:.1f}x as wide{where})"),)
     return points, note
 
@@ -694,7 +703,7 @@ def _ppc(ctx: Context) -> Finding:
     loglik = result.group("log_likelihood")["log_loss"]
     pit = np.full(len(y), np.nan)
     if "run" in loglik.dims:
-        log_w, _ = _loo.psis(-loglik.to_numpy().reshape(-1, len(y)).T)  # (runs, draws)
+        log_w = loo(result).log_weights  # (runs, draws): the model-form section's PSIS-LOO, computed once
         z = (y[:, None] - mean.T) / sigma[None, :]
         pit = np.sum(np.exp(log_w) * scipy.special.stdtr(result.spec.df, z), axis=1)
     flagged = list(trends.loc[trends["flagged"], "input"])

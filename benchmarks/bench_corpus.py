@@ -158,11 +158,14 @@ def small_sweeps(studies: int, say: object, spread: float = 0.03) -> None:
         result = _calibration.with_kappa(result, kappa, Evidence.empty(law.axes))
         for mode in scores:
             scores[mode].append(_corpus.score(result, points, mode=mode))
+    boot = np.random.default_rng(1).integers(0, studies, (2000, studies))  # sweeps resampled: the independent units
     for mode, rows in scores.items():
         table = pd.DataFrame(rows)
+        lo, hi = np.quantile(table["cover90"].to_numpy()[boot].mean(axis=1), [0.025, 0.975])
         say(
             f"  {mode:10s} cover50 {table['cover50'].mean():.3f}  cover80 {table['cover80'].mean():.3f}  "
-            f"cover90 {table['cover90'].mean():.3f}  median abs error {table['median_error'].median():.4f}"
+            f"cover90 {table['cover90'].mean():.3f} (95% bootstrap over sweeps {lo:.3f}-{hi:.3f})  "
+            f"median abs error {table['median_error'].median():.4f}"
         )
 
 

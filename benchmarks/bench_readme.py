@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _report import prepend
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Words that stand for something the user fills in: a command naming one is not run.
 PLACEHOLDERS = re.compile(r"\b(NAME|COL|FILE|DIR|CSV|K|B|P|M|U|C)\b|\.\.")
@@ -175,7 +177,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        prepend(args.out, text)
     sys.exit(1 if failed else 0)
 
 

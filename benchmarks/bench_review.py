@@ -39,6 +39,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _report import prepend
 
 TRUTH = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
 #: The sweeps' grids (thinned to each sweep's size): parameters and tokens per parameter.
@@ -206,8 +207,7 @@ def main() -> None:
         text = speed(args.repeat)
         print(text)
         if args.out:
-            with open(args.out, "w") as f:
-                f.write(text + "\n")
+            prepend(args.out, text)
         return
     start = time.perf_counter()
     # One sweep of each size first (in parallel): they fill the program cache that the rest then read.
@@ -254,9 +254,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-        table.to_csv(os.path.splitext(args.out)[0] + ".csv", index=False)
+        prepend(args.out, text)
+        table.to_csv(os.path.splitext(args.out)[0] + ".csv", index=False)  # this run's sweeps only
 
 
 if __name__ == "__main__":

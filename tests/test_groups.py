@@ -115,7 +115,7 @@ def test_the_spreads_of_real_groups_mix():
     """Porian et al.'s five 'rw' set-ups (579 runs; E, A, B pooled): each group's runs pin its values, where
     non-centred offsets make a funnel with their spread. Partially centred (the default; tests/test_model.py),
     the spreads' effective draws per leapfrog step (the sampler's cost) are at least 1.5 times those of the
-    non-centred offsets (measured on seed 0: 2.8x with JAX 0.10, 3.3x with JAX 0.12)."""
+    non-centred offsets (measured on seed 0: 3.1x with JAX 0.10, 3.3x with JAX 0.12)."""
     porian = bs.datasets.porian(("rw",))
     efficiency = {}
     for centre in (True, False):

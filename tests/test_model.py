@@ -144,6 +144,12 @@ def test_pooled_offsets_are_sampled_partially_centred_with_the_same_posterior():
     _, moved = _sampler._potential(model, data, weights)
     expected = float(plain(ravel_pytree(v)[0])) - float(log_det)
     np.testing.assert_allclose(float(moved(flat_w)), expected, rtol=1e-5)
+    # Non-centred (centre_offsets=False, or no Laplace start): no weights and no map; the model's own potential.
+    begin = _sampler._pieces(model, _sampler.Settings(chains=2, centre_offsets=False), ())[0]
+    _, start = jax.eval_shape(begin, jax.random.key(0), data)
+    assert start["weights"] == {}
+    _, empty = _sampler._potential(model, data, {})
+    assert float(empty(ravel_pytree(v)[0])) == float(plain(ravel_pytree(v)[0]))
 
 
 def test_centring_weights_follow_the_gaussian_case():

@@ -195,6 +195,11 @@ def test_laws_whose_fits_failed_do_not_vote():
     rows[1] |= {"votes": True, "why_not": ""}
     points, _ = model_points(pd.DataFrame(rows), "chinchilla")
     assert points[0][0] == 1 and "power-c's median 2.5" in points[0][1] and "1.87-1.92" in points[0][1]
+    # A law of -log(score): the reason quotes the score (exp(-loss), the band's ends swapped), the vote unchanged.
+    points, note = model_points(pd.DataFrame(rows), "chinchilla", metric="HumanEval")
+    assert f"power-c's median {np.exp(-2.5):.4g}" in points[0][1]
+    assert f"95% band HumanEval {np.exp(-1.92):.4g}-{np.exp(-1.87):.4g}" in points[0][1]
+    assert "on the fitted scale, -log(score)" in note
 
 
 def test_laws_the_runs_rule_out_do_not_count_as_disagreement():
