@@ -155,7 +155,13 @@ def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = Fal
     bad = values <= 0
     if bad.any():
         row = int(np.argmax(bad))
-        raise ValueError(f"{source}: column {column!r}, {_where(source, row)}: value {values[row]:g} is not positive")
+        where = f"{source}: column {column!r}, {_where(source, row)}"
+        if metric:  # a model that scored 0 (a small one, on a hard benchmark): common, and not a typo
+            raise ValueError(
+                f"{where}: metric {values[row]:g} is not in (0, 1]: the law fits -log(score), infinite at 0; "
+                "leave out the runs that scored 0"
+            )
+        raise ValueError(f"{where}: value {values[row]:g} is not positive")
     if metric:
         bad = values > 1
         if bad.any():

@@ -62,8 +62,10 @@ def obsscaling(benchmark: str = "HellaSwag", min_models: int = 2) -> Dataset:
     """A benchmark's accuracy against training compute for public base models (Ruan et al. 2024), by family.
 
     The score is read as a metric (the law fits ``-log(score)``); compute is in FLOP, parameters and
-    tokens where the table gives them. Families with fewer than ``min_models`` models are left out (a
-    family's pooled offset needs two). Source and licence (Apache-2.0): ``bayes_scaling/_data/README.md``.
+    tokens where the table gives them. Models that score 0 are left out (``-log(0)`` is infinite: GSM8K and
+    HumanEval hold a few of the smallest models; the source string counts them), then families with fewer
+    than ``min_models`` models (a family's pooled offset needs two). Source and licence (Apache-2.0):
+    ``bayes_scaling/_data/README.md``.
 
     Parameters
     ----------
@@ -74,6 +76,8 @@ def obsscaling(benchmark: str = "HellaSwag", min_models: int = 2) -> Dataset:
     if benchmark not in frame.columns[5:]:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(frame.columns[5:])}")
     frame = frame.dropna(subset=["FLOPs (1E21)", benchmark])
+    zero = int((frame[benchmark] <= 0).sum())
+    frame = frame[frame[benchmark] > 0]
     counts = frame["Model Family"].value_counts()
     frame = frame[frame["Model Family"].isin(counts[counts >= min_models].index)].reset_index(drop=True)
     with warnings.catch_warnings():  # reported compute and 6·N·D differ for some families: as published
@@ -89,7 +93,10 @@ def obsscaling(benchmark: str = "HellaSwag", min_models: int = 2) -> Dataset:
             units={"C": 1e21, "N": 1e9, "D": 1e12},
             group="Model Family",
         )
-    return Dataset(data.frame, f"obsscaling_base_llm_benchmark_eval.csv (embedded), {benchmark}", data.columns)
+    left_out = f", {zero} model{'s' * (zero != 1)} scoring 0 left out" if zero else ""
+    return Dataset(
+        data.frame, f"obsscaling_base_llm_benchmark_eval.csv (embedded), {benchmark}{left_out}", data.columns
+    )
 
 
 def sweep(

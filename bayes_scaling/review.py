@@ -31,8 +31,9 @@ from .diagnostics import Health, Thresholds
 from .fit import REFIT_DRAWS, _as_dataset, _fit
 from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets, with_scores
 from .laws import Law
+from .laws import get as get_law
 from .priors import resolve
-from .result import Result
+from .result import NEW, Result
 
 SECTIONS = (
     "Sampler health",
@@ -139,7 +140,8 @@ def review(
     cutoffs : backtest cutoffs in compute, FLOP (default: the 50%, 70% and 85% quantiles
         of the runs' compute, rounded to one significant digit).
     laws : other law families for the model-form section (default: those of ``chinchilla``, ``kaplan``,
-        ``power-c`` whose inputs every run gives, besides this one).
+        ``power-c`` whose inputs every run and the target give, besides this one; a family named here
+        that needs an input they do not give is an error, raised before any refit).
     prior_scales : factors applied to every prior's scale for the prior-sensitivity refits.
     seed : seeds every refit and forecast.
     settings, options : sampler settings of the refits (default: the reviewed fit's own).
@@ -155,6 +157,15 @@ def review(
     point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group)
     if len(point) != 1:
         raise ValueError("review takes exactly one target")
+    given = set(_given(result.data())) & set(_given(point))
+    for name in laws or ():  # before any refit: a family that cannot forecast this target
+        missing = [k for k in get_law(name).inputs if k not in given]
+        if missing:
+            raise ValueError(
+                f"law {name!r} needs {', '.join(missing)} for every run and at the target, which "
+                f"{'give' if len(given) != 1 else 'gives'} {', '.join(sorted(given)) or 'none of N, D, C'} only; "
+                "leave it out of laws, or give the target as N and D"
+            )
     everything = result.data()
     points = point[["target", "N", "D", "C"]]
     if result.labels:
@@ -413,8 +424,8 @@ def _band(table: pd.DataFrame) -> dict[str, float]:
 
 def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     result = ctx.result
-    if names is None:  # the families whose inputs every run gives (runs of a score may give compute only)
-        given = set(_given(ctx.data.frame))
+    if names is None:  # the families whose inputs every run and the target give (a score's may give compute only)
+        given = set(_given(ctx.data.frame)) & set(_given(ctx.points))
         names = [
             n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name and {*laws.get(n).inputs} <= given
         ]
@@ -523,8 +534,11 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
             continue
     table = compare(list(variants.values()), names=list(variants))
     rows = []
+    none = pd.Series(np.nan, index=["loss_median", "loss_lo95", "loss_hi95"])
     for name, r in variants.items():
-        band = forecast(r, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
+        # A parameter separate per group has no population value: no forecast for a new group (LOO still compares).
+        alone = ctx.group == NEW and any(r.design.mode(p) == "separate" for p in r.law.params)
+        band = none if alone else forecast(r, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
         entry = table.loc[name]
         rows.append(
             {
@@ -545,6 +559,7 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
         "Pooling across groups compared by PSIS-LOO (plain forecasts): "
         + "; ".join(f"{r.pooling} elpd {r.elpd_loo:.1f} (weight {r.loo_weight:.2f})" for r in pooling.itertuples())
         + "."
+        + (" A fit with separate parameters forecasts no new group." if pooling["loss_median"].isna().any() else "")
     )
     points = ()
     if ruled_out(float(own["elpd_diff"]), float(own["dse"])):
@@ -600,8 +615,9 @@ def model_points(table: pd.DataFrame, law: str, metric: str | None = None) -> tu
     ]
     counted = voting.drop(index=rejected)
     outside = counted[(counted["loss_median"] < lo) | (counted["loss_median"] > hi)]
+    families = "family that votes" if voting.empty else "families that vote"
     note = (
-        f"PSIS-LOO stacking weights of the {len(voting) + 1} law families that vote; the stacked 95% "
+        f"PSIS-LOO stacking weights of the {len(voting) + 1} law {families}; the stacked 95% "
         f"band ({band(mix['loss_lo95'], mix['loss_hi95'])}) is {ratio:.2f}x as wide as this law's "
         f"({band(lo, hi)})" + (" on the fitted scale, -log(score)." if metric else ".")
     )

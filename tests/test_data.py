@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +25,24 @@ def test_embedded_dataset_has_245_runs_with_its_source():
     np.testing.assert_allclose(f["C"], 6 * f["N"] * f["D"], rtol=1e-6)
     assert len(bs.datasets.chinchilla(drop_highest=5)) == 240
     assert bs.datasets.chinchilla(drop_highest=5).frame["loss"].max() < f["loss"].nlargest(5).min()
+
+
+def test_embedded_benchmark_scores_leave_out_models_that_scored_zero():
+    """Every benchmark the docstring names loads; HumanEval's 16 and GSM8K's 3 models that scored 0 (-log 0 is
+    infinite) are left out and counted in the source; MMLU has none."""
+    table = Path(bs.__file__).parent / "_data" / "obsscaling_base_llm_benchmark_eval.csv"
+    raw = pd.read_csv(table).dropna(subset=["FLOPs (1E21)"])
+    for benchmark, zero in (("HumanEval", 16), ("GSM8K", 3), ("MMLU", 0)):
+        data = bs.datasets.obsscaling(benchmark)
+        scores = raw[benchmark].dropna()
+        assert int((scores == 0).sum()) == zero
+        assert data.source.endswith(f"{zero} models scoring 0 left out") == (zero > 0), data.source
+        assert np.isfinite(data.frame["loss"]).all() and (data.frame["loss"] > 0).all()
+        assert data.metric == benchmark
+    # A score of 0 given directly: the error says why and what to do.
+    frame = pd.DataFrame({"flops": [1e20, 1e21, 1e22], "HumanEval": [0.0, 0.1, 0.2]})
+    with pytest.raises(ValueError, match=r"row 0: metric 0 is not in \(0, 1\].*infinite at 0; leave out the runs"):
+        bs.load_data(frame, loss="HumanEval", needs=("C",), metric=True)
 
 
 def test_token_counts_above_int32_keep_exact_logs():

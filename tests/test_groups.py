@@ -99,6 +99,12 @@ def test_a_review_of_one_group_compares_pooling_choices(three):
     # The floors differ by 0.2 nats between groups: one shared E explains the runs far worse.
     assert pooling.loc["all shared", "elpd_loo"] < pooling.loc["as fitted", "elpd_loo"] - 20
     assert review.target["target"] == "GPT-3" and review.tables["forecast"]["group"].iloc[0] == "b"
+    # For a new group the separate fit has no forecast (no population for its floors): compared by LOO only.
+    new = bs.review(three, preset="gpt3", group="new", cutoffs=(), laws=(), prior_scales=(), **RUN)
+    pooling = new.tables["pooling"].set_index("pooling")
+    assert pooling.loc["E, A, B separate", ["loss_median", "loss_lo95", "loss_hi95"]].isna().all()
+    assert pooling.loc[["as fitted", "all shared"], "loss_median"].notna().all()
+    assert "A fit with separate parameters forecasts no new group." in new.notes["Model-form sensitivity"]
 
 
 def test_design_for_a_group_and_for_a_new_one(three):

@@ -279,6 +279,17 @@ def test_the_review_refits_on_the_other_parameter_count():
     assert "refitted on total ones" in note and f"moves by {shift:+.1%}" in note
 
 
+def test_other_laws_need_their_inputs_at_the_target_too():
+    """A law of compute alone reviewed at a compute budget: the runs give N and D, the target does not. The
+    default families leave out the laws of N and D (their refits forecast NaN: the review stopped with "law
+    'chinchilla' needs N, D at every point"), and naming one is an error before any refit."""
+    result = healthy_fit(bs.datasets.chinchilla(drop_highest=5), range(3), law="power-c", **FAST)
+    report = bs.review(result, flops=2.1e25, cutoffs=(), prior_scales=(), **FAST_REFIT)
+    assert report.notes["Model-form sensitivity"] == "No other law family applies to these runs."
+    with pytest.raises(ValueError, match=r"law 'chinchilla' needs N, D for every run and at the target, which gives C"):
+        bs.review(result, flops=2.1e25, laws=("chinchilla",))
+
+
 def test_a_review_of_a_score_fitted_to_compute_alone(tmp_path):
     """Runs that give compute and a pass rate only (metric=True, the downstream law): the review's trends,
     distances and other laws use the inputs the runs give (it stopped in a least-squares fit over NaN), and the
