@@ -558,7 +558,7 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
         comparison.to_csv(out / "comparison.csv")
         written.append(out / "comparison.csv")
         try:
-            mix = bs.forecast(results, points, weights=comparison["weight"], seed=args.seed)
+            mix = bs.forecast(results, points, weights=comparison["stack_weight"], seed=args.seed)
         except ValueError as err:
             print(f"no stacked forecast: {err}")
         else:

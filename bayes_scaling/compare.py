@@ -30,7 +30,11 @@ def compare(results: Sequence[Result], names: Sequence[str] | None = None) -> pd
     -------
     The comparison table indexed by law name, best first: ``rank``, ``elpd_loo``, ``p_loo``,
     ``elpd_diff`` (the best's elpd minus this one's), ``weight`` (stacking), ``se``, ``dse``,
-    ``warning``, plus ``pareto_k_high`` (runs with Pareto k > 0.7; ``warning`` is True when any).
+    ``warning``, plus ``pareto_k_high`` (runs with Pareto k > 0.7; ``warning`` is True when any),
+    ``ruled_out`` (:func:`ruled_out`) and ``stack_weight``: the stacking weights of the fits not ruled out,
+    renormalized, the weights of a stacked forecast (``forecast(results, weights=table["stack_weight"])``):
+    a law the runs reject can keep a few percent of stacking weight (Student-t tails) and would stretch the
+    stacked band with forecasts the data do not support.
     """
     names = list(names) if names is not None else [r.law.name for r in results]
     if len(set(names)) != len(names) or len(names) < 2:
@@ -50,8 +54,17 @@ def compare(results: Sequence[Result], names: Sequence[str] | None = None) -> pd
     table = _loo.compare(estimates)
     table["pareto_k_high"] = [int((estimates[name].pareto_k > PARETO_K_MAX).sum()) for name in table.index]
     table["warning"] = table["warning"] | (table["pareto_k_high"] > 0)
+    table["ruled_out"] = [ruled_out(d, e) for d, e in zip(table["elpd_diff"], table["dse"], strict=True)]
+    kept = table["weight"].where(~table["ruled_out"], 0.0)
+    table["stack_weight"] = kept / kept.sum() if kept.sum() > 0 else (~table["ruled_out"]) / (~table["ruled_out"]).sum()
     table.index.name = "law"
     return table
+
+
+def ruled_out(elpd_diff: float, dse: float) -> bool:
+    """PSIS-LOO clearly prefers another fit: elpd lower than the best's by more than 4 and by more than two
+    standard errors of the difference (NaN, as for the best fit itself: not ruled out)."""
+    return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
 
 
 def loo(result: Result) -> _loo.Loo:

@@ -25,7 +25,7 @@ from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
 from .backtest import _backtest
-from .compare import compare, loo
+from .compare import compare, loo, ruled_out
 from .data import Dataset
 from .diagnostics import Health, Thresholds
 from .fit import REFIT_DRAWS, _as_dataset, _fit
@@ -463,9 +463,9 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
                 + f", unlike {result.law.name}: LOO compares fits of the same observations only"
             )
     voters = [r for r in fits if r.law.name not in why_not]
-    alone = pd.DataFrame({"weight": [1.0], "elpd_diff": [0.0], "dse": [0.0]}, index=[result.law.name])
-    loo = compare(voters) if len(voters) > 1 else alone
-    weights = loo["weight"]
+    alone = {"weight": [1.0], "elpd_diff": [0.0], "dse": [0.0], "ruled_out": [False]}
+    scores = compare(voters) if len(voters) > 1 else pd.DataFrame(alone, index=[result.law.name])
+    weights = scores["weight"]
     rows = []
     for r, h in zip(fits, health, strict=True):
         mode = "calibrated" if _calibration.calibrated(r) else "plain"
@@ -478,8 +478,8 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
                 "votes": r.law.name in weights.index,
                 "why_not": why_not.get(r.law.name, ""),
                 "loo_weight": float(weights.get(r.law.name, np.nan)),
-                "elpd_diff": float(loo["elpd_diff"].get(r.law.name, np.nan)),
-                "dse": float(loo["dse"].get(r.law.name, np.nan)),
+                "elpd_diff": float(scores["elpd_diff"].get(r.law.name, np.nan)),
+                "dse": float(scores["dse"].get(r.law.name, np.nan)),
                 "loss_median": band["loss_median"],
                 "loss_lo95": band["loss_lo95"],
                 "loss_hi95": band["loss_hi95"],
@@ -488,7 +488,7 @@ def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
     # The stacked band mixes the voting laws that PSIS-LOO does not rule out (their stacking weights,
     # renormalized): a law the runs reject can hold a few percent of stacking weight (Student-t tails) and
     # would stretch the band with a forecast the data do not support.
-    kept = weights[[name for name, row in loo.iterrows() if not ruled_out(row["elpd_diff"], row["dse"])]]
+    kept = weights[~scores["ruled_out"]]  # as compare's stack_weight, not yet normalized
     kept = kept if kept.sum() > 0 else pd.Series(1.0, index=kept.index)
     mix = stacked(voters, kept, ctx.points, seed=ctx.seed, mode=ctx.mode).table().iloc[0]
     rows.append(
@@ -572,12 +572,6 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
             ),
         )
     return pooling, said, points
-
-
-def ruled_out(elpd_diff: float, dse: float) -> bool:
-    """PSIS-LOO clearly prefers another fit: elpd lower than the best's by more than 4 and by more than two
-    standard errors of the difference (NaN, as for the best fit itself: not ruled out)."""
-    return bool(elpd_diff > 4 and elpd_diff > 2 * max(dse, 1e-9))
 
 
 def model_points(table: pd.DataFrame, law: str, metric: str | None = None) -> tuple[tuple[tuple[int, str], ...], str]:

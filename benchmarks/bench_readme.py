@@ -32,8 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import prepend
-
 ROOT = Path(__file__).resolve().parent.parent
 #: Words that stand for something the user fills in: a command naming one is not run.
 PLACEHOLDERS = re.compile(r"\b(NAME|COL|FILE|DIR|CSV|K|B|P|M|U|C)\b|\.\.")
@@ -177,6 +175,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.out:
+        from _report import prepend  # beside this script (tests import this module from elsewhere)
+
         prepend(args.out, text)
     sys.exit(1 if failed else 0)
 

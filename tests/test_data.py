@@ -87,7 +87,7 @@ def test_non_numeric_value_names_column_and_row(tmp_path):
 def test_nan_names_column_and_row():
     frame = runs()
     frame.loc[2, "params"] = np.nan
-    with pytest.raises(ValueError, match=r"column 'params', row 2: value is nan \(NaN or inf\)"):
+    with pytest.raises(ValueError, match=r"column 'params', row 2: no value \(an empty cell, or NaN\): leave the run"):
         bs.load_data(frame)
 
 
@@ -159,7 +159,7 @@ def test_frames_checked_together_leave_every_finding_to_the_single_check():
 def test_fit_many_names_the_bad_data_set():
     bad = runs(8)
     bad.loc[5, "loss"] = np.nan
-    with pytest.raises(ValueError, match=r"data set 1 of 2: your DataFrame: column 'loss', row 5: value is nan"):
+    with pytest.raises(ValueError, match=r"data set 1 of 2: your DataFrame: column 'loss', row 5: no value"):
         bs.fit_many([runs(8), bad])
 
 

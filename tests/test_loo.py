@@ -65,6 +65,18 @@ def test_loo_and_compare_match_arviz(fits):
         np.testing.assert_allclose(k, ref_k, rtol=0, atol=1e-4 if _arviz.major() < 1 else 0.1)
 
 
+def test_a_stacked_forecast_leaves_out_laws_the_runs_rule_out(fits):
+    """Kaplan's law trails the Chinchilla fits by far more than 4 nats and two standard errors: ruled out, its
+    stack_weight is 0 whatever its stacking weight, and the others' are their stacking weights renormalized."""
+    table = bs.compare(fits, names=["chinchilla 0", "chinchilla 1", "kaplan"])
+    assert table.loc["kaplan", "elpd_diff"] > max(4.0, 2 * table.loc["kaplan", "dse"])
+    assert table["ruled_out"].tolist() == [name == "kaplan" for name in table.index]
+    assert table.loc["kaplan", "stack_weight"] == 0.0
+    kept = table["weight"].drop("kaplan")
+    np.testing.assert_allclose(table["stack_weight"].drop("kaplan"), kept / kept.sum(), rtol=1e-12)
+    assert table["stack_weight"].sum() == pytest.approx(1.0, abs=1e-12)
+
+
 def test_stacking_weights_maximize_the_log_score():
     rng = np.random.default_rng(1)
     truth = rng.normal(2.0, 1.0, size=(200, 1))
