@@ -302,7 +302,7 @@ def forecast(
     >>> forecast(result, flops=1e24, tokens_per_param=[20, 200])  # doctest: +SKIP
     >>> forecast(result, N=7e9, D=1e12, U=1e11)                   # doctest: +SKIP
     >>> forecast(result, runs_frame)                              # doctest: +SKIP
-    >>> forecast([fit1, fit2], weights=compare([fit1, fit2])["weight"], preset="gpt4")  # doctest: +SKIP
+    >>> forecast([fit1, fit2], weights=compare([fit1, fit2])["stack_weight"], preset="gpt4")  # doctest: +SKIP
 
     Parameters
     ----------
@@ -310,7 +310,8 @@ def forecast(
     points : a DataFrame with the law's inputs among columns ``N``, ``D``, ``C`` (and ``U``); or None
         and targets named by ``N`` and ``D``, ``flops`` or ``preset`` (a budget alone is
         split compute-optimally, see :func:`targets`).
-    weights : mixture weights by law name, for several fits.
+    weights : mixture weights by law name, for several fits (``compare(...)["stack_weight"]``: the stacking
+        weights of the laws PSIS-LOO does not rule out).
     group : for a fit of runs in groups: the group forecast (a label), or ``"new"`` for a group
         not in the data, drawn from the population (every parameter that varies must be pooled).
         Points may instead carry a ``group`` column.
