@@ -136,6 +136,8 @@ def _target(result: Result, target: object, group: str | None, k: float) -> pd.D
     """The targets as rows of N, D, C: a preset name, a compute budget, a mapping with N and D (or flops), or a
     DataFrame of planned runs (columns N and D, or C)."""
     if isinstance(target, pd.DataFrame):
+        if "U" in target.columns or "unique_tokens" in target.columns:
+            raise ValueError("target: a planned run that repeats its data alone, as {'N': .., 'D': .., 'U': ..}")
         frame = checked(target, "target", k)
         point = frame[["N", "D", "C"]].assign(target=[f"run {i + 1}" for i in range(len(frame))])
         if "target" in target.columns:
@@ -146,7 +148,7 @@ def _target(result: Result, target: object, group: str | None, k: float) -> pd.D
         elif isinstance(target, int | float):
             given = {"flops": float(target)}
         elif isinstance(target, Mapping):
-            given = {key: target[key] for key in ("N", "D", "flops", "preset") if key in target}
+            given = {key: target[key] for key in ("N", "D", "flops", "preset", "U") if key in target}
             if "C" in target:
                 given["flops"] = target["C"]
         else:
@@ -366,7 +368,8 @@ def design(
     ----------
     result : a fit (any law family; with groups, ``group`` names the group, or ``"new"``).
     target : a preset name (``"gpt4"``), a compute budget in FLOP (split compute-optimally),
-        ``{"N": .., "D": ..}`` for a planned run (or ``{"flops": ..}``, ``{"preset": ..}``), or a
+        ``{"N": .., "D": ..}`` for a planned run (with ``"U"``: its unique tokens, for the data-constrained
+        law; or ``{"flops": ..}``, ``{"preset": ..}``), or a
         DataFrame of planned runs (columns ``N`` and ``D``, or ``C``; the objective is then the
         variance averaged over them). Beyond the data.
     budget : FLOP to spend on the picks together (None: no limit but ``k``). Candidates dearer

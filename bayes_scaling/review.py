@@ -121,6 +121,7 @@ def review(
     N: float | None = None,
     D: float | None = None,
     flops: float | None = None,
+    U: float | None = None,
     cutoffs: Sequence[float] | None = None,
     laws: Sequence[str] | None = None,
     prior_scales: Sequence[float] = (0.5, 2.0),
@@ -137,6 +138,8 @@ def review(
     result : the fit to review (its runs are refitted for backtests and sensitivity).
     preset, N, D, flops : the target: a preset name (``"gpt4"``: 2.1e25 FLOP), an (N, D)
         point, or a compute budget (split compute-optimally).
+    U : the target's unique tokens, with N and D: a run that repeats its data over D/U epochs (read by the
+        ``data-constrained`` law; the other families see D).
     cutoffs : backtest cutoffs in compute, FLOP (default: the 50%, 70% and 85% quantiles
         of the runs' compute, rounded to one significant digit).
     laws : other law families for the model-form section (default: those of ``chinchilla``, ``kaplan``,
@@ -154,7 +157,7 @@ def review(
     Review. When a sampler-health check fails, the verdict is ``unusable`` and the
     sections that need refits are skipped.
     """
-    point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group)
+    point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group, U=U)
     if len(point) != 1:
         raise ValueError("review takes exactly one target")
     given = set(_given(result.data())) & set(_given(point))
@@ -167,7 +170,7 @@ def review(
                 "leave it out of laws, or give the target as N and D"
             )
     everything = result.data()
-    points = point[["target", "N", "D", "C"]]
+    points = point[["target", "N", "D", "C", *(["U"] if U is not None else [])]]
     if result.labels:
         points = points.assign(group=group)
     mode = "calibrated" if _calibration.calibrated(result) else "plain"

@@ -8,11 +8,13 @@ test worker, and the suite's files spread over the workers.
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import FAST, MUENNIGHOFF, healthy_fit, repeated_runs
 
 import bayes_scaling as bs
 from bayes_scaling._evaluate import law_at
+from bayes_scaling.cli import _one_target, _parser
 
 
 def test_data_constrained_law_recovers_the_decay_of_repeated_data_and_beats_chinchilla(constrained_fits):
@@ -103,3 +105,22 @@ def test_data_limited_allocation_matches_a_brute_force_grid_over_the_draws(const
     assert (table["regret_mean"] >= 0).all()
     assert table.loc["bayes", "expected_loss"] <= table[["expected_loss"]].drop("bayes").min().item()
     assert table.loc["one epoch", "epochs"] == pytest.approx(1.0)
+
+
+def test_a_review_and_a_design_read_the_target_s_unique_tokens(constrained_fits):
+    """A planned run that repeats its data: `review(..., U=)` and `--target N=..,D=..,U=..` forecast it with its
+    epochs (the command line dropped U and reviewed a single-epoch run), and so does a design's target."""
+    result = constrained_fits[0]
+    n, d, u = 3e9, 3e11, 3e10  # ten epochs
+    report = bs.review(result, N=n, D=d, U=u, cutoffs=(), laws=(), prior_scales=(), chains=4, warmup=300, draws=500)
+    assert report.target["U"] == u and report.target["target"] == "N=3e+09, D=3e+11, U=3e+10"
+    repeated = bs.forecast(result, N=n, D=d, U=u, levels=(0.5, 0.8, 0.9, 0.95), mode="plain")["loss_median"].iloc[0]
+    fresh = bs.forecast(result, N=n, D=d, mode="plain")["loss_median"].iloc[0]
+    assert report.tables["forecast"]["loss_median"].iloc[0] == pytest.approx(repeated, rel=1e-9)
+    assert repeated > fresh + 0.01  # ten epochs are worth far fewer fresh tokens
+    args = _parser().parse_args(["review", "--law", "data-constrained", "--target", f"N={n},D={d},U={u}"])
+    assert _one_target(args, "review") == {"N": n, "D": d, "U": u, "group": None}
+    picks = bs.design(result, {"N": n, "D": d, "U": u}, k=1)
+    assert picks.attrs["target"]["target"].iloc[0] == "N=3e+09, D=3e+11, U=3e+10"
+    with pytest.raises(ValueError, match=r"a planned run that repeats its data alone"):
+        bs.design(result, pd.DataFrame({"N": [n], "D": [d], "U": [u]}), k=1)
