@@ -68,7 +68,7 @@ class Backtest:
 def backtest(
     data: DataLike,
     law: str | Law = "chinchilla",
-    cutoffs: Sequence[float] = (1e20, 3e20, 1e21),
+    cutoffs: Sequence[float] | None = None,
     *,
     priors: PriorsLike = None,
     settings: Settings | None = None,
@@ -85,7 +85,8 @@ def backtest(
     ----------
     data : the runs (a Dataset, DataFrame or path, as for :func:`bayes_scaling.fit`).
     law : the law to backtest.
-    cutoffs : cutoffs along the extrapolation axis (compute, FLOP, where known).
+    cutoffs : cutoffs along the extrapolation axis (compute, FLOP, where known); default: the runs' own
+        (:func:`default_cutoffs`; the embedded runs': 8e19, 3e20, 9e20).
     priors, settings, options : as for :func:`bayes_scaling.fit`, for every refit.
     levels : band levels whose coverage is reported; 0.9 is always scored.
     calibrate : score the calibrated mode beside the plain one (False: plain only, one
@@ -101,7 +102,16 @@ def backtest(
     settings = Settings.of(settings, **options)
     data = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
+    cutoffs = default_cutoffs(data, law) if cutoffs is None else cutoffs
     return _backtest(data, law, spec, cutoffs, settings, levels, seed, calibrate)
+
+
+def default_cutoffs(data: Dataset, law: Law) -> list[float]:
+    """Backtest cutoffs of a sweep: the 50%, 70% and 85% quantiles of its runs along the extrapolation axis
+    (compute where known), each rounded to one significant digit (repeats dropped), ascending. The review's
+    and ``bayes-scaling backtest``'s default."""
+    values = data.frame[axis(data.frame, law.axes)].to_numpy(np.float64)
+    return sorted({float(f"{c:.0e}") for c in np.quantile(values, [0.5, 0.7, 0.85])})
 
 
 def _backtest(

@@ -24,6 +24,7 @@ from . import report
 from ._outputs import Folder
 from ._programs import enable_cache
 from ._sampler import Settings
+from .backtest import default_cutoffs
 from .data import COUNTS, Dataset
 from .design import checked
 from .diagnostics import Health
@@ -179,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--price-c", type=float, default=1.0, help="price per FLOP (default 1)")
     p = sub.add_parser("backtest", parents=[common], help="fit below compute cutoffs, forecast above, score")
     p.add_argument(
-        "--cutoffs", default="1e20,3e20,1e21", help="comma-separated compute cutoffs (default: 1e20,3e20,1e21)"
+        "--cutoffs",
+        default=None,
+        help="comma-separated compute cutoffs (default: the 50/70/85%% quantiles of the runs' compute, one digit)",
     )
     p = sub.add_parser("review", parents=[common], help="extrapolation risk review: how far to trust a forecast")
     _one_target_flags(p)
@@ -660,12 +663,20 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
     return _health(result)
 
 
-def _backtest(args: argparse.Namespace, out: Path) -> int:
-    law, data = _one_law(args, "backtest")
+def _cutoffs(args: argparse.Namespace) -> list[float] | None:
+    """``--cutoffs`` as numbers (None when not given: the runs' own, :func:`bayes_scaling.backtest.default_cutoffs`)."""
+    if args.cutoffs is None:
+        return None
     try:
-        cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
+        return [float(c) for c in args.cutoffs.split(",") if c]
     except ValueError:
         raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
+
+
+def _backtest(args: argparse.Namespace, out: Path) -> int:
+    law, data = _one_law(args, "backtest")
+    cutoffs = _cutoffs(args)
+    cutoffs = default_cutoffs(data, law) if cutoffs is None else cutoffs
     print(
         f"backtesting the {law.name} law on {len(data)} runs from {data.source} at cutoffs "
         + ", ".join(f"{c:g}" for c in cutoffs)
@@ -686,12 +697,7 @@ def _backtest(args: argparse.Namespace, out: Path) -> int:
 
 def _review(args: argparse.Namespace, out: Path) -> int:
     law, data = _one_law(args, "review")
-    cutoffs = None
-    if args.cutoffs:
-        try:
-            cutoffs = [float(c) for c in args.cutoffs.split(",") if c]
-        except ValueError:
-            raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
+    cutoffs = _cutoffs(args)
     target = _one_target(args, "review")
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")

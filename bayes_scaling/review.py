@@ -24,7 +24,7 @@ from . import _calibration, laws
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
-from .backtest import _backtest
+from .backtest import _backtest, default_cutoffs
 from .compare import compare, loo, ruled_out
 from .data import Dataset
 from .diagnostics import Health, Thresholds
@@ -141,7 +141,7 @@ def review(
     U : the target's unique tokens, with N and D: a run that repeats its data over D/U epochs (read by the
         ``data-constrained`` law; the other families see D).
     cutoffs : backtest cutoffs in compute, FLOP (default: the 50%, 70% and 85% quantiles
-        of the runs' compute, rounded to one significant digit).
+        of the runs' compute, rounded to one significant digit: :func:`~bayes_scaling.backtest.default_cutoffs`).
     laws : other law families for the model-form section (default: those of ``chinchilla``, ``kaplan``,
         ``power-c`` whose inputs every run and the target give, besides this one; a family named here
         that needs an input they do not give is an error, raised before any refit).
@@ -316,10 +316,8 @@ def _drivers(ctx: Context) -> pd.DataFrame:
 
 
 def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) -> Finding:
-    runs = ctx.data.frame
     if cutoffs is None:
-        q = np.quantile(runs["C"], [0.5, 0.7, 0.85])
-        cutoffs = sorted({float(f"{c:.0e}") for c in q})
+        cutoffs = default_cutoffs(ctx.data, ctx.result.law)
     if not cutoffs:
         return Finding({}, "Skipped: no cutoffs given.")
     bt = _backtest(

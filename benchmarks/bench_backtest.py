@@ -1,6 +1,6 @@
 """Backtest of the Chinchilla law on the embedded runs: plain vs calibrated forecasts.
 
-Run:  python benchmarks/bench_backtest.py      (same as `bayes-scaling backtest --out results`)
+Run:  python benchmarks/bench_backtest.py      (same as `bayes-scaling backtest --cutoffs 1e20,3e20,1e21`)
 
 Fits the law below compute cutoffs 1e20, 3e20 and 1e21 FLOP (default sampler settings), forecasts the
 larger runs and prints, for each cutoff and mode, the coverage of the 50/80/90% bands of a new run, the

@@ -8,7 +8,7 @@ import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
-from bayes_scaling.backtest import interval_score
+from bayes_scaling.backtest import default_cutoffs, interval_score
 from bayes_scaling.cli import main
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -89,3 +89,24 @@ def test_backtest_cli_writes_table_runs_and_plot(tmp_path, capsys):
     assert (tmp_path / "out" / "backtest.png").read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "out" / "backtest_runs.csv")) == 2 * table["n_test"].iloc[0]
     assert main(["backtest", str(path), "--cutoffs", "1e30", "--out", str(tmp_path / "out")]) == 2
+
+
+def test_default_cutoffs_are_the_runs_own():
+    """Without cutoffs a backtest (and the review) cuts at the 50/70/85% quantiles of the runs' compute, one
+    significant digit: inside every sweep, whatever its scale (the fixed 1e20, 3e20, 1e21 left Porian et al.'s
+    runs, all below 2.6e19 FLOP, nothing to forecast)."""
+    chinchilla = bs.laws.get("chinchilla")
+    assert default_cutoffs(bs.datasets.chinchilla(), chinchilla) == [8e19, 3e20, 9e20]
+    porian = bs.datasets.porian(("rw",))
+    cuts = default_cutoffs(porian, chinchilla)
+    compute = porian.frame["C"].to_numpy()
+    assert len(cuts) == 3 and all(compute.min() < c < compute.max() for c in cuts)
+    for cut, q in zip(cuts, (0.5, 0.7, 0.85), strict=True):
+        share = np.mean(compute < cut)
+        assert abs(share - q) < 0.2, (cut, share)
+    # A law of N alone, runs without compute: cut along N.
+    runs = pd.DataFrame({"params": np.geomspace(1e7, 1e9, 20), "loss": np.linspace(3.0, 2.5, 20)})
+    data = bs.load_data(runs, c=None, needs=("N",))
+    assert default_cutoffs(data, bs.laws.get("power-n")) == sorted(
+        {float(f"{c:.0e}") for c in np.quantile(runs["params"], [0.5, 0.7, 0.85])}
+    )
