@@ -154,7 +154,7 @@ def _column(frame: pd.DataFrame, column: str, source: str, *, metric: bool = Fal
         where = f"{source}: column {column!r}, {_where(source, row)}"
         if np.isnan(values[row]):
             raise ValueError(f"{where}: no value (an empty cell, or NaN): leave the run out or give its value")
-        raise ValueError(f"{where}: value is {values[row]} (NaN or inf)")
+        raise ValueError(f"{where}: value is {values[row]} (infinite)")
     bad = values <= 0
     if bad.any():
         row = int(np.argmax(bad))
