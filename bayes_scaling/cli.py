@@ -568,8 +568,8 @@ def _fit(args: argparse.Namespace, out: Path) -> int:
             forecasts.append(mix)
     if forecasts:
         forecast = pd.concat(forecasts, ignore_index=True)
-        cols = ["law", "group", "target", "N", "D", "C", "decades_beyond", "loss_median", "loss_lo95", "loss_hi95"]
-        cols += ["run_lo95", "run_hi95"]
+        cols = ["law", "group", "target", "N", "D", "C", "U", "decades_beyond", "loss_median", "loss_lo95"]
+        cols += ["loss_hi95", "run_lo95", "run_hi95"]  # U: printed when some target gave unique tokens
         metric = results[0].metric
         header = "expected loss (loss_*) and a new run (run_*), 95% bands"
         if metric is not None:  # the score the runs gave, on its own scale: the table's loss columns are -log of it
