@@ -489,7 +489,7 @@ def _one_target(args: argparse.Namespace, command: str) -> dict:
         return {"flops": args.target_flops} if args.target_flops else {"preset": args.preset or "gpt4"}
     row = given[0]
     target = {"N": row["N"], "D": row["D"]} if {"N", "D"} <= set(row) else {"flops": row["C"]}
-    return target | {k: row[k] for k in ("U",) if k in row} | {"group": row.get("group")}
+    return target | ({"U": row["U"]} if "U" in row else {}) | {"group": row.get("group")}
 
 
 def _targets(args: argparse.Namespace, laws: list) -> pd.DataFrame:

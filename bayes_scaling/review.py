@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from . import _calibration, laws
+from . import _calibration
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
@@ -160,8 +160,12 @@ def review(
     point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group, U=U)
     if len(point) != 1:
         raise ValueError("review takes exactly one target")
-    given = set(_given(result.data())) & set(_given(point))
-    for name in laws or ():  # before any refit: a family that cannot forecast this target
+    everything = result.data()
+    given = set(_given(everything)) & set(_given(point))  # the inputs every run and the target give
+    if laws is None:  # the default families that can forecast this target (a score's runs may give compute only)
+        defaults = ("chinchilla", "kaplan", "power-c")
+        laws = [n for n in defaults if n != result.law.name and {*get_law(n).inputs} <= given]
+    for name in laws:  # before any refit: a family named that cannot forecast this target
         missing = [k for k in get_law(name).inputs if k not in given]
         if missing:
             raise ValueError(
@@ -169,7 +173,6 @@ def review(
                 f"{'give' if len(given) != 1 else 'gives'} {', '.join(sorted(given)) or 'none of N, D, C'} only; "
                 "leave it out of laws, or give the target as N and D"
             )
-    everything = result.data()
     points = point[["target", "N", "D", "C", *(["U"] if U is not None else [])]]
     if result.labels:
         points = points.assign(group=group)
@@ -374,7 +377,7 @@ def backtest_points(table: pd.DataFrame, mode: str, decades: float) -> tuple[tup
     return tuple(points), said
 
 
-def _models(ctx: Context, names: Sequence[str] | None) -> Finding:
+def _models(ctx: Context, names: Sequence[str]) -> Finding:
     """Other law families, pooling choices (groups) and, when the runs know their embedding parameters, the
     other parameter count: each refitted and forecast at the target."""
     found = _laws(ctx, names)
@@ -423,15 +426,10 @@ def _band(table: pd.DataFrame) -> dict[str, float]:
     return {k: float(row[k]) for k in ("loss_median", "loss_lo95", "loss_hi95")}
 
 
-def _laws(ctx: Context, names: Sequence[str] | None) -> Finding:
+def _laws(ctx: Context, names: Sequence[str]) -> Finding:
     result = ctx.result
-    if names is None:  # the families whose inputs every run and the target give (a score's may give compute only)
-        given = set(_given(ctx.data.frame)) & set(_given(ctx.points))
-        names = [
-            n for n in ("chinchilla", "kaplan", "power-c") if n != result.law.name and {*laws.get(n).inputs} <= given
-        ]
     fits = [result]
-    others = [law for law in map(laws.get, names) if law.name != result.law.name]
+    others = [law for law in map(get_law, names) if law.name != result.law.name]
 
     def refit(law: Law) -> Result:
         data, spec = _as_dataset(ctx.data, law), resolve(law)
