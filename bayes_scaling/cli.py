@@ -616,18 +616,20 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
             )
             written += [out / "overtrained.csv", out / f"overtrained.{args.format}"]
         if args.unique_tokens:
-            limited = bs.optimal.constrained(result, flops, args.unique_tokens)
+            with warnings.catch_warnings():  # said once, in the section below, for a law that reads no repeats
+                warnings.simplefilter("ignore", bs.DataWarning)
+                limited = bs.optimal.constrained(result, flops, args.unique_tokens)
+                choices = {
+                    (f"{c:.3g}", f"{u:.3g}"): bs.optimal.decide(result, c, unique_tokens=u)
+                    for c in flops
+                    for u in args.unique_tokens
+                }
             print("\ndata-constrained allocation: U unique tokens, D/U epochs (medians, 90% intervals)")
             if "U" not in result.law.inputs:
                 print(f"(law {result.law.name!r} reads repeated tokens as fresh ones: fit --law data-constrained)")
             columns = ["C", "unique_tokens", "N_opt", "D_opt", "epochs", "epochs_lo", "epochs_hi", "loss_opt"]
             print(limited[[*columns, "loss_opt_lo", "loss_opt_hi", "loss_unlimited"]].to_string(index=False))
             limited.to_csv(out / "constrained.csv", index=False)
-            choices = {
-                (f"{c:.3g}", f"{u:.3g}"): bs.optimal.decide(result, c, unique_tokens=u)
-                for c in flops
-                for u in args.unique_tokens
-            }
             limited_decisions = pd.concat(choices, names=["C", "unique_tokens", "choice"])
             print("\ndecisions with the data limit: expected loss and regret")
             print(limited_decisions.to_string())

@@ -11,9 +11,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .laws import Law
 
 #: FLOP per parameter per training token (forward and backward pass): C = 6·N·D. The one place this
 #: package states it; every default that splits or fills compute reads it from here.
@@ -44,6 +48,30 @@ _WHAT = {"N": "parameters", "D": "training tokens", "C": "training FLOP"}
 
 class DataWarning(UserWarning):
     """Data that load but look suspicious (duplicate rows, compute far from 6·N·D)."""
+
+
+def warn_repeats(law: Law, unique: object, seen: object, source: str, noun: str, stacklevel: int = 3) -> None:
+    """Warn (:class:`DataWarning`) when runs or targets repeat their data but ``law`` reads every token as fresh.
+
+    Parameters
+    ----------
+    law : the law; one with the unique-tokens input ``U`` reads repeats, and nothing is said.
+    unique, seen : unique tokens U and tokens seen D, broadcastable arrays (a NaN U is a single epoch).
+    source, noun : for the message: where the rows come from ("runs.csv", "forecast") and what they are
+        ("run(s)", "target(s)").
+    """
+    if "U" in law.inputs:
+        return
+    u, d = np.broadcast_arrays(np.asarray(unique, np.float64), np.asarray(seen, np.float64))
+    repeated = int(np.sum(u < d * (1 - 1e-9)))  # NaN compares False: a single epoch
+    if repeated:
+        warnings.warn(
+            f"{source}: {repeated} {noun} repeat their data (unique tokens below tokens seen), but law "
+            f"{law.name!r} reads every token as fresh; the data-constrained law reads repeats (--law "
+            "data-constrained, law='data-constrained')",
+            DataWarning,
+            stacklevel=stacklevel,
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from ._calibration import INTERNAL_SPLITS, Evidence
 from ._geometry import axis, beyond_own
 from ._model import PLAIN, Design, design, model_data, padded_length, stack_data, target
 from ._sampler import Output, Settings, sample, sample_many
-from .data import Dataset, DataWarning, _load_together, load_data
+from .data import Dataset, DataWarning, _load_together, load_data, warn_repeats
 from .datasets import chinchilla
 from .diagnostics import ConvergenceWarning, Health, MixingWarning, Stats, assess, warn
 from .forecast import predictive
@@ -65,16 +65,8 @@ def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = No
     missing = [k for k, v in complete(law, data.frame).items() if not np.isfinite(v).all()]
     if missing:
         raise ValueError(f"{data.source}: law {law.name!r} needs {', '.join(missing)} for every run")
-    if "U" in data.frame.columns and "U" not in law.inputs:
-        repeated = int((data.frame["U"] < data.frame["D"] * (1 - 1e-9)).sum())
-        if repeated:
-            warnings.warn(
-                f"{data.source}: {repeated} run(s) repeat their data (unique tokens below tokens seen), but law "
-                f"{law.name!r} reads every token as fresh; the data-constrained law reads repeats "
-                "(--law data-constrained, law='data-constrained')",
-                DataWarning,
-                stacklevel=3,
-            )
+    if "U" in data.frame.columns:
+        warn_repeats(law, data.frame["U"], data.frame["D"], data.source, "run(s)", stacklevel=4)
     if len(data) < min_rows:
         raise ValueError(f"{data.source}: {len(data)} rows, but the model needs at least {min_rows}")
     if len(data) > MAX_RUNS:

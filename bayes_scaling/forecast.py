@@ -12,7 +12,7 @@ import pandas as pd
 from . import _calibration
 from ._evaluate import law_at, optimum
 from ._geometry import axis, beyond_own
-from .data import FLOPS_PER_PARAM_TOKEN, at_ratio
+from .data import FLOPS_PER_PARAM_TOKEN, at_ratio, warn_repeats
 from .laws import Law
 from .presets import Target, preset
 from .result import Result
@@ -344,6 +344,9 @@ def forecast(
         )
         points["tokens_per_param"] = points["D"] / points["N"]
     points = points.copy()
+    if {"U", "D"} <= set(points.columns):
+        for law in {r.law.name: r.law for r in fits}.values():
+            warn_repeats(law, points["U"], points["D"], "forecast", "target(s)")
     if fits[0].labels and group is not None and "group" not in points.columns:
         points.insert(0, "group", group)
     points = _far(fits[0], points)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._evaluate import law_at, optimum
-from .data import FLOPS_PER_PARAM_TOKEN, at_ratio
+from .data import FLOPS_PER_PARAM_TOKEN, at_ratio, warn_repeats
 from .isoflop import groups as isoflop_groups
 from .isoflop import isoflop
 from .laws import Law
@@ -202,6 +202,7 @@ def constrained(
         raise ValueError("compute budgets and unique tokens must be positive")
     draws = result.draws(group)
     n, d, loss = _best(result.law, draws, c, k, u)
+    warn_repeats(result.law, u, np.median(d, axis=0), "allocation", "budget(s)")  # the unlimited answer
     unlimited = _best(result.law, draws, c, k)[2]
     summaries = {"N_opt": n, "D_opt": d, "epochs": d / u, "tokens_per_param": d / n, "loss_opt": loss}
     return _table({"C": c, "unique_tokens": u}, {**summaries, "loss_unlimited": unlimited}, ci)
@@ -268,6 +269,7 @@ def decide(
         "20 tokens/param": float(rule_n[0]),
     }
     if u is not None:
+        warn_repeats(law, u, c / (k * choices["bayes"]), "allocation", "budget(s)")  # the unlimited answer
         choices["one epoch"] = c[0] / (k * u[0])
         choices["ignoring the limit"] = float(np.exp(np.median(optimum(law, draws, c, k)[0])))
     rows = {}

@@ -234,6 +234,12 @@ def review(
     return Review(target, verdict, reasons, RULE, law, tables, notes)
 
 
+def _as_read(law: Law, points: pd.DataFrame) -> pd.DataFrame:
+    """``points`` as ``law`` reads them: without unique tokens for a law that reads every token as fresh (the
+    reviewed law's forecast said so once; its refits and the other families need not say it again)."""
+    return points if "U" in law.inputs else points.drop(columns="U", errors="ignore")
+
+
 def _health(health: Health) -> Finding:
     points = ()
     if health.level == "warn":
@@ -407,7 +413,7 @@ def _param_counts(ctx: Context) -> tuple[pd.DataFrame, str]:
         return pd.DataFrame(rows), f"Not refitted on {other} parameter counts: the embeddings exceed the count."
     data = Dataset(moved, f"{ctx.data.source} ({other} parameters)", ctx.data.columns | {"params": other})
     refit = _fit(data, result.law, result.spec, ctx.settings, ctx.seed, ctx.mode == "calibrated", quiet=True)
-    band = forecast(refit, ctx.points.assign(N=n_other), seed=ctx.seed, mode=ctx.mode)
+    band = forecast(refit, _as_read(refit.law, ctx.points.assign(N=n_other)), seed=ctx.seed, mode=ctx.mode)
     rows.append({"params": other, "as_fitted": False, "N": n_other, "N_embedding": at_target, **_band(band)})
     table = pd.DataFrame(rows)
     own, moved_to = rows[0]["loss_median"], rows[1]["loss_median"]
@@ -468,7 +474,7 @@ def _laws(ctx: Context, names: Sequence[str]) -> Finding:
     rows = []
     for r, h in zip(fits, health, strict=True):
         mode = "calibrated" if _calibration.calibrated(r) else "plain"
-        band = forecast(r, ctx.points, seed=ctx.seed, mode=mode).iloc[0]
+        band = forecast(r, _as_read(r.law, ctx.points), seed=ctx.seed, mode=mode).iloc[0]
         rows.append(
             {
                 "law": r.law.name,
@@ -537,7 +543,7 @@ def _pooling(ctx: Context) -> tuple[pd.DataFrame, str, tuple[tuple[int, str], ..
     for name, r in variants.items():
         # A parameter separate per group has no population value: no forecast for a new group (LOO still compares).
         alone = ctx.group == NEW and any(r.design.mode(p) == "separate" for p in r.law.params)
-        band = none if alone else forecast(r, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
+        band = none if alone else forecast(r, _as_read(r.law, ctx.points), seed=ctx.seed, mode="plain").iloc[0]
         entry = table.loc[name]
         rows.append(
             {
@@ -641,7 +647,7 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
     # The refits are plain (no internal backtests): a prior moves the law's parameters, and with them the
     # median; the learned extrapolation error widens the band about it. So the shift is read between plain
     # medians, as a share of this forecast's own 95% band.
-    base = float(forecast(result, ctx.points, seed=ctx.seed, mode="plain")["loss_median"].iloc[0])
+    base = float(forecast(result, _as_read(result.law, ctx.points), seed=ctx.seed, mode="plain")["loss_median"].iloc[0])
     width = float(ctx.forecast["loss_hi95"].iloc[0] - ctx.forecast["loss_lo95"].iloc[0])
 
     def refit(factor: float) -> Result:
@@ -654,7 +660,7 @@ def _priors(ctx: Context, scales: Sequence[float]) -> Finding:
         refits = list(pool.map(refit, scales))
     rows = []
     for factor, refit in zip(scales, refits, strict=True):
-        band = forecast(refit, ctx.points, seed=ctx.seed, mode="plain").iloc[0]
+        band = forecast(refit, _as_read(refit.law, ctx.points), seed=ctx.seed, mode="plain").iloc[0]
         shift = float(band["loss_median"]) - base
         rows.append(
             {

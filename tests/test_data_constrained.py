@@ -15,6 +15,7 @@ from conftest import FAST, MUENNIGHOFF, healthy_fit, repeated_runs
 import bayes_scaling as bs
 from bayes_scaling._evaluate import law_at
 from bayes_scaling.cli import _one_target, _parser
+from bayes_scaling.fit import _as_dataset
 
 
 def test_data_constrained_law_recovers_the_decay_of_repeated_data_and_beats_chinchilla(constrained_fits):
@@ -124,3 +125,24 @@ def test_a_review_and_a_design_read_the_target_s_unique_tokens(constrained_fits)
     assert picks.attrs["target"]["target"].iloc[0] == "N=3e+09, D=3e+11, U=3e+10"
     with pytest.raises(ValueError, match=r"a planned run that repeats its data alone"):
         bs.design(result, pd.DataFrame({"N": [n], "D": [d], "U": [u]}), k=1)
+
+
+def test_a_law_that_reads_every_token_as_fresh_says_so_when_targets_repeat_data(epoch_fit, constrained_fits):
+    """The Chinchilla law given runs that repeat their data forecasts them as single-epoch ones (and allocates as if
+    data were unlimited): the forecast and the allocation warn, naming the law; a law of unique tokens does not."""
+    runs = repeated_runs(0)
+    repeats = int((runs["unique_tokens"] < runs["tokens"]).sum())
+    with pytest.warns(bs.DataWarning, match=rf"your DataFrame: {repeats} run\(s\) repeat their data .* 'chinchilla'"):
+        _as_dataset(runs, bs.laws.get("chinchilla"))
+    with pytest.warns(bs.DataWarning, match=r"forecast: 1 target\(s\) repeat their data .* law 'chinchilla' reads"):
+        bs.forecast(epoch_fit, N=[1e9, 1e9], D=[2e10, 2e10], U=[1e9, 2e10], levels=(0.9,))
+    with pytest.warns(bs.DataWarning, match=r"allocation: 1 budget\(s\) repeat their data .* 'chinchilla'"):
+        bs.optimal.constrained(epoch_fit, 1e22, 1e10)
+    with pytest.warns(bs.DataWarning, match=r"allocation: 1 budget\(s\) repeat their data"):
+        bs.optimal.decide(epoch_fit, 1e22, unique_tokens=1e10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bs.DataWarning)
+        bs.forecast(epoch_fit, N=1e9, D=2e10, U=2e10, levels=(0.9,))  # one epoch: nothing to say
+        bs.optimal.constrained(epoch_fit, 1e22, 1e13)  # more unique tokens than the optimum sees
+        bs.forecast(constrained_fits[0], N=1e9, D=2e10, U=1e9, levels=(0.9,), mode="plain")
+        bs.optimal.constrained(constrained_fits[0], 1e22, 1e10)
