@@ -265,7 +265,22 @@ def _target(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"{key} must be positive, got {value}")
     if not ({"N", "D"} <= set(found) or "C" in found):
         raise argparse.ArgumentTypeError(f"give N and D, or C, got {text!r}")
+    problem = _unique_problem(found)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
     return found
+
+
+def _unique_problem(target: dict) -> str | None:
+    """What is wrong with a target's unique tokens U (None: nothing, or no U): U belongs to a run of N and D
+    and is at most D (D / U epochs)."""
+    if "U" not in target:
+        return None
+    if "D" not in target:
+        return "unique tokens U belong to a run given by N and D"
+    if target["U"] > target["D"] * (1 + 1e-9):
+        return f"unique tokens U={target['U']:.4g} above the tokens seen D={target['D']:.4g} (U is at most D)"
+    return None
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -291,6 +306,8 @@ def _targets_file(path: str) -> list[dict]:
     frame = _read_csv(path)
     if not ({"N", "D"} <= set(frame.columns) or "C" in frame.columns):
         raise ValueError(f"{path}: needs columns N and D, or C (found: {', '.join(map(str, frame.columns))})")
+    if frame.empty:
+        raise ValueError(f"{path}: a header but no rows: no target to forecast")
     rows = []
     for i, row in frame.iterrows():
         found = {"name": str(row["target"])} if "target" in frame.columns else {}
@@ -300,12 +317,16 @@ def _targets_file(path: str) -> list[dict]:
             if key in frame.columns and pd.notna(row[key]):
                 value = pd.to_numeric(row[key], errors="coerce")
                 if not value > 0:
+                    shown = repr(row[key]) if isinstance(row[key], str) else f"{float(row[key]):.6g}"
                     raise ValueError(
-                        f"{path}: column {key!r}, row {i + 1} (line {i + 2}): {row[key]!r} is not a positive number"
+                        f"{path}: column {key!r}, row {i + 1} (line {i + 2}): {shown} is not a positive number"
                     )
                 found[key] = float(value)
         if not ({"N", "D"} <= set(found) or "C" in found):
             raise ValueError(f"{path}: row {i + 1} (line {i + 2}): give N and D, or C")
+        problem = _unique_problem(found)
+        if problem:
+            raise ValueError(f"{path}: column 'U', row {i + 1} (line {i + 2}): {problem}")
         rows.append(found)
     return rows
 

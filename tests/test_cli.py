@@ -305,6 +305,37 @@ def test_targets_at_real_runs(tmp_path, capsys):
     assert "give N and D, or C" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("N,D\n", r"planned.csv: a header but no rows: no target to forecast"),
+        ("N,D\n1e9,2e10\n-2e9,4e10\n", r"planned.csv: column 'N', row 2 \(line 3\): -2e\+09 is not a positive number"),
+        ("N,D\n1e9,abc\n", r"planned.csv: column 'D', row 1 \(line 2\): 'abc' is not a positive number"),
+        ("N,D,U\n1e9,2e10,1e10\n1e9,2e10,3e10\n", r"column 'U', row 2 \(line 3\): unique tokens U=3e\+10 above"),
+        ("C,U\n1e22,1e10\n", r"column 'U', row 1 \(line 2\): unique tokens U belong to a run given by N and D"),
+    ],
+)
+def test_a_targets_file_s_mistakes_name_the_file_column_and_row(tmp_path, text, message):
+    """A targets file with a header only forecast the default presets; a U above D, or beside C alone, had no row
+    (or was dropped); a negative number was shown as np.float64(...)."""
+    from bayes_scaling.cli import _targets_file
+
+    planned = tmp_path / "planned.csv"
+    planned.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        _targets_file(str(planned))
+
+
+def test_a_target_s_unique_tokens_belong_to_a_run_of_n_and_d(capsys):
+    for target, message in [
+        ("N=1e9,D=2e10,U=3e10", "unique tokens U=3e+10 above the tokens seen D=2e+10 (U is at most D)"),
+        ("C=1e22,U=1e10", "unique tokens U belong to a run given by N and D"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["fit", "--target", target])
+        assert message in capsys.readouterr().err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
