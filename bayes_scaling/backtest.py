@@ -68,7 +68,7 @@ class Backtest:
 def backtest(
     data: DataLike,
     law: str | Law = "chinchilla",
-    cutoffs: Sequence[float] | None = None,
+    cutoffs: Sequence[float] | float | None = None,
     *,
     priors: PriorsLike = None,
     settings: Settings | None = None,
@@ -102,8 +102,19 @@ def backtest(
     settings = Settings.of(settings, **options)
     data = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
-    cutoffs = default_cutoffs(data, law) if cutoffs is None else cutoffs
+    cutoffs = default_cutoffs(data, law) if cutoffs is None else checked_cutoffs(cutoffs)
     return _backtest(data, law, spec, cutoffs, settings, levels, seed, calibrate)
+
+
+def checked_cutoffs(cutoffs: Sequence[float] | float) -> list[float]:
+    """Backtest cutoffs as positive floats (one number is one cutoff); anything else is an error that says so."""
+    try:
+        values = np.atleast_1d(np.asarray(cutoffs, np.float64)).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"cutoffs: expected numbers (compute, FLOP), got {cutoffs!r}") from None
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(f"cutoffs: expected positive numbers (compute, FLOP), got {cutoffs!r}")
+    return [float(c) for c in values]
 
 
 def default_cutoffs(data: Dataset, law: Law) -> list[float]:

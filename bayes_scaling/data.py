@@ -11,13 +11,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:
-    from .laws import Law
 
 #: FLOP per parameter per training token (forward and backward pass): C = 6·N·D. The one place this
 #: package states it; every default that splits or fills compute reads it from here.
@@ -50,7 +47,12 @@ class DataWarning(UserWarning):
     """Data that load but look suspicious (duplicate rows, compute far from 6·N·D)."""
 
 
-def warn_repeats(law: Law, unique: object, seen: object, source: str, noun: str, stacklevel: int = 3) -> None:
+class _Law(Protocol):  # what warn_repeats reads of a law (laws.Law; data sits below laws)
+    name: str
+    inputs: tuple[str, ...]
+
+
+def warn_repeats(law: _Law, unique: object, seen: object, source: str, noun: str, stacklevel: int = 3) -> None:
     """Warn (:class:`DataWarning`) when runs or targets repeat their data but ``law`` reads every token as fresh.
 
     Parameters

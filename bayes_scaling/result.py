@@ -175,12 +175,18 @@ class Result:
         ----------
         group : for a fit of runs in groups: a group's label, or ``"new"`` for a group not in the
             data, drawn from the population (every parameter that varies by group must be
-            pooled). Ignored without groups.
+            pooled). A fit without groups takes None (a group named for it is an error: nothing would
+            say that the draws are the whole sweep's).
         seed : seeds a new group's draws from the population.
         """
         post = self.group("posterior")
         noise = ["sigma", *(["sigma_misfit"] if "sigma_misfit" in post else [])]
         flat = lambda a: np.asarray(a, np.float64).reshape(-1)  # noqa: E731
+        if not self.labels and group is not None:
+            raise ValueError(
+                f"group {group!r}: this fit's runs have no groups (name a column of groups when fitting: "
+                "group=..., --group-col)"
+            )
         if not self.labels:
             return {k: flat(post[k].to_numpy()) for k in (*self.law.params, *noise)}
         if group is None:

@@ -24,7 +24,7 @@ from . import _calibration
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
-from .backtest import _backtest, default_cutoffs
+from .backtest import _backtest, checked_cutoffs, default_cutoffs
 from .compare import compare, loo, ruled_out
 from .data import Dataset
 from .diagnostics import Health, Thresholds
@@ -122,7 +122,7 @@ def review(
     D: float | None = None,
     flops: float | None = None,
     U: float | None = None,
-    cutoffs: Sequence[float] | None = None,
+    cutoffs: Sequence[float] | float | None = None,
     laws: Sequence[str] | None = None,
     prior_scales: Sequence[float] = (0.5, 2.0),
     seed: int = 0,
@@ -157,6 +157,7 @@ def review(
     Review. When a sampler-health check fails, the verdict is ``unusable`` and the
     sections that need refits are skipped.
     """
+    cutoffs = None if cutoffs is None else checked_cutoffs(cutoffs)  # before any refit
     point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group, U=U)
     if len(point) != 1:
         raise ValueError("review takes exactly one target")

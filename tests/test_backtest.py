@@ -8,7 +8,7 @@ import pytest
 from conftest import FAST
 
 import bayes_scaling as bs
-from bayes_scaling.backtest import default_cutoffs, interval_score
+from bayes_scaling.backtest import checked_cutoffs, default_cutoffs, interval_score
 from bayes_scaling.cli import main
 
 TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -110,3 +110,14 @@ def test_default_cutoffs_are_the_runs_own():
     assert default_cutoffs(data, bs.laws.get("power-n")) == sorted(
         {float(f"{c:.0e}") for c in np.quantile(runs["params"], [0.5, 0.7, 0.85])}
     )
+
+
+def test_cutoffs_are_numbers_one_or_many():
+    """One number is one cutoff (``cutoffs=1e20`` stopped on 'float' object is not iterable); text that is not a
+    number, or a cutoff at or below zero, is an error naming the argument, raised before any refit."""
+    assert checked_cutoffs(1e20) == [1e20] and checked_cutoffs(["1e20", 3e20]) == [1e20, 3e20]
+    assert checked_cutoffs(()) == []
+    with pytest.raises(ValueError, match=r"cutoffs: expected numbers \(compute, FLOP\), got 'soon'"):
+        bs.backtest(bs.datasets.chinchilla(), cutoffs="soon")
+    with pytest.raises(ValueError, match=r"cutoffs: expected positive numbers \(compute, FLOP\), got \[1e\+20, 0\]"):
+        bs.backtest(bs.datasets.chinchilla(), cutoffs=[1e20, 0])

@@ -51,6 +51,9 @@ def test_bad_levels_and_targets(epoch_fit):
         bs.forecast(epoch_fit, preset="gpt5")
     with pytest.raises(ValueError, match=r"give both N and D"):
         bs.forecast(epoch_fit, N=1e9)
+    # A group named for a fit without groups was ignored: the whole sweep's forecast, read as the group's.
+    with pytest.raises(ValueError, match=r"group 'rw': this fit's runs have no groups"):
+        bs.forecast(epoch_fit, preset="gpt4", group="rw")
 
 
 def test_save_and_load_round_trip(epoch_fit, tmp_path):
