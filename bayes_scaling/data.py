@@ -389,7 +389,16 @@ def load_data(
 
     clean = pd.DataFrame({k: out[k] for k in ("N", "D", "C", "U", "loss") if k in out})
     if group is not None:
-        clean["group"] = _labels(frame, [group] if isinstance(group, str) else list(group), source)
+        names = [group] if isinstance(group, str) else list(group)
+        clean["group"] = _labels(frame, names, source)
+        if clean["group"].nunique() == 1:
+            warnings.warn(
+                f"{source}: group column {' / '.join(map(repr, names))} holds one group "
+                f"({clean['group'].iloc[0]!r}): how groups differ, and a new group's forecast, come from the "
+                "priors alone; fit without groups, or with runs of several groups",
+                DataWarning,
+                stacklevel=2,
+            )
     numbers = clean.drop(columns="group", errors="ignore").to_numpy(np.float64)
     keys = [] if _batch is None else [_batch]
     if group is not None:

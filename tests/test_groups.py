@@ -69,6 +69,9 @@ def test_group_mistakes_are_named(three, tmp_path):
     holes.to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"holes\.csv: group column 'dataset', row 4 \(line 5\): no group label"):
         bs.load_data(path, group="dataset")
+    # One group: nothing to learn how groups differ from (the spreads and a new group were the priors').
+    with pytest.warns(bs.DataWarning, match=r"group column 'dataset' holds one group \('a'\): how groups differ"):
+        bs.load_data(runs[runs["dataset"] == "a"], group="dataset")
     few = pd.concat([runs[runs["dataset"] != "c"], runs[runs["dataset"] == "c"].iloc[:3]])
     separate = {"E": "separate", "A": "separate", "B": "separate"}
     with pytest.raises(ValueError, match=r"group 'c' has 3 run\(s\), too few for its own E, A, B \(at least 4\)"):
