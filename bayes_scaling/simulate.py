@@ -38,6 +38,15 @@ def simulate(
     ``runs`` with a ``loss`` column added.
     """
     law = laws.get(law)
+    missing = [p for p in law.params if p not in params]
+    unknown = [p for p in params if p not in law.params]
+    if missing or unknown:
+        said = [f"missing {', '.join(missing)}"] * bool(missing) + [f"unknown {', '.join(unknown)}"] * bool(unknown)
+        raise ValueError(f"simulate: law {law.name!r} takes parameters {', '.join(law.params)}; {'; '.join(said)}")
+    if not (sigma >= 0 and np.isfinite(sigma)):
+        raise ValueError(f"simulate: sigma, the noise scale of log loss, must be zero or more, got {sigma}")
+    if df is not None and not df > 0:
+        raise ValueError(f"simulate: df, the Student-t degrees of freedom, must be positive, got {df}")
     runs = sweep() if runs is None else runs.copy()
     inputs = {"N": runs["params"], "D": runs["tokens"], "C": runs["flops"]}
     if "unique_tokens" in runs.columns:  # data repeated over epochs (empty: every token fresh)

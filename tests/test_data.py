@@ -304,3 +304,19 @@ def test_bad_parameter_counts_are_named(change, options, message):
         runs = runs.drop(columns="embedding_params")
     with pytest.raises(ValueError, match=message):
         bs.load_data(runs, **options)
+
+
+def test_simulate_takes_the_law_s_parameters_and_a_noise_scale_of_zero_or_more():
+    """A truth missing parameters stopped on KeyError 'A'; an unknown one (a typo) or a negative noise scale
+    was used silently."""
+    with pytest.raises(ValueError, match=r"law 'chinchilla' takes parameters E, A, B, alpha, beta; missing A, B"):
+        bs.simulate({"E": 1.7, "alpha": 0.3, "beta": 0.3})
+    with pytest.raises(ValueError, match=r"; unknown aplha$"):
+        bs.simulate({**TRUTH, "aplha": 0.3})
+    with pytest.raises(ValueError, match=r"sigma, the noise scale of log loss, must be zero or more, got -0.1"):
+        bs.simulate(TRUTH, sigma=-0.1)
+    with pytest.raises(ValueError, match=r"df, the Student-t degrees of freedom, must be positive, got 0"):
+        bs.simulate(TRUTH, df=0)
+    exact = bs.simulate(TRUTH, sigma=0.0)  # no noise: the law itself
+    law = TRUTH["E"] + TRUTH["A"] / exact["params"] ** TRUTH["alpha"] + TRUTH["B"] / exact["tokens"] ** TRUTH["beta"]
+    np.testing.assert_allclose(exact["loss"], law, rtol=1e-12)
