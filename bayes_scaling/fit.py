@@ -78,6 +78,26 @@ def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = No
     return data
 
 
+#: What each axis counts, for messages.
+_SIZES = {"N": "model sizes", "D": "token counts", "C": "compute budgets"}
+
+
+def _narrow(data: Dataset, law: Law) -> None:
+    """Warn when runs take fewer than three values along an axis of the law (one model size, say): the law's
+    terms along it are then the priors', not the runs'."""
+    for name in law.axes:
+        values = np.unique([float(f"{v:.3g}") for v in data.frame[name].to_numpy()])
+        if len(values) < 3:
+            shown = ", ".join(f"{v:.3g}" for v in values)
+            warnings.warn(
+                f"{data.source}: the runs have {len(values)} value(s) of {name} ({shown}): the term in {name} of "
+                f"law {law.name!r} rests on its priors, not on the runs, and so do forecasts at other {_SIZES[name]}; "
+                f"a scaling law needs runs at three or more {_SIZES[name]}",
+                DataWarning,
+                stacklevel=3,
+            )
+
+
 def _rising(data: Dataset, law: Law) -> None:
     """Warn, in one sentence, when loss clearly rises with scale: no law of falling loss describes such runs."""
     x = data.frame[axis(data.frame, law.axes)].to_numpy()
@@ -155,6 +175,7 @@ def fit(
     dataset = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
     _rising(dataset, law)
+    _narrow(dataset, law)
     return _fit(dataset, law, spec, settings, seed, calibrate, prior_draws, progress=progress)
 
 

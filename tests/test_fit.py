@@ -261,6 +261,23 @@ def test_loss_that_rises_with_scale_is_named_before_the_fit():
             bs.fit(rising, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)
 
 
+def test_runs_of_one_model_size_are_named_before_the_fit():
+    """Thirty runs of one model size: the Chinchilla law's term in N is its priors' (the fit only failed to
+    converge, without saying why); runs at three sizes are enough to say nothing."""
+    runs = pd.DataFrame({"params": np.full(30, 1e8), "tokens": np.geomspace(1e9, 1e11, 30)})
+    runs = bs.simulate(TRUTHS[0], runs.assign(flops=6 * runs["params"] * runs["tokens"]), sigma=0.01, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ConvergenceWarning)
+        with pytest.warns(bs.DataWarning, match=r"the runs have 1 value\(s\) of N \(1e\+08\): the term in N of law"):
+            bs.fit(runs, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)
+    three = runs.assign(params=np.repeat([1e8, 2e8, 4e8], 10))
+    three = three.assign(flops=6 * three["params"] * three["tokens"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bs.fit(three, chains=2, warmup=30, draws=30, algorithm="hmc", calibrate=False)
+    assert not [w for w in caught if "value(s) of" in str(w.message)]
+
+
 def test_a_result_from_what_arviz_calls_inference_data(epoch_fit):
     """Round trip through the installed ArviZ's InferenceData (az.InferenceData, or a DataTree under 1.x)."""
     back = bs.Result.from_idata(epoch_fit.idata, epoch_fit.law, epoch_fit.spec)
