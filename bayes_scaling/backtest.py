@@ -125,6 +125,27 @@ def default_cutoffs(data: Dataset, law: Law) -> list[float]:
     return sorted({float(f"{c:.0e}") for c in np.quantile(values, [0.5, 0.7, 0.85])})
 
 
+def split(data: Dataset, law: Law, spec: Spec, cutoffs: Sequence[float]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Each cutoff's runs to fit (below it along the extrapolation axis) and to forecast, as boolean masks:
+    ``[(cutoff, train, test), ...]``; a cutoff that leaves too few runs on either side is an error.
+
+    With groups, the groups with too few runs below a cutoff sit that cutoff out.
+    """
+    values = data.frame[axis(data.frame, law.axes)].to_numpy()
+    splits = []
+    for cutoff in cutoffs:
+        train, test = values < cutoff, values >= cutoff
+        if "group" in data.frame.columns:  # groups with too few runs below the cutoff sit this cutoff out
+            plan = design(data.subset(train), law, spec)
+            counts = data.frame.loc[train, "group"].value_counts()
+            kept = data.frame["group"].isin(counts[counts >= _needed(law, plan)].index).to_numpy()
+            train, test = train & kept, test & kept
+        if train.sum() < law.min_runs or test.sum() < 1:
+            raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
+        splits.append((cutoff, train, test))
+    return splits
+
+
 def _backtest(
     data: Dataset,
     law: Law,
@@ -146,19 +167,8 @@ def _backtest(
     warnings from the refits; ``keep``: draws per chain each refit keeps (:func:`bayes_scaling.fit._fit`).
     """
     name = axis(data.frame, law.axes)
-    values = data.frame[name].to_numpy()
     levels = sorted(set(levels) | {0.9})
-    splits = []
-    for cutoff in cutoffs:
-        train, test = values < cutoff, values >= cutoff
-        if "group" in data.frame.columns:  # groups with too few runs below the cutoff sit this cutoff out
-            plan = design(data.subset(train), law, spec)
-            counts = data.frame.loc[train, "group"].value_counts()
-            kept = data.frame["group"].isin(counts[counts >= _needed(law, plan)].index).to_numpy()
-            train, test = train & kept, test & kept
-        if train.sum() < law.min_runs or test.sum() < 1:
-            raise ValueError(f"{data.source}: cutoff {cutoff:g} leaves {train.sum()} runs to fit, {test.sum()} to test")
-        splits.append((cutoff, train, test))
+    splits = split(data, law, spec, cutoffs)
 
     def refit(train: np.ndarray) -> Result:
         return _fit(data.subset(train), law, spec, settings, seed, calibrate, pad=pad, quiet=quiet, keep=keep)

@@ -24,11 +24,12 @@ from . import report
 from ._outputs import Folder
 from ._programs import enable_cache
 from ._sampler import Settings
-from .backtest import default_cutoffs
+from .backtest import checked_cutoffs, default_cutoffs, split
 from .data import COUNTS, Dataset
 from .design import checked
 from .diagnostics import Health
 from .forecast import score_name, targets, with_scores
+from .priors import resolve
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
@@ -691,9 +692,9 @@ def _cutoffs(args: argparse.Namespace) -> list[float] | None:
     if args.cutoffs is None:
         return None
     try:
-        return [float(c) for c in args.cutoffs.split(",") if c]
+        return checked_cutoffs([float(c) for c in args.cutoffs.split(",") if c])
     except ValueError:
-        raise ValueError(f"--cutoffs: expected numbers separated by commas, got {args.cutoffs!r}") from None
+        raise ValueError(f"--cutoffs: expected positive numbers separated by commas, got {args.cutoffs!r}") from None
 
 
 def _backtest(args: argparse.Namespace, out: Path) -> int:
@@ -721,6 +722,8 @@ def _backtest(args: argparse.Namespace, out: Path) -> int:
 def _review(args: argparse.Namespace, out: Path) -> int:
     law, data = _one_law(args, "review")
     cutoffs = _cutoffs(args)
+    if cutoffs:  # a cutoff that leaves too few runs on either side: said before the fit
+        split(data, law, resolve(law, args.priors, _pooling(args.pool)), cutoffs)
     target = _one_target(args, "review")
     result, _ = _fit_one(args, data, law)
     print("\nreviewing: backtests, other law families and prior sensitivity refit the runs (minutes)")

@@ -24,7 +24,7 @@ from . import _calibration
 from ._geometry import beyond
 from ._model import design, padded_length
 from ._sampler import Settings
-from .backtest import _backtest, checked_cutoffs, default_cutoffs
+from .backtest import _backtest, checked_cutoffs, default_cutoffs, split
 from .compare import compare, loo, ruled_out
 from .data import Dataset
 from .diagnostics import Health, Thresholds
@@ -191,6 +191,8 @@ def review(
         padded_length(len(everything)),
         group,
     )
+    if cutoffs:
+        split(ctx.data, result.law, result.spec, cutoffs)  # a cutoff that leaves too few runs: said before any refit
     runs = result.data(group)
     target = {k: (v if k == "target" else float(v)) for k, v in point.iloc[0].to_dict().items()}
     health = result.health(thresholds)

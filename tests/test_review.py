@@ -290,6 +290,24 @@ def test_other_laws_need_their_inputs_at_the_target_too():
         bs.review(result, flops=2.1e25, laws=("chinchilla",))
 
 
+def test_cutoffs_are_checked_before_any_refit(epoch_fit, monkeypatch):
+    """A cutoff below every run, or at zero, stopped the review only after its other refits had run (the
+    backtests' thread raised last); now both are said before any refit."""
+    import importlib
+
+    review = importlib.import_module("bayes_scaling.review")  # the module (bs.review is the function)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("refitted")
+
+    monkeypatch.setattr(review, "_fit", no_refit)
+    monkeypatch.setattr(review, "_backtest", no_refit)
+    with pytest.raises(ValueError, match=r"runs of the reviewed fit: cutoff 1e\+15 leaves 0 runs to fit, 240 to test"):
+        bs.review(epoch_fit, preset="gpt4", cutoffs=(1e15, 1e20))
+    with pytest.raises(ValueError, match=r"cutoffs: expected positive numbers \(compute, FLOP\), got \(0, 1e\+20\)"):
+        bs.review(epoch_fit, preset="gpt4", cutoffs=(0, 1e20))
+
+
 def test_a_review_of_a_score_fitted_to_compute_alone(tmp_path):
     """Runs that give compute and a pass rate only (metric=True, the downstream law): the review's trends,
     distances and other laws use the inputs the runs give (it stopped in a least-squares fit over NaN), and the
