@@ -134,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--target-flops",
-        type=float,
+        type=_positive,
         action="append",
         metavar="C",
         help="forecast at this compute budget, split compute-optimally (repeatable)",
@@ -154,14 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("optimal", parents=[common], help="compute-optimal allocation with credible intervals")
     p.add_argument(
         "--flops",
-        type=float,
+        type=_positive,
         action="append",
         metavar="C",
         help="compute budget in FLOP (repeatable; default: 5.76e23 and 2.1e25)",
     )
     p.add_argument(
         "--tokens-per-param",
-        type=float,
+        type=_positive,
         action="append",
         metavar="M",
         help="also price training at this ratio M = D/N (over-training; repeatable): its loss and the compute it "
@@ -169,16 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--unique-tokens",
-        type=float,
+        type=_positive,
         action="append",
         metavar="U",
         help="also allocate each budget when only U unique tokens exist (repeatable): the best N and number of "
         "epochs, and the regret of training one epoch or of ignoring the limit (meant for --law data-constrained)",
     )
-    p.add_argument("--budget", type=float, help="a budget in money (or FLOP) to spend at the prices below")
-    p.add_argument("--price-n", type=float, default=0.0, help="price per parameter (default 0)")
-    p.add_argument("--price-d", type=float, default=0.0, help="price per training token (default 0)")
-    p.add_argument("--price-c", type=float, default=1.0, help="price per FLOP (default 1)")
+    p.add_argument("--budget", type=_positive, help="a budget in money (or FLOP) to spend at the prices below")
+    p.add_argument("--price-n", type=_price, default=0.0, help="price per parameter (default 0)")
+    p.add_argument("--price-d", type=_price, default=0.0, help="price per training token (default 0)")
+    p.add_argument("--price-c", type=_price, default=1.0, help="price per FLOP (default 1)")
     p = sub.add_parser("backtest", parents=[common], help="fit below compute cutoffs, forecast above, score")
     p.add_argument(
         "--cutoffs",
@@ -190,8 +190,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoffs", default=None, help="backtest compute cutoffs (default: 50/70/85%% quantiles of C)")
     p = sub.add_parser("design", parents=[common], help="which runs to train next for the most certainty per FLOP")
     _one_target_flags(p)
-    p.add_argument("--budget", type=float, help="FLOP to spend on the next runs together (default: no limit but --k)")
-    p.add_argument("--k", type=_count, default=5, help="the most runs to pick (default: 5)")
+    p.add_argument(
+        "--budget", type=_positive, help="FLOP to spend on the next runs together (default: no limit but --k)"
+    )
+    p.add_argument("--k", type=_picks, default=5, help="the most runs to pick (default: 5)")
     p.add_argument(
         "--candidates", metavar="FILE", help="CSV of runs that could be trained: columns N and D (or params, tokens)"
     )
@@ -222,7 +224,9 @@ def _one_target_flags(parser: argparse.ArgumentParser) -> None:
     """The one target of ``review`` and ``design``: ``--preset``, ``--target-flops``, ``--target`` or ``--targets``."""
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--preset", default=None, help="target preset (default gpt4: 2.1e25 FLOP)")
-    target.add_argument("--target-flops", type=float, help="target compute budget in FLOP (split compute-optimally)")
+    target.add_argument(
+        "--target-flops", type=_positive, help="target compute budget in FLOP (split compute-optimally)"
+    )
     _target_flags(target, many=False)
 
 
@@ -330,6 +334,36 @@ def _targets_file(path: str) -> list[dict]:
             raise ValueError(f"{path}: column 'U', row {i + 1} (line {i + 2}): {problem}")
         rows.append(found)
     return rows
+
+
+def _positive(text: str) -> float:
+    """A positive finite number for argparse (a compute budget, a ratio, a count of tokens)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _price(text: str) -> float:
+    """A price for argparse: a finite number, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected zero or more, got {text!r}")
+    return value
+
+
+def _picks(text: str) -> int:
+    """A number of runs to pick for argparse: one or more."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected one or more, got {value}")
+    return value
 
 
 def _count(text: str) -> int:

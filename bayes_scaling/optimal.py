@@ -92,6 +92,14 @@ def _best(
     return n, d, losses(law, draws, n, d, k, unique)
 
 
+def _budgets(flops: np.ndarray | list[float] | float) -> np.ndarray:
+    """Compute budgets as float64 of shape (t,); one that is not a positive finite number is an error."""
+    c = np.atleast_1d(np.asarray(flops, np.float64)).ravel()
+    if not np.all(np.isfinite(c) & (c > 0)):
+        raise ValueError(f"compute budgets must be positive numbers of FLOP, got {flops!r}")
+    return c
+
+
 def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The plug-in point estimate: each parameter's posterior median, as a single draw."""
     return {name: np.array([np.median(v)]) for name, v in params.items()}
@@ -119,7 +127,7 @@ def frontier(
     ``N_opt``, ``D_opt``, ``tokens_per_param`` (D_opt / N_opt) and ``loss_opt``
     (the frontier loss L*(C)), each over the posterior draws.
     """
-    flops = np.atleast_1d(np.asarray(flops, np.float64))
+    flops = _budgets(flops)
     n, d, loss = _best(result.law, result.draws(group), flops, k)
     return _table({"C": flops}, {"N_opt": n, "D_opt": d, "tokens_per_param": d / n, "loss_opt": loss}, ci)
 
@@ -252,7 +260,9 @@ def decide(
     ``regret_mean``, ``regret_lo``, ``regret_hi`` (and ``epochs`` with ``unique_tokens``).
     """
     law, draws = result.law, result.draws(group)
-    c = np.array([float(flops)])
+    c = _budgets(flops)
+    if len(c) != 1:
+        raise ValueError(f"decide takes one compute budget, got {len(c)}")
     u = None if unique_tokens is None else np.array([float(unique_tokens)])
     if u is not None and not u[0] > 0:
         raise ValueError(f"unique tokens must be positive, got {unique_tokens}")

@@ -3,6 +3,7 @@ import pytest
 
 import bayes_scaling as bs
 from bayes_scaling._evaluate import numeric_optimum, optimum
+from bayes_scaling.cli import main
 from bayes_scaling.data import at_ratio
 from bayes_scaling.optimal import _overtrained
 
@@ -114,3 +115,25 @@ def test_forecasts_along_a_ratio(epoch_fit):
     assert list(table["target"]) == ["C=1e+22, M=20", "C=1e+24, M=200"]
     with pytest.raises(ValueError, match="tokens_per_param splits a compute budget: give flops with it"):
         bs.forecast(epoch_fit, N=1e9, D=2e10, tokens_per_param=20)
+
+
+def test_budgets_that_are_not_positive_are_named(epoch_fit, capsys):
+    """`optimal --flops -1` printed a table of NaN and exited 0 (bs.optimal.frontier likewise); a zero ratio,
+    unique-token count or number of runs to pick was said only after the fit. Now the functions refuse such
+    budgets, and the command line refuses each at parsing, before any fit."""
+    with pytest.raises(ValueError, match=r"compute budgets must be positive numbers of FLOP, got -1"):
+        bs.optimal.frontier(epoch_fit, -1)
+    with pytest.raises(ValueError, match=r"compute budgets must be positive numbers of FLOP, got nan"):
+        bs.optimal.decide(epoch_fit, float("nan"))
+    for args, message in [
+        (["optimal", "--flops", "-1"], "argument --flops: expected a positive number, got '-1'"),
+        (["optimal", "--tokens-per-param", "0"], "argument --tokens-per-param: expected a positive number"),
+        (["optimal", "--unique-tokens", "0"], "argument --unique-tokens: expected a positive number"),
+        (["optimal", "--price-c", "-1"], "argument --price-c: expected zero or more, got '-1'"),
+        (["fit", "--target-flops", "inf"], "argument --target-flops: expected a positive number, got 'inf'"),
+        (["design", "--k", "0"], "argument --k: expected one or more, got 0"),
+        (["design", "--budget", "-5"], "argument --budget: expected a positive number, got '-5'"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(args)
+        assert message in capsys.readouterr().err, args
