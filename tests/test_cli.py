@@ -326,6 +326,12 @@ def test_a_targets_file_s_mistakes_name_the_file_column_and_row(tmp_path, text, 
         _targets_file(str(planned))
 
 
+def test_a_law_named_twice_is_refused_before_any_fit(capsys):
+    """`fit --law chinchilla --law chinchilla` fitted both, then stopped on compare's "different names"."""
+    assert main(["fit", "--law", "chinchilla", "--law", "kaplan", "--law", "chinchilla"]) == 2  # bad input
+    assert "--law chinchilla given more than once: name each law family once" in capsys.readouterr().err
+
+
 def test_a_target_s_unique_tokens_belong_to_a_run_of_n_and_d(capsys):
     for target, message in [
         ("N=1e9,D=2e10,U=3e10", "unique tokens U=3e+10 above the tokens seen D=2e+10 (U is at most D)"),
