@@ -719,7 +719,9 @@ def _optimal(args: argparse.Namespace, out: Path) -> int:
     table.to_csv(written[0], index=False)
     decisions.to_csv(written[1])
     grid = np.geomspace(result.data()["C"].min(), max(max(flops), 1e26), 40)
-    bs.plots.frontier(result, bs.optimal.frontier(result, grid), path=written[2])
+    with warnings.catch_warnings():  # the figure's grid reaches past the budgets asked for: those were said
+        warnings.simplefilter("ignore", bs.ExtrapolationWarning)
+        bs.plots.frontier(result, bs.optimal.frontier(result, grid), path=written[2])
     _wrote(args, written)
     return _health(result)
 

@@ -10,6 +10,7 @@ profiles (Approach 2) are :func:`isoflop`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ._evaluate import law_at, optimum
 from .data import FLOPS_PER_PARAM_TOKEN, at_ratio, warn_repeats
+from .forecast import FAR, ExtrapolationWarning
 from .isoflop import groups as isoflop_groups
 from .isoflop import isoflop
 from .laws import Law
@@ -100,6 +102,32 @@ def _budgets(flops: np.ndarray | list[float] | float) -> np.ndarray:
     return c
 
 
+#: Budgets more than this many decades of compute below the smallest run get an ExtrapolationWarning (above the
+#: largest run: :data:`~bayes_scaling.forecast.FAR`, as forecasts do).
+BELOW = 1.0
+
+
+def _outside(result: Result, flops: np.ndarray, what: str) -> None:
+    """Warn (:class:`~bayes_scaling.ExtrapolationWarning`) of budgets far outside the runs' compute: more than
+    :data:`BELOW` decades below the smallest run (a budget in money read as FLOP, say) or :data:`FAR` above the
+    largest."""
+    runs = result.data()
+    if "C" not in runs.columns or not np.isfinite(runs["C"].to_numpy(np.float64)).all():
+        return
+    low, high = float(runs["C"].min()), float(runs["C"].max())
+    below = [c for c in np.atleast_1d(flops) if np.log10(low / c) > BELOW]
+    above = [c for c in np.atleast_1d(flops) if np.log10(c / high) > FAR]
+    said = [f"{c:.3g} FLOP, {np.log10(low / c):.1f} decades below the smallest run ({low:.3g})" for c in below]
+    said += [f"{c:.3g} FLOP, {np.log10(c / high):.1f} decades beyond the largest run ({high:.3g})" for c in above]
+    if said:
+        warnings.warn(
+            f"{what} far outside the runs: {'; '.join(said)}. The law was not checked there: read the allocation "
+            "as its arithmetic (a budget in money needs prices: price per FLOP, per parameter, per token)",
+            ExtrapolationWarning,
+            stacklevel=3,
+        )
+
+
 def _median_params(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The plug-in point estimate: each parameter's posterior median, as a single draw."""
     return {name: np.array([np.median(v)]) for name, v in params.items()}
@@ -128,6 +156,7 @@ def frontier(
     (the frontier loss L*(C)), each over the posterior draws.
     """
     flops = _budgets(flops)
+    _outside(result, flops, "budgets")
     n, d, loss = _best(result.law, result.draws(group), flops, k)
     return _table({"C": flops}, {"N_opt": n, "D_opt": d, "tokens_per_param": d / n, "loss_opt": loss}, ci)
 
@@ -263,6 +292,7 @@ def decide(
     c = _budgets(flops)
     if len(c) != 1:
         raise ValueError(f"decide takes one compute budget, got {len(c)}")
+    _outside(result, c, "the budget")
     u = None if unique_tokens is None else np.array([float(unique_tokens)])
     if u is not None and not u[0] > 0:
         raise ValueError(f"unique tokens must be positive, got {unique_tokens}")
@@ -350,7 +380,9 @@ def budget(
     loss = losses(result.law, draws, n, d, k)
     plug = losses(result.law, _median_params(draws), n, d, k)[0]
     rows = {}
-    for name, i in (("bayes", int(np.argmin(loss.mean(axis=0)))), ("plug-in", int(np.argmin(plug)))):
+    best = int(np.argmin(loss.mean(axis=0)))
+    _outside(result, np.array([k * n[best] * d[best]]), f"a budget of {budget:g} buys compute")
+    for name, i in (("bayes", best), ("plug-in", int(np.argmin(plug)))):
         med, lo, hi = _interval(loss[:, i], ci)
         c = k * n[i] * d[i]
         rows[name] = {
@@ -418,4 +450,5 @@ def cheapest(
             lo = mid
     reach, n, d = best(10.0**hi)
     c = k * n * d
+    _outside(result, np.array([c]), f"loss {target_loss:g} needs compute")
     return pd.Series({"N": n, "D": d, "C": c, "cost": price_n * n + price_d * d + price_c * c, "prob": reach})
