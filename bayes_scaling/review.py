@@ -191,8 +191,8 @@ def review(
         padded_length(len(everything)),
         group,
     )
-    if cutoffs:
-        split(ctx.data, result.law, result.spec, cutoffs)  # a cutoff that leaves too few runs: said before any refit
+    cutoffs = default_cutoffs(ctx.data, result.law) if cutoffs is None else cutoffs
+    split(ctx.data, result.law, result.spec, cutoffs)  # a cutoff that leaves too few runs: said before any refit
     runs = result.data(group)
     target = {k: (v if k == "target" else float(v)) for k, v in point.iloc[0].to_dict().items()}
     health = result.health(thresholds)
@@ -327,9 +327,7 @@ def _drivers(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("variance_share", ascending=False, ignore_index=True)
 
 
-def _backtests(ctx: Context, cutoffs: Sequence[float] | None, decades: float) -> Finding:
-    if cutoffs is None:
-        cutoffs = default_cutoffs(ctx.data, ctx.result.law)
+def _backtests(ctx: Context, cutoffs: Sequence[float], decades: float) -> Finding:
     if not cutoffs:
         return Finding({}, "Skipped: no cutoffs given.")
     bt = _backtest(
