@@ -336,26 +336,25 @@ def _targets_file(path: str) -> list[dict]:
     return rows
 
 
-def _positive(text: str) -> float:
-    """A positive finite number for argparse (a compute budget, a ratio, a count of tokens)."""
+def _number(text: str, zero: bool = False) -> float:
+    """A finite number for argparse: positive, or zero or more with ``zero``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not ((value >= 0 if zero else value > 0) and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected {'zero or more' if zero else 'a positive number'}, got {text!r}")
     return value
+
+
+def _positive(text: str) -> float:
+    """A positive number for argparse (a compute budget, a ratio, a count of tokens)."""
+    return _number(text)
 
 
 def _price(text: str) -> float:
-    """A price for argparse: a finite number, zero or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected zero or more, got {text!r}")
-    return value
+    """A price for argparse: zero or more."""
+    return _number(text, zero=True)
 
 
 def _picks(text: str) -> int:
