@@ -586,7 +586,8 @@ def _new(result: bs.Result) -> list[str]:
 
 def _fit(args: argparse.Namespace, out: Path) -> int:
     laws = [bs.laws.get(name) for name in args.law or ["chinchilla"]]
-    twice = sorted({law.name for law in laws if [x.name for x in laws].count(law.name) > 1})
+    names = [law.name for law in laws]
+    twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise ValueError(f"--law {', '.join(twice)} given more than once: name each law family once")
     data = _load(args, laws)

@@ -12,7 +12,7 @@ import pandas as pd
 from . import _calibration
 from ._evaluate import law_at, optimum
 from ._geometry import axis, beyond_own
-from .data import FLOPS_PER_PARAM_TOKEN, at_ratio, warn_repeats
+from .data import FLOPS_PER_PARAM_TOKEN, _column, at_ratio, warn_repeats
 from .laws import Law
 from .presets import Target, preset
 from .result import Result
@@ -345,13 +345,7 @@ def forecast(
         points["tokens_per_param"] = points["D"] / points["N"]
     points = points.copy()
     for name in [c for c in ("N", "D", "C", "U") if c in points.columns]:  # empty (NaN): a law that needs it says so
-        given = points[name].to_numpy()
-        values = pd.to_numeric(points[name], errors="coerce").to_numpy(np.float64)
-        bad = np.flatnonzero(~pd.isna(given) & ~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            value = given[bad[0]]
-            shown = repr(value) if isinstance(value, str) else f"{float(value):.6g}"
-            raise ValueError(f"points: column {name!r}, row {bad[0] + 1}: {shown} is not a positive number")
+        _column(points, name, "your DataFrame", blank=True)  # the runs' checks: numeric, finite, positive
     if {"U", "D"} <= set(points.columns):
         for law in {r.law.name: r.law for r in fits}.values():
             warn_repeats(law, points["U"], points["D"], "forecast", "target(s)")

@@ -233,9 +233,9 @@ def constrained(
     ``N_opt``, ``D_opt``, ``epochs`` (D_opt / U), ``tokens_per_param``, ``loss_opt`` (the best loss with
     U unique tokens) and ``loss_unlimited`` (the compute-optimal loss with unlimited fresh data).
     """
-    grids = np.meshgrid(np.atleast_1d(flops), np.atleast_1d(unique_tokens), indexing="ij")
+    grids = np.meshgrid(_budgets(flops), np.atleast_1d(unique_tokens), indexing="ij")
     c, u = (np.asarray(a, np.float64).ravel() for a in grids)
-    if not (np.all(c > 0) and np.all(u > 0)):
+    if not np.all(u > 0):
         raise ValueError("compute budgets and unique tokens must be positive")
     draws = result.draws(group)
     n, d, loss = _best(result.law, draws, c, k, u)

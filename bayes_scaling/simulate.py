@@ -41,8 +41,10 @@ def simulate(
     missing = [p for p in law.params if p not in params]
     unknown = [p for p in params if p not in law.params]
     if missing or unknown:
-        said = [f"missing {', '.join(missing)}"] * bool(missing) + [f"unknown {', '.join(unknown)}"] * bool(unknown)
-        raise ValueError(f"simulate: law {law.name!r} takes parameters {', '.join(law.params)}; {'; '.join(said)}")
+        said = "; ".join(
+            f"{what} {', '.join(names)}" for what, names in (("missing", missing), ("unknown", unknown)) if names
+        )
+        raise ValueError(f"simulate: law {law.name!r} takes parameters {', '.join(law.params)}; {said}")
     if not (sigma >= 0 and np.isfinite(sigma)):
         raise ValueError(f"simulate: sigma, the noise scale of log loss, must be zero or more, got {sigma}")
     if df is not None and not df > 0:

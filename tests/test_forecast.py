@@ -53,9 +53,9 @@ def test_bad_levels_and_targets(epoch_fit):
     with pytest.raises(ValueError, match=r"give both N and D"):
         bs.forecast(epoch_fit, N=1e9)
     # Points given as a frame were not checked: a negative size gave a row of NaN bands.
-    with pytest.raises(ValueError, match=r"points: column 'N', row 2: -1e\+09 is not a positive number"):
+    with pytest.raises(ValueError, match=r"your DataFrame: column 'N', row 1: value -1e\+09 is not positive"):
         bs.forecast(epoch_fit, pd.DataFrame({"N": [1e9, -1e9], "D": [2e10, 2e10]}))
-    with pytest.raises(ValueError, match=r"points: column 'D', row 1: 'many' is not a positive number"):
+    with pytest.raises(ValueError, match=r"your DataFrame: column 'D', row 0: non-numeric value 'many'"):
         bs.forecast(epoch_fit, pd.DataFrame({"N": [1e9], "D": ["many"]}))
     # A group named for a fit without groups was ignored: the whole sweep's forecast, read as the group's.
     with pytest.raises(ValueError, match=r"group 'rw': this fit's runs have no groups"):
