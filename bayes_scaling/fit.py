@@ -49,6 +49,12 @@ REFIT_MAX = 20_000
 #: that fails its checks on them goes on from where it stopped to all the fit's draws (those of a refit that kept
 #: them all): fewer draws must not make more of them fail.
 REFIT_DRAWS = 250
+#: Fewest runs an internal backtest refits, as a multiple of the runs a fit needs (``law.min_runs``: the law's
+#: parameters, sigma and one): 14 for the Chinchilla law, so that a sweep of 20 runs refits its lower 70% along
+#: each input and updates the prior learned across studies with what those two backtests show. With three (30
+#: runs before a sweep had any), 20-run sweeps took ``kappa`` from that prior alone, whose heavy tails made
+#: their 90% bands cover 96% of runs 1-2 decades beyond (``benchmarks/bench_corpus.py --part small``).
+REFIT_RUNS = 2
 
 
 def _as_dataset(data: DataLike, law: Law, group: str | Sequence[str] | None = None) -> Dataset:
@@ -154,7 +160,7 @@ def fit(
         the Chinchilla law, run in threads beside the main fit), starting from the prior
         learned across real studies (the law's ``[extrapolation]`` table), so that forecasts
         beyond the data default to the calibrated mode. A sweep too small for the refits (under
-        30 runs for the Chinchilla law) takes ``kappa`` from that prior alone; a law without one
+        20 runs for the Chinchilla law, :data:`REFIT_RUNS`) takes ``kappa`` from that prior alone; a law without one
         warns and stays plain. False skips the refits (forecasts are then plain).
     group : the column (or columns, combined) naming each run's group: data set, set-up, model
         family. Each parameter is then shared, pooled or separate across groups, by the law's
@@ -205,8 +211,8 @@ def _fit(
     plan = design(dataset, law, spec)
     _identifiable(dataset, law, plan)
     pad = padded_length(len(dataset)) if pad is None else pad
-    # The largest internal split must hold three runs per parameter, sigma and one.
-    needed = math.ceil(3 * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
+    # The largest internal split must hold REFIT_RUNS runs per parameter, sigma and one.
+    needed = math.ceil(REFIT_RUNS * law.min_runs / max(INTERNAL_SPLITS) - 1e-9)
     prior = _calibration.kappa_prior(spec, law.axes)
     report = (lambda health, what: None) if quiet else warn
     prior_alone = calibrate and len(dataset) < needed and set(law.axes) <= set(spec.extrapolation)
@@ -345,8 +351,8 @@ def _internal_backtests(
         values = data.frame[name].to_numpy()
         for q in INTERNAL_SPLITS:
             train = values <= np.quantile(values, q)
-            if train.sum() >= 3 * law.min_runs and (~train).sum() >= 1:
-                splits.append((name, q, train))  # else too few runs to refit (three per parameter, sigma and one)
+            if train.sum() >= REFIT_RUNS * law.min_runs and (~train).sum() >= 1:
+                splits.append((name, q, train))  # else too few runs to refit
     if not splits:
         raise ValueError(f"{data.source}: too few runs for internal backtests")
     common = (data, law, spec, settings, seed, prior_draws, min(pad, padded_length(REFIT_MAX)))
