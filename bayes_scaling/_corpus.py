@@ -17,8 +17,8 @@ every study's table with its own ``kappa``, drawn from a population (each study'
 as one refit's do in a fit: :func:`~bayes_scaling._calibration.weights`); the population's predictive for
 a new study is the ``[extrapolation]`` prior shipped in ``models/chinchilla.toml`` (and the laws that
 share its terms), which every fit updates with its own internal backtests, and which a sweep too small
-for those (15-29 runs) uses alone. ``python benchmarks/bench_corpus.py`` relearns it and checks it
-study by study, each learned from the others.
+for those (under 20 runs for the Chinchilla law) uses alone. ``python benchmarks/bench_corpus.py``
+relearns it and checks it study by study, each learned from the others.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def part_retrospective(randoms: int = 20, seed: int = 0) -> None:
         scored candidates within (its first round's; None: any)."""
         chosen, left, spent, step, span = start, rest, 0.0, 0, None
         while True:
-            # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 30
+            # Calibrated, as `bayes-scaling design` fits: the design weighs the extrapolation error too (under 20
             # runs from the prior learned across studies alone, then from the sweep's own internal backtests too).
             result = fit(chosen.rename(columns={"N": "params", "D": "tokens", "C": "flops"}), seed + step, True)
             affordable = left[left["C"] <= budget - spent].reset_index(drop=True)
