@@ -183,6 +183,28 @@ def test_a_sweep_of_20_runs_updates_the_error_learned_across_studies_with_its_ow
     assert calibrated_widening(result) > 1.05  # 1.13-1.15 over three seeds
 
 
+def test_clean_backtests_of_a_20_run_sweep_narrow_the_error_learned_across_studies():
+    """A simulated 20-run sweep of a law that holds (as benchmarks/bench_corpus.py's small sweeps): its two
+    backtests miss by no more than their plain bands say, so kappa falls below the prior's median (150 such
+    sweeps: 0.033 along D at the median against 0.077), and the calibrated bands 1-2 decades out come out
+    near the plain ones instead of at the prior's full width."""
+    grid = bs.datasets.sweep(n_range=(1e7, 1e8), tokens_per_param=(5.0, 80.0), sizes=5, ratios=4)
+    truth = {"E": 1.8, "A": 480.0, "B": 2000.0, "alpha": 0.35, "beta": 0.36}
+    runs = bs.simulate(truth, grid, sigma=0.01, df=4.0, seed=0)
+    result = healthy_fit(runs, range(3), **{**FAST, "warmup": 500, "calibrate": True})
+    spec = bs.priors.resolve(bs.laws.get("chinchilla"))
+    kappa = result.group("extrapolation")["kappa"].values
+    for i, axis in enumerate(("N", "D")):  # 0.013-0.016 and 0.030-0.037 over three sweeps x two seeds
+        assert np.median(kappa[..., i]) < 0.8 * np.exp(dict(spec.extrapolation[axis].args)["loc"]), axis
+    c = 10**1.5 * runs["flops"].max()  # 1.5 decades beyond, 20 tokens per parameter
+    bands = {
+        mode: bs.forecast(result, N=np.sqrt(c / 120), D=20 * np.sqrt(c / 120), levels=(0.9,), mode=mode).iloc[0]
+        for mode in ("plain", "calibrated")
+    }
+    width = {mode: row["run_hi90"] - row["run_lo90"] for mode, row in bands.items()}
+    assert 1.0 < width["calibrated"] / width["plain"] < 1.4  # 1.02-1.21 over three sweeps x two seeds
+
+
 def test_a_smaller_sweep_leans_on_the_error_learned_across_studies_alone():
     """17 of the embedded runs: too few for internal backtests; kappa comes from the [extrapolation] prior alone."""
     with warnings.catch_warnings():
