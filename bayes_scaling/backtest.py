@@ -14,7 +14,7 @@ from . import _calibration, laws
 from ._geometry import axis, beyond
 from ._model import design
 from ._sampler import Settings
-from .data import Dataset
+from .data import Dataset, checked_seed
 from .fit import DataLike, _as_dataset, _fit, _needed
 from .forecast import predictive
 from .laws import Law
@@ -103,7 +103,7 @@ def backtest(
     data = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
     cutoffs = default_cutoffs(data, law) if cutoffs is None else checked_cutoffs(cutoffs)
-    return _backtest(data, law, spec, cutoffs, settings, levels, seed, calibrate)
+    return _backtest(data, law, spec, cutoffs, settings, levels, checked_seed(seed), calibrate)
 
 
 def checked_cutoffs(cutoffs: Sequence[float] | float) -> list[float]:

@@ -21,6 +21,14 @@ import pandas as pd
 FLOPS_PER_PARAM_TOKEN = 6.0
 
 
+def checked_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` as an int, or a ValueError naming it: a non-negative integer (JAX's keys and NumPy's generators
+    both take one; a negative seed worked for some fits and stopped others deep inside NumPy)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def at_ratio(
     flops: np.ndarray | float, tokens_per_param: np.ndarray | float, k: float = FLOPS_PER_PARAM_TOKEN
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -44,7 +44,7 @@ from . import _calibration
 from ._evaluate import law_at, optimum, student_t
 from ._geometry import axis, beyond, shortfalls
 from ._programs import PROGRAMS
-from .data import FLOPS_PER_PARAM_TOKEN
+from .data import FLOPS_PER_PARAM_TOKEN, checked_seed
 from .fit import fit
 from .forecast import targets
 from .optimal import losses
@@ -409,6 +409,7 @@ def design(
     ``gain_per_flop`` (for :func:`bayes_scaling.plots.design`), ``ratios`` (the range used, or None) and
     ``left_out`` (how many candidates lay outside it).
     """
+    seed = checked_seed(seed)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if k < 1 or worlds < 2:

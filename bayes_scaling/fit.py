@@ -22,7 +22,7 @@ from ._calibration import INTERNAL_SPLITS, Evidence
 from ._geometry import axis, beyond_own
 from ._model import PLAIN, Design, design, model_data, padded_length, stack_data, target
 from ._sampler import Output, Settings, sample, sample_many
-from .data import Dataset, DataWarning, _load_together, load_data, warn_repeats
+from .data import Dataset, DataWarning, _load_together, checked_seed, load_data, warn_repeats
 from .datasets import chinchilla
 from .diagnostics import ConvergenceWarning, Health, MixingWarning, Stats, assess, warn
 from .forecast import predictive
@@ -178,6 +178,7 @@ def fit(
     """
     law = laws.get(law)
     settings = Settings.of(settings, **options)
+    seed = checked_seed(seed)
     dataset = _as_dataset(data, law, group)
     spec = resolve(law, priors, pooling)
     _rising(dataset, law)
@@ -488,7 +489,10 @@ def fit_many(
         raise ValueError("fit_many needs at least one data set")
     together = _load_together(datasets, needs=law.inputs, min_rows=law.min_runs, group=group)
     sets = together or _load_each(datasets, law, group)
-    seeds = [seed + i for i in range(len(sets))] if isinstance(seed, int) else [int(s) for s in seed]
+    if isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str):
+        seeds = [checked_seed(s, f"seed {i}") for i, s in enumerate(seed)]
+    else:
+        seeds = [checked_seed(seed) + i for i in range(len(sets))]
     if len(seeds) != len(sets):
         raise ValueError(f"{len(seeds)} seeds for {len(sets)} data sets")
     spec = resolve(law, priors, pooling)

@@ -12,7 +12,7 @@ import pandas as pd
 from . import _calibration
 from ._evaluate import law_at, optimum
 from ._geometry import axis, beyond_own
-from .data import FLOPS_PER_PARAM_TOKEN, _column, at_ratio, warn_repeats
+from .data import FLOPS_PER_PARAM_TOKEN, _column, at_ratio, checked_seed, warn_repeats
 from .laws import Law
 from .presets import Target, preset
 from .result import Result
@@ -333,6 +333,7 @@ def forecast(
     (expected loss: the law's uncertainty) and ``run_median``, ``run_lo{p}``, ``run_hi{p}``
     (a new observed run: law plus Student-t noise), per level p in %.
     """
+    seed = checked_seed(seed)
     many = not isinstance(result, Result)
     fits = list(result) if many else [result]
     if many and weights is None:

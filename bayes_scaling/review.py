@@ -26,7 +26,7 @@ from ._model import design, padded_length
 from ._sampler import Settings
 from .backtest import _backtest, checked_cutoffs, default_cutoffs, split
 from .compare import compare, loo, ruled_out
-from .data import Dataset
+from .data import Dataset, checked_seed
 from .diagnostics import Health, Thresholds
 from .fit import REFIT_DRAWS, _as_dataset, _fit
 from .forecast import FAR, axis_of, curve, expected, forecast, predictive, stacked, targets, with_scores
@@ -157,6 +157,7 @@ def review(
     Review. When a sampler-health check fails, the verdict is ``unusable`` and the
     sections that need refits are skipped.
     """
+    seed = checked_seed(seed)
     cutoffs = None if cutoffs is None else checked_cutoffs(cutoffs)  # before any refit
     point = targets(result, N=N, D=D, flops=flops, preset=preset, group=group, U=U)
     if len(point) != 1:

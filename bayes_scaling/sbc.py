@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.special
 
 from . import laws
-from .data import DataWarning, load_data
+from .data import DataWarning, checked_seed, load_data
 from .datasets import sweep
 from .diagnostics import ConvergenceWarning, MixingWarning
 from .fit import fit_many
@@ -113,6 +113,7 @@ def calibrate(
     Calibration.
     """
     law = laws.get(law)
+    seed = checked_seed(seed)
     spec = resolve(law, priors)
     runs = sweep() if runs is None else runs
     names = [*law.params, "sigma"]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from . import laws
 from ._evaluate import law_at
+from .data import checked_seed
 from .datasets import sweep
 from .laws import Law
 
@@ -54,7 +55,7 @@ def simulate(
     if "unique_tokens" in runs.columns:  # data repeated over epochs (empty: every token fresh)
         inputs["U"] = runs["unique_tokens"]
     mean = law_at(law, {k: [v] for k, v in params.items()}, inputs)[0]
-    key = jax.random.key(seed)
+    key = jax.random.key(checked_seed(seed))
     noise = jax.random.normal(key, mean.shape) if df is None else jax.random.t(key, df, mean.shape)
     runs["loss"] = np.exp(mean + sigma * np.asarray(noise, np.float64))
     return runs

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 import time
 import warnings
@@ -298,3 +299,32 @@ def test_an_extrapolation_prior_must_name_an_input_of_the_law(tmp_path):
         ValueError, match=r"mine\.toml: \[extrapolation\] kappa_N: kappa takes a lognormal or halfnormal"
     ):
         bs.fit(priors=path)
+
+
+@pytest.mark.parametrize("seed", ["a", 1.5, -1, True, None])
+def test_a_seed_must_be_a_non_negative_integer_at_every_entry(seed, epoch_fit):
+    """A seed of -1 fitted large sweeps and stopped small ones deep inside NumPy ("expected non-negative
+    integer"); text and floats stopped inside JAX. Each entry now names the seed before any work."""
+    from bayes_scaling.sbc import calibrate
+
+    runs = bs.datasets.chinchilla()
+    said = rf"seed must be a non-negative integer, got {re.escape(repr(seed))}"
+    entries = {
+        "fit": lambda: bs.fit(runs, seed=seed),
+        "fit_many": lambda: bs.fit_many([runs, runs], seed=seed),
+        "forecast": lambda: bs.forecast(epoch_fit, preset="gpt4", seed=seed),
+        "backtest": lambda: bs.backtest(runs, seed=seed),
+        "review": lambda: bs.review(epoch_fit, preset="gpt4", seed=seed),
+        "design": lambda: bs.design(epoch_fit, "gpt4", seed=seed),
+        "simulate": lambda: bs.simulate({"E": 1.7, "A": 400.0, "B": 1500.0, "alpha": 0.34, "beta": 0.28}, seed=seed),
+        "sbc": lambda: calibrate("chinchilla", seed=seed),
+    }
+    for name, call in entries.items():
+        try:
+            call()
+        except ValueError as err:
+            assert re.search(said, str(err)), (name, str(err))
+        else:
+            pytest.fail(f"{name} took seed {seed!r}")
+    with pytest.raises(ValueError, match=r"seed 1 must be a non-negative integer, got -2"):
+        bs.fit_many([runs, runs], seed=[0, -2])
