@@ -124,7 +124,8 @@ def test_the_spreads_of_real_groups_mix():
     """Porian et al.'s five 'rw' set-ups (579 runs; E, A, B pooled): each group's runs pin its values, where
     non-centred offsets make a funnel with their spread. Partially centred (the default; tests/test_model.py),
     the spreads' effective draws per leapfrog step (the sampler's cost) are at least 1.5 times those of the
-    non-centred offsets (measured on seed 0, 4 x (300 + 300): 4.2x with JAX 0.10, 5.3x with JAX 0.12)."""
+    non-centred offsets (measured on seed 0, 4 x (300 + 300): 3.0x with JAX 0.10, 2.2x with JAX 0.12 on
+    2026-12-02; 4.2x and 5.3x when the test was written)."""
     porian = bs.datasets.porian(("rw",))
     efficiency = {}
     for centre in (True, False):
