@@ -153,12 +153,17 @@ def embedded_subset(runs: int):
     return data.subset(np.isin(np.arange(len(data)), order[np.linspace(0, len(data) - 1, runs).round().astype(int)]))
 
 
-def calibrated_widening(result: bs.Result) -> float:
-    """The calibrated 80% band of a new run at GPT-4 scale over the plain one (three decades beyond, where the
-    reducible share is small: the learned error adds to the runs' own spread)."""
-    gpt4 = {mode: bs.forecast(result, preset="gpt4", mode=mode).iloc[0] for mode in ("plain", "calibrated")}
-    assert gpt4["calibrated"]["mode"] == "calibrated"
-    width = {mode: row["run_hi80"] - row["run_lo80"] for mode, row in gpt4.items()}
+def calibrated_widening(result: bs.Result, level: int = 80, **target: object) -> float:
+    """The calibrated ``level``% band of a new run over the plain one at ``target`` (forecast's keywords; default
+    GPT-4 scale, three decades beyond, where the reducible share is small: the learned error adds to the runs'
+    own spread)."""
+    target = target or {"preset": "gpt4"}
+    rows = {
+        mode: bs.forecast(result, **target, levels=(level / 100,), mode=mode).iloc[0]
+        for mode in ("plain", "calibrated")
+    }
+    assert rows["calibrated"]["mode"] == "calibrated"
+    width = {mode: row[f"run_hi{level}"] - row[f"run_lo{level}"] for mode, row in rows.items()}
     return width["calibrated"] / width["plain"]
 
 
@@ -196,13 +201,8 @@ def test_clean_backtests_of_a_20_run_sweep_narrow_the_error_learned_across_studi
     kappa = result.group("extrapolation")["kappa"].values
     for i, axis in enumerate(("N", "D")):  # 0.013-0.016 and 0.030-0.037 over three sweeps x two seeds
         assert np.median(kappa[..., i]) < 0.8 * np.exp(dict(spec.extrapolation[axis].args)["loc"]), axis
-    c = 10**1.5 * runs["flops"].max()  # 1.5 decades beyond, 20 tokens per parameter
-    bands = {
-        mode: bs.forecast(result, N=np.sqrt(c / 120), D=20 * np.sqrt(c / 120), levels=(0.9,), mode=mode).iloc[0]
-        for mode in ("plain", "calibrated")
-    }
-    width = {mode: row["run_hi90"] - row["run_lo90"] for mode, row in bands.items()}
-    assert 1.0 < width["calibrated"] / width["plain"] < 1.4  # 1.02-1.21 over three sweeps x two seeds
+    n = np.sqrt(10**1.5 * runs["flops"].max() / 120)  # 1.5 decades beyond, 20 tokens per parameter
+    assert 1.0 < calibrated_widening(result, 90, N=n, D=20 * n) < 1.4  # 1.02-1.21 over three sweeps x two seeds
 
 
 def test_a_smaller_sweep_leans_on_the_error_learned_across_studies_alone():
