@@ -34,6 +34,8 @@ NEW = "new"
 #: A saved result keeps its pointwise log likelihood up to this many values (draws x runs, float32:
 #: 400 MB); beyond, the file leaves it out, and a loaded result computes it again when asked.
 LOGLIK_SAVED_MAX = 100_000_000
+#: File name suffixes :meth:`Result.save` writes (netCDF is HDF5 underneath); a name without a suffix too.
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 
 
 class LazyGroups(Mapping):
@@ -326,8 +328,20 @@ class Result:
         """Write the result to a netCDF file (ArviZ's InferenceData layout, no pickle) and return its path.
 
         The file is written under a temporary name and renamed when complete.
+
+        Raises
+        ------
+        ValueError
+            For a name that says another format (``fit.pkl``, ``fit.json``): the file would be netCDF whatever
+            its name. Names ending ``.nc`` (or ``.nc4``, ``.netcdf``, ``.h5``, ``.hdf5``), or without a suffix, are
+            written.
         """
         path = Path(path)
+        if path.suffix and path.suffix.lower() not in NETCDF_SUFFIXES:
+            raise ValueError(
+                f"{path}: a result is saved as netCDF (ArviZ's layout; never pickle), not as {path.suffix!r}: "
+                f"name the file {path.with_suffix('.nc').name}"
+            )
         meta = {
             "law": self.law.name,
             "spec": json.loads(self.spec.to_json()),

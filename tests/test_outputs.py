@@ -184,3 +184,13 @@ def test_a_saved_result_is_written_whole(epoch_fit, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         epoch_fit.save(path)
     assert path.read_bytes() == whole and [p.name for p in Path(tmp_path).iterdir()] == ["fit.nc"]
+
+
+def test_a_result_is_not_saved_under_another_formats_name(epoch_fit, tmp_path):
+    """``fit.pkl`` would hold netCDF under a pickle's name: refused, saying what to name it; nothing written."""
+    for name in ("fit.pkl", "fit.json", "fit.PICKLE"):
+        with pytest.raises(ValueError, match=r"saved as netCDF .*never pickle.*name the file fit\.nc"):
+            epoch_fit.save(tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+    for name in ("fit.NC", "fit.h5", "fit"):  # netCDF's own names, and none
+        assert bs.load(epoch_fit.save(tmp_path / name)).law.name == epoch_fit.law.name
