@@ -11,14 +11,16 @@ one after another on a single device. Here a fit is three pure functions of
 2. ``advance``: run NumPyro's NUTS kernel (``numpyro.infer.hmc.hmc``) on each chain, in a
    ``lax.scan`` over a chunk of the warm-up and draw iterations; a single fit calls it
    once per chunk (:data:`CHUNKS`), so the host can draw a progress bar between chunks
-   with no callback compiled in. The kernel is vmapped over the chains (one lane each),
-   except in a part of at most :data:`MAPPED` chains of a split fit, where ``lax.map``
-   runs one chain's program for each: vmapping the nested while loops of NUTS makes JAX
-   batch each loop body again and again until it knows which carried values differ
-   between chains (tracing ``advance`` of 2 chains for the Chinchilla law: 1.5 s vmapped,
-   0.45 s mapped, alone; 2.6-3.1 s and 0.3-0.4 s inside a cold fit on 2 cores). For 2 chains
-   the two give the same draws, bit for bit; mapped they sample about 20% slower, and 4
-   chains vectorized 20-30% faster than 4 mapped (latency-bound NUTS);
+   with no callback compiled in. On a CPU the chains advance in parts of at most
+   :data:`MAPPED` (:func:`layout`), and ``lax.map`` runs one chain's program for each chain of
+   a part; on an accelerator the kernel is vmapped over the chains (one lane each). Vmapping
+   the nested while loops of NUTS makes JAX batch each loop body again and again until it
+   knows which carried values differ between chains (tracing ``advance`` of 2 chains for the
+   Chinchilla law: 1.5 s vmapped, 0.45 s mapped, alone; 2.6-3.1 s and 0.3-0.4 s inside a cold
+   fit on 2 cores), and XLA compiles the vmapped loops longer (a first review of the embedded
+   runs on 2 cores took a quarter less time once every fit's chains were mapped: README,
+   "Every core for one fit"). Once compiled, 4 chains vectorized may sample faster than
+   mapped (latency-bound NUTS), and XLA rounds them differently from one chain;
 3. ``finish``: drop the warm-up and map the draws to their constrained values.
 
 :func:`sample` runs one fit (the three as compiled programs, or all in one);
@@ -62,7 +64,7 @@ class Settings:
 
     Attributes
     ----------
-    chains : number of chains, run in parallel (vectorized) on one device.
+    chains : number of chains (on a CPU advanced in parts of two, on an accelerator vectorized on one device).
     warmup : adaptation iterations per chain.
     draws : kept iterations per chain.
     target_accept : NUTS target acceptance probability for step-size adaptation.
@@ -145,7 +147,8 @@ class Output(NamedTuple):
 
 #: Chunks of a single fit's NUTS iterations (the progress bar's steps).
 CHUNKS = 20
-#: A part of a split fit with at most this many chains runs NUTS on them one after another (module docstring).
+#: On a CPU a fit's chains advance in parts of at most this many, NUTS running on each chain of a part one after
+#: another (:func:`layout`; the module's docstring).
 MAPPED = 2
 
 
@@ -171,13 +174,11 @@ def sample(
     data : the model's data (a pytree of arrays).
     progress : draw a progress bar on stderr between chunks of NUTS iterations.
     whole : run the sampler as one compiled program (no progress bar; ``"hmc"`` always is).
-    cores : split the chains into this many equal parts (at most; :func:`parts`), each advanced in a
-        thread of its own: compiled programs release Python's lock, so the parts run on separate cores.
-        The mode search and each chain's start and key are those of the unsplit sampler; a part of
-        :data:`MAPPED` chains runs one chain's program for each, the unsplit sampler vectorizes them:
-        the same key and ``cores`` give the same draws; other ``cores`` may give other draws of the same
-        posterior, as XLA rounds 4 vectorized chains differently from 1 (parts of 2 and of 1 chain give
-        the same draws, bit for bit: one chain's program each; tested).
+    cores : threads to advance the chains' parts in (at most; :func:`layout`): compiled programs release
+        Python's lock, so the parts run on separate cores. The mode search and each chain's start and key do
+        not depend on the parts. On a CPU every part runs one chain's program for each of its chains, so the
+        same key gives the same draws whatever ``cores`` (parts of 2 chains and of 1 alike, bit for bit;
+        tested); on an accelerator ``cores=1`` vectorizes the chains, which XLA rounds differently.
     keep : draws per chain to keep, at most ``settings.draws`` (None: all). The sampler stops after the chunk
         of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up and
         chunks): a fit that needs fewer draws shares the compiled programs of one that needs them all, and its
@@ -201,7 +202,7 @@ def sample(
     total = settings.warmup + settings.draws
     size = -(-total // CHUNKS)
     started = time.perf_counter()
-    k = parts(settings.chains, cores)
+    k, threads = layout(settings.chains, cores)
     width = settings.chains // k
     # The first time, XLA compiles ``advance`` and ``finish`` in a helper thread while ``begin`` compiles here.
     chunks = len(range(0, total, size))
@@ -222,15 +223,20 @@ def sample(
         for first in range(lo, hi, size):
             piece, trace = advance(piece, data, np.int32(first))
             traces.append(trace)
-            if progress and i == 0:
+            if progress and (i == 0 or threads == 1):
                 jax.block_until_ready(piece)
-                _report(min(first + size, total), total, time.perf_counter() - started)
+                done = min(first + size, hi) - lo
+                if threads == 1:  # the parts one after another: the bar moves through each in turn
+                    done = (i * (hi - lo) + done) // k
+                _report(lo + done, total, time.perf_counter() - started)
         pieces[i] = piece
         return jax.block_until_ready(traces)
 
     def advanced(lo: int, hi: int) -> list[list]:
         """Each part's chunks of (iterations, chains, ...) from iteration ``lo`` to ``hi``."""
-        return [run(0, lo, hi)] if k == 1 else list(_pool(k).map(lambda i: run(i, lo, hi), range(k)))
+        if threads == 1:
+            return [run(i, lo, hi) for i in range(k)]
+        return list(_pool(threads).map(lambda i: run(i, lo, hi), range(k)))
 
     def finished(ran: list[list], keep: int) -> Output:
         # Chunks not run (draws not kept) are stood in for by the last one run: ``finish`` keeps its shapes.
@@ -293,10 +299,25 @@ def _prepare(programs: tuple[Program, ...], key: jax.Array, data: object, width:
     finish.prepare(data, start, [[trace] * chunks] * k)
 
 
-def parts(chains: int, cores: int) -> int:
-    """Into how many equal parts :func:`sample` splits ``chains`` on ``cores`` cores: the largest divisor of
-    ``chains`` that is at most ``cores`` (equal parts share one compiled program)."""
-    return max(d for d in range(1, max(1, min(chains, cores)) + 1) if chains % d == 0)
+def layout(chains: int, cores: int, backend: str | None = None) -> tuple[int, int]:
+    """How :func:`sample` advances ``chains`` on ``cores`` cores: ``(parts, threads)``, equal parts (one compiled
+    program for all) in ``threads`` threads, each thread advancing its parts one after another.
+
+    On a CPU every part holds at most :data:`MAPPED` chains (the largest divisor of ``chains`` that is at most
+    it), so that every fit runs one chain's program for each chain (``lax.map``) whatever the cores: the same
+    seed gives the same draws with any ``cores``, and a fit in a worker thread (internal refits, a review's
+    sections) shares the compiled program of a fit split across the cores. ``threads``: the parts' count or
+    ``cores``, whichever is smaller. On an accelerator (``backend``, default JAX's) one device runs the chains
+    at once: the largest divisor of ``chains`` that is at most ``cores`` (``cores=1``: one part, its chains
+    vectorized).
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if backend != "cpu":
+        k = max(d for d in range(1, max(1, min(chains, cores)) + 1) if chains % d == 0)
+        return k, k
+    width = max(d for d in range(1, min(chains, MAPPED) + 1) if chains % d == 0)
+    k = chains // width
+    return k, max(1, min(k, cores))
 
 
 def sample_many(

@@ -151,10 +151,10 @@ def fit(
     settings : sampler settings (:class:`~bayes_scaling.Settings`); any of its fields may
         also be given as a keyword (``chains=``, ``warmup=``, ``draws=``, ``target_accept=``,
         ``dense=``, ``max_tree_depth=``, ``laplace_init=``, ``algorithm=``).
-    seed : the same seed gives identical draws on the same machine. On a CPU, a fit without internal
-        backtests started from the main thread splits its chains across the machine's cores (2 + 2 on
-        two cores; ``$BAYES_SCALING_CORES`` caps them), each part in a thread: its draws may depend on
-        the number of cores, not only the seed (see :func:`bayes_scaling._sampler.sample`).
+    seed : the same seed gives identical draws on the same machine, whatever its number of cores. On a CPU,
+        a fit without internal backtests started from the main thread advances its chains' parts (2 + 2)
+        on the machine's cores (``$BAYES_SCALING_CORES`` caps them), each part in a thread; other fits run
+        the parts one after another (see :func:`bayes_scaling._sampler.sample`).
     calibrate : also learn the extrapolation-error scale ``kappa`` from internal
         backtests (refits on the lower 50% and 70% of the runs along each input, four for
         the Chinchilla law, run in threads beside the main fit), starting from the prior

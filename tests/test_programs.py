@@ -16,7 +16,7 @@ import bayes_scaling as bs
 from bayes_scaling import _programs, _sampler
 from bayes_scaling._model import Target
 from bayes_scaling._programs import Programs
-from bayes_scaling._sampler import parts, sample
+from bayes_scaling._sampler import layout, sample
 
 
 @pytest.fixture
@@ -172,8 +172,12 @@ def test_a_first_fit_kept_in_memory_compiles_each_program_once(monkeypatch, capl
 
 
 def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
-    """Chains advanced in parts, each part in a thread of its own; the same seed and cores, the same draws."""
-    assert [parts(4, cores) for cores in (1, 2, 3, 4, 16)] == [1, 2, 2, 4, 4] and parts(3, 2) == 1
+    """On a CPU, chains advance in parts of at most two (each chain by one chain's program), the parts in threads
+    of their own or one after another: the same seed gives the same draws with any number of cores."""
+    assert [layout(4, cores, "cpu") for cores in (1, 2, 3, 4, 16)] == [(2, 1), (2, 2), (2, 2), (2, 2), (2, 2)]
+    assert layout(3, 2, "cpu") == (3, 2) and layout(1, 4, "cpu") == (1, 1) and layout(8, 2, "cpu") == (4, 2)
+    # On an accelerator one device runs every chain at once (a fit there has cores=1: one part, vectorized).
+    assert [layout(4, cores, "gpu") for cores in (1, 2, 3, 4)] == [(1, 1), (2, 2), (2, 2), (4, 4)]
     seen = []
     chunked = _sampler._chunked
 
@@ -202,32 +206,40 @@ def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
     again = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, cores=2)
     jax.tree.map(np.testing.assert_array_equal, again, split)
     assert split.samples["mu"].shape == (4, 60) and split.stats["diverging"].shape == (4, 60)
-    # Parts of 2 chains and of 1 run each chain by one chain's program (NUTS mapped): the same draws, bit for bit.
+    # One core: the same two parts one after another in the calling thread, the same draws, bit for bit.
+    del seen[:]
+    alone = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA)
+    assert {width for _, width in seen} == {2} and {thread for thread, _ in seen} == {threading.get_ident()}
+    assert len(seen) == 2 * 20
+    jax.tree.map(np.testing.assert_array_equal, alone, split)
+    # Parts of 1 chain run each chain by the same one chain's program (NUTS mapped): the same draws, bit for bit.
+    monkeypatch.setattr(_sampler, "MAPPED", 1)
     singles = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, cores=4)
+    monkeypatch.setattr(_sampler, "MAPPED", 2)
     jax.tree.map(np.testing.assert_array_equal, singles, split)
-    whole = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA)
-    # The same posterior as the unsplit sampler's (4 chains vectorized): the mean of mu agrees within 0.2 (its
+    whole = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, whole=True)
+    # The same posterior as the one-program sampler's (4 chains vectorized): the mean of mu agrees within 0.2 (its
     # posterior sd is 0.22; the mean of 240 draws has a Monte Carlo error of about 0.03).
     assert abs(float(split.samples["mu"].mean()) - float(whole.samples["mu"].mean())) < 0.2
     assert abs(float(split.samples["mu"].mean()) - float(NORMAL_DATA["y"].mean())) < 0.5
     # Keeping the first 25 draws (as internal backtest refits do): the same programs stop after the 13th chunk
-    # (40 warm-up + 25 draws, chunks of 5), and the draws are the full fit's first 25, bit for bit.
+    # (40 warm-up + 25 draws, chunks of 5) of each part, and the draws are the full fit's first 25, bit for bit.
     del seen[:]
     first = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25)
-    assert len(seen) == 13
+    assert len(seen) == 2 * 13
     assert first.samples["mu"].shape == (4, 25) and first.stats["diverging"].shape == (4, 25)
-    np.testing.assert_array_equal(first.samples["mu"], whole.samples["mu"][:, :25])
-    np.testing.assert_array_equal(first.stats["energy"], whole.stats["energy"][:, :25])
+    np.testing.assert_array_equal(first.samples["mu"], alone.samples["mu"][:, :25])
+    np.testing.assert_array_equal(first.stats["energy"], alone.stats["energy"][:, :25])
     # Told to go on by ``more`` (as a refit whose first draws fail a check): the chains continue where they
-    # stopped, 7 chunks more, and give the full fit's draws.
+    # stopped, 7 chunks more of each part, and give the full fit's draws.
     del seen[:]
     checked = []
     rest = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25, more=lambda out: checked.append(out))
-    assert len(seen) == 13 and len(checked) == 1 and rest.samples["mu"].shape == (4, 25)  # more said no (None)
+    assert len(seen) == 2 * 13 and len(checked) == 1 and rest.samples["mu"].shape == (4, 25)  # more said no (None)
     del seen[:]
     every = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25, more=lambda out: True)
-    assert len(seen) == 20
-    jax.tree.map(np.testing.assert_array_equal, every, whole)
+    assert len(seen) == 2 * 20
+    jax.tree.map(np.testing.assert_array_equal, every, alone)
 
 
 @pytest.mark.parametrize("stored", [False, True])
