@@ -11,7 +11,7 @@ factors), the priors of ``models/chinchilla.toml``. 4 chains x (``--warmup`` + `
 - bayes_scaling: ``bs.fit(..., calibrate=False)``: Laplace start, NumPyro's NUTS kernel with a dense mass matrix,
   target acceptance 0.9 (the defaults), its chains split across the machine's cores (a thread per part); warm
   (compiled by a first call), the wall time of the fit. Also as ``bayes_scaling, one core``: the same fit called
-  from a worker thread, where a fit does not split its chains (all four in one vectorized program, as before).
+  from a worker thread, which advances its two parts one after another in that thread (the same draws).
 - nutpie (PyMC model, numba backend, compiled once): ``nutpie.sample`` with the low-rank modified mass matrix,
   the chains on every core; the wall time of sampling only.
 - BlackJAX: ``window_adaptation`` (dense mass matrix, target acceptance 0.9) and NUTS, vmapped over chains,
@@ -65,7 +65,7 @@ def ours(data: bs.Dataset, warmup: int, draws: int, one_core: bool = False) -> t
         options = {"seed": seed, "calibrate": False, "warmup": warmup, "draws": draws}
         if not one_core:
             return bs.fit(data, **options)
-        with ThreadPoolExecutor(1) as pool:  # a fit in a worker thread keeps its chains together
+        with ThreadPoolExecutor(1) as pool:  # a fit in a worker thread runs its chains' parts one after another
             return pool.submit(bs.fit, data, **options).result()
 
     def prepare() -> None:
