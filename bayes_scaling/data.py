@@ -153,11 +153,30 @@ class Dataset:
         return Dataset(self.frame[np.asarray(mask)].reset_index(drop=True), self.source, self.columns)
 
 
-def _require(frame: pd.DataFrame, column: str, source: str, kind: str = "") -> None:
-    """An error naming the source, the missing column (of ``kind``: ``"group "``, ...) and the columns found."""
+#: How a user names each column :func:`load_data` reads: its keyword, and the command line's flag.
+NAMED_BY = {"N": ("n", "--n-col"), "D": ("d", "--d-col"), "C": ("c", "--c-col"), "loss": ("loss", "--loss-col")}
+
+
+def _require(frame: pd.DataFrame, column: str, source: str, kind: str = "", role: str | None = None) -> None:
+    """An error naming the source, the missing column (of ``kind``: ``"group "``, ...) and the columns found; for
+    an input or the loss (``role``: a key of :data:`NAMED_BY`), how to name another column, and the columns found
+    that may be it: the name in other case, the name and a suffix (an isoflop table's ``loss_star``), the input's
+    letter (``N``)."""
     if column not in frame.columns:
         found = ", ".join(map(str, frame.columns))
-        raise ValueError(f"{source}: missing {kind}column {column!r} (columns found: {found})")
+        hint = ""
+        if role is not None:
+            keyword, flag = NAMED_BY[role]
+            names = {column.lower(), role.lower()}  # 'Loss', 'loss_star'; for N, D, C also a column so named
+            like = [
+                str(c)
+                for c in frame.columns
+                if str(c).lower() in names or str(c).lower().startswith(column.lower() + "_")
+            ]
+            hint = f"; name the column to read with {flag} (load_data(..., {keyword}=...))" + (
+                f", perhaps {', '.join(like)}" if like else ""
+            )
+        raise ValueError(f"{source}: missing {kind}column {column!r} (columns found: {found}){hint}")
 
 
 def _where(source: str, row: int) -> str:
@@ -355,8 +374,8 @@ def load_data(
         required |= {"N", "D"}  # compute comes from 6·N·D
     elif has_c:
         required.add("C")  # a compute column, when given, is always checked: it sets the extrapolation axis
-    for column in [loss, *(names[k] for k in ("N", "D", "C") if k in required)]:
-        _require(frame, column, source)
+    for role, column in [("loss", loss), *((k, names[k]) for k in ("N", "D", "C") if k in required)]:
+        _require(frame, column, source, role=role)
 
     scale = {"N": 1.0, "D": 1.0, "C": 1.0, **(units or {})}
     out = {"loss": _column(frame, loss, source, metric=metric)}

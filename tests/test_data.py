@@ -60,6 +60,28 @@ def test_missing_column_names_the_file_and_column(tmp_path):
         bs.load_data(path)
 
 
+def test_a_missing_column_says_how_to_name_another_and_which_may_be_it():
+    """Porian et al.'s isoflop tables name their columns N, D, loss_star: the error says which flag (and keyword)
+    names the column to read, and the columns that may be it (not 'hparams' for 'params')."""
+    optima = runs().rename(columns={"params": "N_star", "tokens": "D_star", "loss": "loss_star"})
+    optima = optima.assign(hparams="base", loss_star_std=0.01)
+    with pytest.raises(
+        ValueError,
+        match=r"missing column 'loss' .*; name the column to read with --loss-col "
+        r"\(load_data\(\.\.\., loss=\.\.\.\)\), perhaps loss_star, loss_star_std$",
+    ):
+        bs.load_data(optima)
+    points = runs().rename(columns={"params": "N", "tokens": "D"}).assign(hparams="base")
+    with pytest.raises(
+        ValueError, match=r"missing column 'params' .*--n-col \(load_data\(\.\.\., n=\.\.\.\)\), perhaps N$"
+    ):
+        bs.load_data(points)
+    assert bs.load_data(points, n="N", d="D").frame["N"].tolist() == points["N"].tolist()
+    scores = runs().drop(columns="loss").assign(MMLU=0.5)  # nothing like it: the flag alone
+    with pytest.raises(ValueError, match=r"--loss-col \(load_data\(\.\.\., loss=\.\.\.\)\)$"):
+        bs.load_data(scores)
+
+
 def test_configurable_column_names():
     frame = runs().rename(columns={"params": "n_params", "loss": "val_loss"})
     data = bs.load_data(frame, n="n_params", loss="val_loss")
