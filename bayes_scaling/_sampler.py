@@ -313,11 +313,15 @@ def layout(chains: int, cores: int, backend: str | None = None) -> tuple[int, in
     """
     backend = jax.default_backend() if backend is None else backend
     if backend != "cpu":
-        k = max(d for d in range(1, max(1, min(chains, cores)) + 1) if chains % d == 0)
+        k = _divisor(chains, cores)
         return k, k
-    width = max(d for d in range(1, min(chains, MAPPED) + 1) if chains % d == 0)
-    k = chains // width
+    k = chains // _divisor(chains, MAPPED)
     return k, max(1, min(k, cores))
+
+
+def _divisor(n: int, most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``most`` (1 when ``most`` is below 1)."""
+    return max(d for d in range(1, max(1, min(n, most)) + 1) if n % d == 0)
 
 
 def sample_many(
