@@ -163,6 +163,7 @@ def sample(
     cores: int = 1,
     keep: int | None = None,
     more: Callable[[Output], bool] | None = None,
+    refit: bool = False,
 ) -> Output:
     """Sample one posterior.
 
@@ -182,9 +183,13 @@ def sample(
     keep : draws per chain to keep, at most ``settings.draws`` (None: all). The sampler stops after the chunk
         of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up and
         chunks): a fit that needs fewer draws shares the compiled programs of one that needs them all, and its
-        draws are the first ``keep`` of that fit's (the same key).
+        draws are the first ``keep`` of that fit's (the same key and ``refit``).
     more : with ``keep``, called with the kept draws: True continues every chain from where it stopped to all
         ``settings.draws`` (the draws of a fit that kept them all; e.g. when the first draws fail a check).
+    refit : a short warm-up (NUTS, chunked): the chains enter the warm-up's adaptation schedule at iteration
+        :func:`refit_entry` (its last mass-matrix window), with the programs of ``settings``. For the refits of a
+        fit's runs (subsets, other priors): every fit starts at its own posterior mode with the Laplace mass
+        matrix, from which such posteriors need no long first windows (``keep`` and ``more`` as without).
     """
     keep = settings.draws if keep is None else min(keep, settings.draws)
     steps = 2**settings.max_tree_depth - 1
@@ -201,6 +206,7 @@ def sample(
     begin, advance, finish = _chunked(target, settings)
     total = settings.warmup + settings.draws
     size = -(-total // CHUNKS)
+    entry = refit_entry(settings) if refit else 0
     started = time.perf_counter()
     k, threads = layout(settings.chains, cores)
     width = settings.chains // k
@@ -211,6 +217,8 @@ def sample(
     if prepared not in _PREPARED:
         ahead = _pool(HELPERS, "prepare").submit(_prepare, (begin, advance, finish), key, data, width, k, chunks)
     state, start = begin(key, data)
+    if entry:
+        state = _entered(state, entry, settings.warmup)
     if ahead is not None:
         ahead.result()
         _PREPARED.add(prepared)
@@ -239,17 +247,67 @@ def sample(
         return list(_pool(threads).map(lambda i: run(i, lo, hi), range(k)))
 
     def finished(ran: list[list], keep: int) -> Output:
-        # Chunks not run (draws not kept) are stood in for by the last one run: ``finish`` keeps its shapes.
-        # It joins each part's chunks, then the parts side by side.
-        return output(finish(data, start, [t + [t[-1]] * (chunks - len(t)) for t in ran]), keep)
+        # Chunks not run (warm-up skipped, draws not kept) are stood in for by the first and last one run:
+        # ``finish`` keeps its shapes, and drops the warm-up. It joins each part's chunks, then the parts side by side.
+        lead = entry // size
+        return output(finish(data, start, [[t[0]] * lead + t + [t[-1]] * (chunks - lead - len(t)) for t in ran]), keep)
 
     stop = min(total, -(-(settings.warmup + keep) // size) * size)
-    ran = advanced(0, stop)
+    ran = advanced(entry, stop)
     out = finished(ran, keep)
     if keep < settings.draws and more is not None and more(out):  # the rest of the draws after all
         ran = [t + rest for t, rest in zip(ran, advanced(stop, total), strict=True)]
         out = finished(ran, settings.draws)
     return out
+
+
+def refit_entry(settings: Settings) -> int:
+    """The warm-up iteration at which a refit's chains start (:func:`sample`'s ``refit``): a whole number of the
+    fit's chunks, at most halfway into the last window of the warm-up's schedule that adapts the mass matrix
+    (0 when the schedule has none: a warm-up under 20 iterations).
+
+    With the defaults (500 warm-up iterations in chunks of 75; windows ending at 74, 99, 149, 249, 449, 499):
+    iteration 300, so a refit warms up for 200 iterations, the mass matrix learned from the 150 draws to 449,
+    the step size then tuned to it over the last 50.
+    """
+    windows = _schedule(settings.warmup)
+    if len(windows) < 3:  # no window between the first and last fast ones
+        return 0
+    first, last = windows[-2]
+    size = -(-(settings.warmup + settings.draws) // CHUNKS)
+    return (first + (last + 1 - first) // 2) // size * size
+
+
+def _schedule(warmup: int) -> list[tuple[int, int]]:
+    """NumPyro's (Stan's) warm-up windows, ``(first, last)`` iteration of each: a fast window, mass-matrix windows
+    doubling in length, a fast window (``numpyro.infer.hmc_util.build_adaptation_schedule``, which a test
+    compares; written out so that a fit whose programs are stored need not import NumPyro)."""
+    if warmup < 20:
+        return [(0, warmup - 1)]
+    start, end, size = 75, 50, 25
+    if start + end + size > warmup:
+        start, end = int(0.15 * warmup), int(0.1 * warmup)
+        size = warmup - start - end
+    windows, first, fast = [(0, start - 1)], start, warmup - end
+    while first < fast:
+        length = size
+        if 3 * length <= fast - first:
+            size = 2 * length
+        else:
+            length = fast - first
+        windows.append((first, first + length - 1))
+        first += length
+    return [*windows, (fast, warmup - 1)]
+
+
+def _entered(state: dict, entry: int, warmup: int) -> dict:
+    """The chains' NUTS state (:func:`_plain`) as at warm-up iteration ``entry``: its iteration count, and its
+    adaptation in the window that holds ``entry`` (the position and step size as begun; that window's estimate
+    of the mass matrix empty)."""
+    window = next(j for j, (first, last) in enumerate(_schedule(warmup)) if first <= entry <= last)
+    adapt = dict(state["adapt_state"])
+    adapt["window_idx"] = jnp.full_like(adapt["window_idx"], window)
+    return {**state, "i": jnp.full_like(state["i"], entry), "adapt_state": adapt}
 
 
 def _first(tree: dict[str, np.ndarray], draws: int) -> dict[str, np.ndarray]:

@@ -45,9 +45,10 @@ REFIT_MAX = 20_000
 #: Draws per chain an internal backtest refit keeps (at most the fit's): its forecasts give each held-out run a
 #: median and quartiles, for which 4 x 250 draws are plenty (the embedded runs' kappa medians over six seeds
 #: moved by at most 0.001 from 4 x 500, within the seeds' own spread; benchmarks/bench_refits.py). The refit
-#: stops after them (the fit's compiled programs, the same warm-up): half the iterations of a full fit. A refit
-#: that fails its checks on them goes on from where it stopped to all the fit's draws (those of a refit that kept
-#: them all): fewer draws must not make more of them fail.
+#: stops after them (the fit's compiled programs), and warms up for less (``_sampler.sample``'s ``refit``: from
+#: iteration 300 of 500): 450 iterations per chain against a full fit's 1500. A refit that fails its checks on
+#: its draws goes on from where it stopped to all the fit's draws (those of a refit that kept them all): fewer
+#: draws must not make more of them fail.
 REFIT_DRAWS = 250
 #: Fewest runs an internal backtest refits, as a multiple of the runs a fit needs (``law.min_runs``: the law's
 #: parameters, sigma and one): 14 for the Chinchilla law, so that a sweep of 20 runs refits its lower 70% along
@@ -207,7 +208,8 @@ def _fit(
     no warnings about the fit's health or its refits (a caller that reads ``Result.health()`` itself,
     from threads: Python's warning filters are not thread-safe to change). ``keep``: the fit keeps the first
     ``keep`` draws of each chain, as an internal refit does (None: all), going on to all of them when those fail
-    a convergence check; it shares the compiled programs of a fit that keeps all.
+    a convergence check; it shares the compiled programs of a fit that keeps all, and warms up as a refit (for
+    less: :func:`bayes_scaling._sampler.sample`'s ``refit``).
     """
     plan = design(dataset, law, spec)
     _identifiable(dataset, law, plan)
@@ -271,12 +273,13 @@ def _fit_plain(
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
     sampler. Its chains are split across ``cores`` threads (:func:`bayes_scaling._sampler.sample`); ``keep``:
     the first draws of each chain it keeps (None: ``settings.draws``), sampled by ``settings``' programs, unless
-    they fail a convergence check: then it goes on to all."""
+    they fail a convergence check: then it goes on to all. A fit given ``keep`` is a refit: a shorter warm-up."""
     arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
     key = jax.random.key(seed)
     more = partial(_failing, depth=settings.max_tree_depth)
-    out = sample(model, settings, key, arrays, progress=progress, cores=cores, keep=keep, more=more)
+    refit = keep is not None  # internal backtests, a review's refits
+    out = sample(model, settings, key, arrays, progress=progress, cores=cores, keep=keep, more=more, refit=refit)
     draws = int(out.stats["diverging"].shape[1])
     if draws < settings.draws:
         settings = replace(settings, draws=draws)  # what the result holds

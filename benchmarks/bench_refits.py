@@ -1,11 +1,14 @@
-"""Benchmark: how many draws the internal backtests' refits keep, against the calibrated fit's time and kappa.
+"""Benchmark: how many draws the internal backtests' refits keep and how long they warm up, against the
+calibrated fit's time and kappa.
 
-Run:  python benchmarks/bench_refits.py [--draws 500 250] [--rounds 5] [--seeds 6]
+Run:  python benchmarks/bench_refits.py [--draws 500 250] [--warmups short whole] [--rounds 5] [--seeds 6]
 
-For each value of ``bayes_scaling.fit.REFIT_DRAWS`` (draws per chain a refit keeps), on the embedded
-Chinchilla runs with the default settings: the warm in-process calibrated ``fit`` (the values alternating,
-``--rounds`` rounds, median and range), then ``--seeds`` fits (seeds 0, 1, ...) with the median of each
-input's ``kappa`` draws, and how many refits failed a check on their kept draws and went on to all of them.
+For each value of ``bayes_scaling.fit.REFIT_DRAWS`` (draws per chain a refit keeps) and each refit warm-up
+(``short``: the chains enter the warm-up at ``bayes_scaling._sampler.refit_entry``, iteration 300 of 500, as
+refits do; ``whole``: all 500 iterations, as refits did before), on the embedded Chinchilla runs with the
+default settings: the warm in-process calibrated ``fit`` (the variants alternating, ``--rounds`` rounds, median
+and range), then ``--seeds`` fits (seeds 0, 1, ...) with the median of each input's ``kappa`` draws, and how
+many refits failed a check on their kept draws and went on to all of them.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ import numpy as np
 import bayes_scaling as bs
 
 fit_module = sys.modules["bayes_scaling.fit"]
+sampler = sys.modules["bayes_scaling._sampler"]
+ENTRY = sampler.refit_entry
+WARMUPS = {"short": ENTRY, "whole": lambda settings: 0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, nargs="+", default=[500, 250])
+    parser.add_argument("--warmups", nargs="+", choices=list(WARMUPS), default=list(WARMUPS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=6)
     args = parser.parse_args()
@@ -46,33 +53,41 @@ def main() -> None:
         return failed
 
     fit_module._failing = counted
+    variants = [(k, w) for k in args.draws for w in args.warmups]
+
+    def use(variant: tuple[int, str]) -> None:
+        fit_module.REFIT_DRAWS, sampler.refit_entry = variant[0], WARMUPS[variant[1]]
+
     try:
-        times: dict[int, list[float]] = {k: [] for k in args.draws}
-        for k in args.draws:  # compile and read every program first
-            fit_module.REFIT_DRAWS = k
+        times: dict[tuple[int, str], list[float]] = {v: [] for v in variants}
+        for v in variants:  # compile and read every program first
+            use(v)
             bs.fit(runs, seed=0)
         for _ in range(args.rounds):
-            for k in args.draws:
-                fit_module.REFIT_DRAWS = k
+            for v in variants:
+                use(v)
                 started = time.perf_counter()
                 bs.fit(runs, seed=0)
-                times[k].append(time.perf_counter() - started)
-        print("\nrefit draws  warm calibrated fit: median (range)  refits gone on  kappa medians (N, D) by seed")
-        for k in args.draws:
-            fit_module.REFIT_DRAWS = k
+                times[v].append(time.perf_counter() - started)
+        print(
+            "\nrefit draws  warm-up  warm calibrated fit: median (range)  refits gone on  kappa medians (N, D) by seed"
+        )
+        for v in variants:
+            use(v)
             went_on.clear()
             medians = []
             for seed in range(args.seeds):
                 kappa = bs.fit(runs, seed=seed).group("extrapolation")["kappa"].to_numpy().reshape(-1, 2)
                 medians.append(np.median(kappa, axis=0))
             shown = " ".join(f"({n:.4f}, {d:.4f})" for n, d in medians)
-            t = np.array(times[k])
+            t = np.array(times[v])
             print(
-                f"{k:11d}  {np.median(t):6.3f} s ({t.min():.3f}-{t.max():.3f})"
+                f"{v[0]:11d}  {v[1]:>7s}  {np.median(t):6.3f} s ({t.min():.3f}-{t.max():.3f})"
                 f"{sum(went_on):>19d} of {len(went_on):<3d}  {shown}"
             )
     finally:
         fit_module._failing = failing
+        use((now, "short"))
     print("\nreproduce: python benchmarks/bench_refits.py")
 
 

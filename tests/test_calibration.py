@@ -90,12 +90,16 @@ def test_a_refit_failing_on_its_first_draws_is_judged_and_used_on_all_of_them(ca
 
 def test_a_calibrated_fit_keeping_fewer_draws_holds_the_first_draws_of_the_full_fit(calibrated_fit):
     """A review's backtest and prior refits keep 250 draws per chain (``keep``): the same programs and seed, so the
-    first draws of each chain of the fit that kept them all, ``kappa`` with them; the internal refits alike."""
+    first draws of each chain of the refit that kept them all (a refit's shorter warm-up: not the fit's draws),
+    ``kappa`` with them; the internal refits (refits either way) give the fit's own evidence."""
     data = simulated_runs(calibrated_fit.law)
-    fewer = fit_module._fit(data, calibrated_fit.law, calibrated_fit.spec, SETTINGS, 0, True, keep=250, quiet=True)
+    law, spec = calibrated_fit.law, calibrated_fit.spec
+    fewer = fit_module._fit(data, law, spec, SETTINGS, 0, True, keep=250, quiet=True)
+    every = fit_module._fit(data, law, spec, SETTINGS, 0, True, keep=SETTINGS.draws, quiet=True)
     assert fewer.settings.draws == 250 and fewer.group("posterior")["E"].shape == (4, 250)
     for name in ("E", "alpha", "beta"):
-        np.testing.assert_array_equal(fewer.group("posterior")[name], calibrated_fit.group("posterior")[name][:, :250])
+        np.testing.assert_array_equal(fewer.group("posterior")[name], every.group("posterior")[name][:, :250])
+    assert not np.array_equal(every.group("posterior")["E"], calibrated_fit.group("posterior")["E"])
     full, short = calibrated_fit.group("extrapolation"), fewer.group("extrapolation")
     np.testing.assert_array_equal(short["kappa"], full["kappa"][:, :250])
     np.testing.assert_array_equal(short["internal_residual"], full["internal_residual"])
