@@ -181,9 +181,9 @@ def sample(
         same key gives the same draws whatever ``cores`` (parts of 2 chains and of 1 alike, bit for bit;
         tested); on an accelerator ``cores=1`` vectorizes the chains, which XLA rounds differently.
     keep : draws per chain to keep, at most ``settings.draws`` (None: all). The sampler stops after the chunk
-        of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up and
-        chunks): a fit that needs fewer draws shares the compiled programs of one that needs them all, and its
-        draws are the first ``keep`` of that fit's (the same key and ``refit``).
+        of iterations that holds the last of them, and runs the programs of ``settings`` (the same warm-up
+        schedule and chunks): a fit that needs fewer draws shares the compiled programs of one that needs them
+        all, and its draws are the first ``keep`` of that fit's (the same key and ``refit``).
     more : with ``keep``, called with the kept draws: True continues every chain from where it stopped to all
         ``settings.draws`` (the draws of a fit that kept them all; e.g. when the first draws fail a check).
     refit : a short warm-up (NUTS, chunked): the chains enter the warm-up's adaptation schedule at iteration

@@ -24,6 +24,8 @@ import jax
 import numpy as np
 
 import bayes_scaling as bs
+from bayes_scaling._model import padded_length
+from bayes_scaling.priors import resolve
 
 fit_module = sys.modules["bayes_scaling.fit"]
 sampler = sys.modules["bayes_scaling._sampler"]
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--warmups", nargs="+", choices=list(WARMUPS), default=list(WARMUPS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--cutoff", type=float, default=9e20, help="compute cutoff of the plain refits, FLOP")
     args = parser.parse_args()
     print(f"# python benchmarks/bench_refits.py {' '.join(sys.argv[1:])}".rstrip())
     now = fit_module.REFIT_DRAWS
@@ -85,6 +88,24 @@ def main() -> None:
                 f"{v[0]:11d}  {v[1]:>7s}  {np.median(t):6.3f} s ({t.min():.3f}-{t.max():.3f})"
                 f"{sum(went_on):>19d} of {len(went_on):<3d}  {shown}"
             )
+        print(f"\nrefits below {args.cutoff:g} FLOP (plain), forecasting the runs above: 90% band of a new run")
+        print("refit draws  warm-up  mean log width  share inside  health by seed")
+        below = (runs.frame["C"] < args.cutoff).to_numpy()
+        train, held = runs.subset(below), runs.frame[~below]
+        law, spec = bs.laws.get("chinchilla"), resolve(bs.laws.get("chinchilla"))
+        settings, pad = bs.Settings(), padded_length(len(runs))
+        for v in variants:
+            use(v)
+            widths, inside, levels = [], [], []
+            for seed in range(args.seeds):
+                refit = fit_module._fit(train, law, spec, settings, seed, False, pad=pad, quiet=True, keep=v[0])
+                band = bs.forecast(refit, held[["N", "D"]], levels=(0.9,), mode="plain")
+                lo, hi = band["run_lo90"].to_numpy(), band["run_hi90"].to_numpy()
+                loss = held["loss"].to_numpy()
+                widths.append(float(np.mean(np.log(hi / lo))))
+                inside.append(float(np.mean((lo <= loss) & (loss <= hi))))
+                levels.append(refit.health().level)
+            print(f"{v[0]:11d}  {v[1]:>7s}  {np.mean(widths):14.5f}  {np.mean(inside):12.3f}  {' '.join(levels)}")
     finally:
         fit_module._failing = failing
         use((now, "short"))
