@@ -171,24 +171,16 @@ def test_a_first_fit_kept_in_memory_compiles_each_program_once(monkeypatch, capl
     ], compiled
 
 
-def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
-    """On a CPU, chains advance in parts of at most two (each chain by one chain's program), the parts in threads
-    of their own or one after another: the same seed gives the same draws with any number of cores."""
-    assert [layout(4, cores, "cpu") for cores in (1, 2, 3, 4, 16)] == [(2, 1), (2, 2), (2, 2), (2, 2), (2, 2)]
-    assert layout(3, 2, "cpu") == (3, 2) and layout(1, 4, "cpu") == (1, 1) and layout(8, 2, "cpu") == (4, 2)
-    # On an accelerator one device runs every chain at once (a fit there has cores=1: one part, vectorized).
-    assert [layout(4, cores, "gpu") for cores in (1, 2, 3, 4)] == [(1, 1), (2, 2), (2, 2), (4, 4)]
-    seen = []
+def _record_advance(monkeypatch, record) -> None:
+    """Make every fit's ``advance`` call ``record(state, first)`` before each chunk it runs."""
     chunked = _sampler._chunked
 
     class Recorded:
-        """``advance``, recording each call's thread and chains."""
-
         def __init__(self, program):
             self.program = program
 
         def __call__(self, state, data, first):
-            seen.append((threading.get_ident(), state["z"].shape[0]))
+            record(state, first)
             return self.program(state, data, first)
 
         def __getattr__(self, name):  # prepare, shapes: the program's own
@@ -199,6 +191,17 @@ def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
         return begin, Recorded(advance), finish
 
     monkeypatch.setattr(_sampler, "_chunked", recording)
+
+
+def test_a_fit_splits_its_chains_across_cores_and_keeps_its_seed(monkeypatch):
+    """On a CPU, chains advance in parts of at most two (each chain by one chain's program), the parts in threads
+    of their own or one after another: the same seed gives the same draws with any number of cores."""
+    assert [layout(4, cores, "cpu") for cores in (1, 2, 3, 4, 16)] == [(2, 1), (2, 2), (2, 2), (2, 2), (2, 2)]
+    assert layout(3, 2, "cpu") == (3, 2) and layout(1, 4, "cpu") == (1, 1) and layout(8, 2, "cpu") == (4, 2)
+    # On an accelerator one device runs every chain at once (a fit there has cores=1: one part, vectorized).
+    assert [layout(4, cores, "gpu") for cores in (1, 2, 3, 4)] == [(1, 1), (2, 2), (2, 2), (4, 4)]
+    seen = []  # each call of ``advance``: its thread and chains
+    _record_advance(monkeypatch, lambda state, first: seen.append((threading.get_ident(), state["z"].shape[0])))
     settings = bs.Settings(chains=4, warmup=40, draws=60)
     split = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, cores=2)
     assert {width for _, width in seen} == {2} and len({thread for thread, _ in seen}) == 2
@@ -256,23 +259,12 @@ def test_a_refit_enters_the_warm_up_at_its_last_mass_matrix_window(monkeypatch):
     assert _sampler.refit_entry(bs.Settings(warmup=10, draws=10)) == 0  # one window: nothing to enter
     settings = bs.Settings(chains=4, warmup=40, draws=60)  # windows 0-5, 6-35, 36-39; chunks of 5
     assert _sampler.refit_entry(settings) == 20
-    seen = []
-    chunked = _sampler._chunked
+    seen = []  # each call of ``advance``: its first iteration, the state's iteration count and window
 
-    class Recorded:
-        """``advance``, recording each call's first iteration and the state's counter and window."""
+    def record(state, first):
+        seen.append((int(first), np.asarray(state["i"]).tolist(), np.asarray(state["adapt_state"]["window_idx"])))
 
-        def __init__(self, program):
-            self.program = program
-
-        def __call__(self, state, data, first):
-            seen.append((int(first), np.asarray(state["i"]).tolist(), np.asarray(state["adapt_state"]["window_idx"])))
-            return self.program(state, data, first)
-
-        def __getattr__(self, name):
-            return getattr(self.program, name)
-
-    monkeypatch.setattr(_sampler, "_chunked", lambda t, s: (lambda b, a, f: (b, Recorded(a), f))(*chunked(t, s)))
+    _record_advance(monkeypatch, record)
     short = sample(NORMAL, settings, jax.random.key(1), NORMAL_DATA, keep=25, refit=True)
     # Two parts of 2 chains, each from iteration 20 to 65 (40 warm-up + 25 draws): 9 chunks, not 13.
     assert sorted({first for first, _, _ in seen}) == list(range(20, 65, 5)) and len(seen) == 2 * 9
