@@ -264,14 +264,16 @@ def sample(
 def refit_entry(settings: Settings) -> int:
     """The warm-up iteration at which a refit's chains start (:func:`sample`'s ``refit``): a whole number of the
     fit's chunks, at most halfway into the last window of the warm-up's schedule that adapts the mass matrix
-    (0 when the schedule has none: a warm-up under 20 iterations).
+    (0 when the schedule has none, a warm-up under 20 iterations, or when the chains do not start from the
+    Laplace approximation at the mode: ``laplace_init=False`` starts them at the prior medians with a unit mass
+    matrix, which need the whole warm-up).
 
     With the defaults (500 warm-up iterations in chunks of 75; windows ending at 74, 99, 149, 249, 449, 499):
     iteration 300, so a refit warms up for 200 iterations, the mass matrix learned from the 150 draws to 449,
     the step size then tuned to it over the last 50.
     """
     windows = _schedule(settings.warmup)
-    if len(windows) < 3:  # no window between the first and last fast ones
+    if len(windows) < 3 or not settings.laplace_init:  # no window between the fast ones; no Laplace start
         return 0
     first, last = windows[-2]
     size = -(-(settings.warmup + settings.draws) // CHUNKS)

@@ -257,6 +257,7 @@ def test_a_refit_enters_the_warm_up_at_its_last_mass_matrix_window(monkeypatch):
     assert _sampler.refit_entry(bs.Settings()) == 300
     assert _sampler.refit_entry(bs.Settings(warmup=1000, draws=2000)) == 600  # window 450-949, chunks of 150
     assert _sampler.refit_entry(bs.Settings(warmup=10, draws=10)) == 0  # one window: nothing to enter
+    assert _sampler.refit_entry(bs.Settings(laplace_init=False)) == 0  # chains from the prior: the whole warm-up
     settings = bs.Settings(chains=4, warmup=40, draws=60)  # windows 0-5, 6-35, 36-39; chunks of 5
     assert _sampler.refit_entry(settings) == 20
     seen = []  # each call of ``advance``: its first iteration, the state's iteration count and window
