@@ -205,7 +205,7 @@ def sample(
         return output(_whole(target, settings)(key, data), keep)
     begin, advance, finish = _chunked(target, settings)
     total = settings.warmup + settings.draws
-    size = -(-total // CHUNKS)
+    size = _chunk(settings)
     entry = refit_entry(settings) if refit else 0
     started = time.perf_counter()
     k, threads = layout(settings.chains, cores)
@@ -261,6 +261,11 @@ def sample(
     return out
 
 
+def _chunk(settings: Settings) -> int:
+    """Iterations per chunk of a chunked fit: its warm-up and draws in :data:`CHUNKS` chunks (the last may be short)."""
+    return -(-(settings.warmup + settings.draws) // CHUNKS)
+
+
 def refit_entry(settings: Settings) -> int:
     """The warm-up iteration at which a refit's chains start (:func:`sample`'s ``refit``): a whole number of the
     fit's chunks, at most halfway into the last window of the warm-up's schedule that adapts the mass matrix
@@ -276,7 +281,7 @@ def refit_entry(settings: Settings) -> int:
     if len(windows) < 3 or not settings.laplace_init:  # no window between the fast ones; no Laplace start
         return 0
     first, last = windows[-2]
-    size = -(-(settings.warmup + settings.draws) // CHUNKS)
+    size = _chunk(settings)
     return (first + (last + 1 - first) // 2) // size * size
 
 
@@ -435,7 +440,7 @@ def sample_many(
 def _chunked(target: Target, settings: Settings) -> tuple[Program, Program, Program]:
     """The NUTS sampler's three steps as compiled programs, stored on disk under the target's tag."""
     begin, advance, finish = _pieces(target, settings, (), mapped=MAPPED)
-    size = -(-(settings.warmup + settings.draws) // CHUNKS)
+    size = _chunk(settings)
     tag = target.tag and f"{target.tag} {settings}"
     once = compiler_options(once=True)
     return (
