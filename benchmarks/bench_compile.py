@@ -63,7 +63,7 @@ def pieces(name: str, model: Target, data: object) -> None:
     """The chunked sampler's three programs for ``model``, compiled one after another."""
     settings = bs.Settings()
     begin, advance, finish = _sampler._pieces(model, settings, ())
-    size = -(-(settings.warmup + settings.draws) // _sampler.CHUNKS)
+    size = _sampler._chunk(settings)
     key = jax.random.key(0)
     state, start = timed(f"{name}: begin", begin, key, data, options=compiler_options(once=True))(key, data)
     hot = compiler_options()
