@@ -93,15 +93,28 @@ def psis_log_weights(log_ratios: np.ndarray, r_eff: float = 1.0) -> tuple[np.nda
 
 
 def _array(name: str, x: np.ndarray, **kwargs: object) -> float:
-    """ArviZ's ``name`` (rhat, ess, mcse) of one parameter's draws, shape (chains, draws)."""
+    """ArviZ's ``name`` (rhat, ess, mcse) of one parameter's draws, shape (chains, draws).
+
+    ArviZ 0.23's ``mcse`` of an array returns an array of one value, which NumPy 2.4 no longer converts to a
+    float: each answer is squeezed to a scalar first; where numba is installed, ArviZ 0.23 converts one itself
+    (its ``sd`` path), so these reference values are computed with ArviZ's numba switched off.
+    """
     if major() >= 1:
         from arviz_stats.base import array_stats
 
-        return float(getattr(array_stats, name)(np.asarray(x), chain_axis=-2, draw_axis=-1, **kwargs))
-    with _quiet():
-        import arviz as az
+        value = getattr(array_stats, name)(np.asarray(x), chain_axis=-2, draw_axis=-1, **kwargs)
+    else:
+        with _quiet():
+            import arviz as az
 
-        return float(getattr(az, name)(np.asarray(x), **kwargs))
+            numba = az.Numba.numba_flag
+            az.Numba.disable_numba()
+            try:
+                value = getattr(az, name)(np.asarray(x), **kwargs)
+            finally:
+                if numba:
+                    az.Numba.enable_numba()
+    return float(np.asarray(value).squeeze())
 
 
 def rhat(x: np.ndarray) -> float:
