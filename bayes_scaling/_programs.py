@@ -53,7 +53,7 @@ COMPILING = threading.BoundedSemaphore(max(1, min(2, os.cpu_count() or 1)))
 #: XLA's options for the sampler's programs on a CPU, where this XLA knows them: its elemental emitters instead
 #: of the newer fusion emitters (XLA of jaxlib 0.10 has both, later ones only the new). NUTS steps of the
 #: Chinchilla law compile in 50 - 70% of the time and run as fast; a program of wide array arithmetic (the
-#: kappa grid) ran 2.4 - 2.6 times slower, so the others keep XLA's defaults (``benchmarks/bench_compile.py``).
+#: kappa grid, since computed in NumPy) ran 2.4 - 2.6 times slower, so the others keep XLA's defaults.
 SAMPLER = {"xla_cpu_use_fusion_emitters": False}
 #: And for a sampler's program that runs once per fit (the mode search and the chains' start, the draws'
 #: summary, the prior's draws): no backend (LLVM) optimization. The Chinchilla law's start compiles in about

@@ -360,17 +360,10 @@ def _internal_backtests(
     if not splits:
         raise ValueError(f"{data.source}: too few runs for internal backtests")
     common = (data, law, spec, settings, seed, prior_draws, min(pad, padded_length(REFIT_MAX)))
-    pending = [pool.submit(_internal_backtest, *common, *split) for split in splits[:2]]
-    # Queued after the first refits, which read the sampler programs: reading the kappa programs
-    # then overlaps with their sampling instead of delaying the reading of those programs.
-    held_out = sum(int((~train).sum()) for _, _, train in splits)
-    shape = (settings.chains, settings.draws)
-    ready = pool.submit(_calibration.prepare_kappa, held_out, law.axes, spec.df, shape)
-    pending += [pool.submit(_internal_backtest, *common, *split) for split in splits[2:]]
+    pending = [pool.submit(_internal_backtest, *common, *split) for split in splits]
 
     def collect() -> Evidence:
         done = [p.result() for p in pending]
-        ready.result()
         failed = [
             f"lower {q:.0%} by {name}: {health.problems[0]}"
             for (name, q, _), (_, health) in zip(splits, done, strict=True)

@@ -6,11 +6,13 @@ Compiles (ahead of time, in memory: no cache) the three programs of a chunked NU
 (``begin``: the mode search and the chains' start; ``advance``: a chunk of NUTS iterations;
 ``finish``; ``advance`` also for a part of 2 chains, vectorized and mapped as a split fit samples them)
 for the Chinchilla law on the 245 embedded runs, then for a 6-parameter standard
-normal (NumPyro's NUTS kernel with nothing of the law in it), and the kappa grid of the
-calibrated mode; prints the seconds of tracing and of XLA compilation of each, one after
+normal (NumPyro's NUTS kernel with nothing of the law in it); prints the seconds of tracing and of XLA
+compilation of each, one after
 another on one thread: compiled with XLA's default options and with those the package gives that
 program (``bayes_scaling._programs.compiler_options``), one right after the other, and the
-milliseconds one call of each compiled program takes (the median of 10).
+milliseconds one call of each compiled program takes (the median of 10). Last, the milliseconds of the
+calibrated mode's kappa grid (in NumPy, not compiled: before, a program that took about a second to compile for
+each number of inputs) on the embedded runs' internal backtests.
 """
 
 from __future__ import annotations
@@ -94,15 +96,22 @@ def main() -> None:
     pieces("Chinchilla law, 245 runs", model, model_data(bs.datasets.chinchilla(), law, spec))
     normal6 = Target(normal, lambda data, key: {"x": jnp.zeros(6)}, ("x",), "normal", None)
     pieces("standard normal, 6 parameters", normal6, {"y": jnp.zeros(3)})
-    evidence = _calibration.Evidence.empty(("N", "D"))
-    data = _calibration._kappa_data(evidence, 4.0)
-    timed(
-        "kappa grid (2 inputs, 4000 draws)",
-        partial(_calibration._grid_posterior, size=4000),
-        jax.random.key(0),
-        data,
-        options=compiler_options(),  # tried only: the package compiles the grid with XLA's defaults
+    result = bs.fit(bs.datasets.chinchilla(), seed=0, progress=False)
+    g = result.group("extrapolation")
+    evidence = _calibration.Evidence(
+        tuple(map(str, g["input"].to_numpy())),
+        *(g[k].to_numpy() for k in ("internal_input", "internal_split", "internal_residual", "internal_scale")),
+        g["internal_reducible"].to_numpy(),
+        g["internal_distance"].to_numpy(),
     )
+    prior = _calibration.kappa_prior(result.spec, result.law.axes)
+    calls = []
+    for seed in range(10):
+        t = time.perf_counter()
+        _calibration.fit_kappa(evidence, result.spec.df, (4, 1000), seed, prior)
+        calls.append(time.perf_counter() - t)
+    name = f"kappa grid (NumPy; {evidence.rows} rows, 2 inputs, 4000 draws)"
+    print(f"{name:<56} {'':<12} {'':<42} call {1000 * np.median(calls):7.1f} ms")
     print("\nreproduce: python benchmarks/bench_compile.py")
 
 
