@@ -200,6 +200,7 @@ def _fit(
     progress: bool = False,
     quiet: bool = False,
     keep: int | None = None,
+    bar: str = "fail",
 ) -> Result:
     """:func:`fit` of a checked data set with resolved priors.
 
@@ -209,7 +210,8 @@ def _fit(
     from threads: Python's warning filters are not thread-safe to change). ``keep``: the fit keeps the first
     ``keep`` draws of each chain, as an internal refit does (None: all), going on to all of them when those fail
     a convergence check; it shares the compiled programs of a fit that keeps all, and warms up as a refit (for
-    less: :func:`bayes_scaling._sampler.sample`'s ``refit``).
+    less: :func:`bayes_scaling._sampler.sample`'s ``refit``). ``bar``: the health level of the kept draws at which
+    the fit goes on to all (``"fail"``; ``"warn"``: at a warning too, for a fit whose health a table shows).
     """
     plan = design(dataset, law, spec)
     _identifiable(dataset, law, plan)
@@ -230,7 +232,7 @@ def _fit(
             )
         calibrate = False
     if not calibrate or prior_alone:  # no internal backtests: the fit alone, its chains on every core
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores(), keep)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, _cores(), keep, bar)
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         if not prior_alone:
             return result
@@ -241,7 +243,7 @@ def _fit(
     pool = ThreadPoolExecutor(min(len(INTERNAL_SPLITS) * len(law.axes), os.cpu_count() or 1))
     try:
         collect = _internal_backtests(dataset, law, spec, settings, seed, prior_draws, pool, pad, quiet)
-        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, keep=keep)
+        result = _fit_plain(dataset, law, spec, settings, seed, prior_draws, pad, progress, plan, keep=keep, bar=bar)
         report(result.health(), f"fit of {law.name} to {dataset.source}")
         evidence = collect()
     finally:
@@ -269,15 +271,17 @@ def _fit_plain(
     plan: Design = PLAIN,
     cores: int = 1,
     keep: int | None = None,
+    bar: str = "fail",
 ) -> Result:
     """One fit without internal backtests, its rows padded to ``pad``: fits padded alike share one compiled
     sampler. Its chains are split across ``cores`` threads (:func:`bayes_scaling._sampler.sample`); ``keep``:
     the first draws of each chain it keeps (None: ``settings.draws``), sampled by ``settings``' programs, unless
-    they fail a convergence check: then it goes on to all. A fit given ``keep`` is a refit: a shorter warm-up."""
+    they fail a convergence check (or warn on one, ``bar="warn"``): then it goes on to all. A fit given ``keep`` is
+    a refit: a shorter warm-up."""
     arrays = model_data(dataset, law, spec, pad=pad, design=plan)
     model = target(law, spec, plan)
     key = jax.random.key(seed)
-    more = partial(_failing, depth=settings.max_tree_depth)
+    more = partial(_short, depth=settings.max_tree_depth, bar=bar)
     refit = keep is not None  # internal backtests, a review's refits
     out = sample(model, settings, key, arrays, progress=progress, cores=cores, keep=keep, more=more, refit=refit)
     draws = int(out.stats["diverging"].shape[1])
@@ -382,10 +386,12 @@ def _internal_backtests(
     return collect
 
 
-def _failing(out: Output, depth: int) -> bool:
-    """Whether a sampler's draws fail a convergence check (at the package's thresholds; NUTS depth ``depth``)."""
+def _short(out: Output, depth: int, bar: str = "fail") -> bool:
+    """Whether a sampler's draws fall short of ``bar`` at the package's thresholds (NUTS depth ``depth``): fail a
+    convergence check (``"fail"``), or fail or warn on one (``"warn"``)."""
     names = tuple(map(str, range(len(out.health["rhat"]))))  # the level does not depend on the names
-    return assess(Stats.from_arrays(out.health, names, depth)).level == "fail"
+    level = assess(Stats.from_arrays(out.health, names, depth)).level
+    return level == "fail" or (bar == "warn" and level == "warn")
 
 
 def _internal_backtest(

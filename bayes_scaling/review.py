@@ -443,9 +443,12 @@ def _laws(ctx: Context, names: Sequence[str]) -> Finding:
         data, spec = _as_dataset(ctx.data, law), resolve(law)
         # A law that reads the runs as other observations (replicates of shared configurations, or not) cannot
         # vote: PSIS-LOO compares fits of the same observations. Its band is shown from a plain fit, without
-        # the internal refits of the calibrated mode.
+        # the internal refits of the calibrated mode. Each keeps REFIT_DRAWS draws per chain, as a refit (its
+        # band and PSIS-LOO from 4 x 250 draws), and goes on to all where those so much as warn: the table
+        # shows its health.
         votes = design(data, law, spec).replicates == result.design.replicates
-        return _fit(data, law, spec, ctx.settings, ctx.seed, votes and ctx.mode == "calibrated", quiet=True)
+        calibrate = votes and ctx.mode == "calibrated"
+        return _fit(data, law, spec, ctx.settings, ctx.seed, calibrate, quiet=True, keep=REFIT_DRAWS, bar="warn")
 
     with ThreadPoolExecutor(max(len(others), 1)) as pool:
         fits += list(pool.map(refit, others))

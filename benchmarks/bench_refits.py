@@ -47,15 +47,15 @@ def main() -> None:
     warnings.simplefilter("ignore")
     bs.enable_cache()
     runs = bs.datasets.chinchilla()
-    failing = fit_module._failing
+    failing = fit_module._short
     went_on = []
 
-    def counted(out: object, depth: int) -> bool:
-        failed = failing(out, depth)
+    def counted(out: object, depth: int, bar: str = "fail") -> bool:
+        failed = failing(out, depth, bar)
         went_on.append(failed)
         return failed
 
-    fit_module._failing = counted
+    fit_module._short = counted
     variants = [(k, w) for k in args.draws for w in args.warmups]
 
     def use(variant: tuple[int, str]) -> None:
@@ -107,7 +107,7 @@ def main() -> None:
                 levels.append(refit.health().level)
             print(f"{v[0]:11d}  {v[1]:>7s}  {np.mean(widths):14.5f}  {np.mean(inside):12.3f}  {' '.join(levels)}")
     finally:
-        fit_module._failing = failing
+        fit_module._short = failing
         use((now, "short"))
     print("\nreproduce: python benchmarks/bench_refits.py")
 
