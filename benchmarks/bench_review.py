@@ -3,12 +3,16 @@ and the review's speed.
 
 Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
       python benchmarks/bench_review.py --speed [--repeat 3] [--out FILE]
+      python benchmarks/bench_review.py --speed --against DIR [--repeat 8]
 
 ``--speed``: fresh processes of ``bayes-scaling review --preset gpt4`` on the embedded runs, beside a plain
 ``bayes-scaling fit --plain`` in the same run: each first into an empty program cache (cold), then
 ``--repeat`` times with its cache kept (warm, the two commands alternating; the medians and each round's own
 ratio are reported), with wall time and peak memory (maximum resident set) of each process, and the verdict
-of every review (they must agree).
+of every review (they must agree). ``--against DIR`` (a checkout of another commit, e.g. ``git worktree add DIR
+REV``) times this tree against that one instead, warm only: round after round, a plain fit and a review of
+each tree, every process started the same way (``python -c``, its tree first on ``PYTHONPATH``); the means and
+each round's own ratio of each tree: a change's effect, measured where the machine's load is shared alike.
 
 Each sweep (seeded by its index): a Chinchilla law near Epoch AI's estimates that either holds or bends (the
 data exponent beta changes by +-0.05 to 0.15 smoothly over a decade of tokens), half of the bending laws
@@ -116,12 +120,18 @@ def sweep(index: int) -> dict:
     }
 
 
-def timed(command: list[str], cache: str) -> tuple[float, float, str]:
-    """Run ``command`` in a fresh process with the program cache ``cache``: wall seconds, peak memory in
-    GB, and its standard output."""
+def timed(command: list[str], cache: str, tree: str | None = None) -> tuple[float, float, str]:
+    """Run ``command`` in a fresh process with the program cache ``cache`` (and the checkout ``tree`` first on
+    its ``PYTHONPATH``, run from the cache's folder: ``python -c`` puts its working folder first on the path):
+    wall seconds, peak memory in GB, and its standard output."""
     env = dict(os.environ, BAYES_SCALING_CACHE=cache)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([tree, env.get("PYTHONPATH", "")])
     started = time.perf_counter()
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+    where = None if tree is None else os.path.dirname(cache)
+    with subprocess.Popen(
+        command, env=env, cwd=where, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as p:
         out = p.stdout.read()
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -185,6 +195,46 @@ def speed(repeat: int) -> str:
     return "\n".join(lines)
 
 
+#: The command line of a checkout on ``PYTHONPATH``, as its console script runs it.
+LAUNCH = "import sys, runpy; sys.argv[0] = 'bayes-scaling'; runpy.run_module('bayes_scaling.cli', run_name='__main__')"
+
+
+def against(repeat: int, other: str) -> str:
+    """Warm wall time of a plain fit and a review of this tree and of the checkout ``other``, alternating."""
+    import bayes_scaling as bs
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(bs.__file__)))
+    trees = {"this tree": here, f"against {other}": os.path.abspath(other)}
+    commands = {"fit --plain": ["fit", "--plain"], "review --preset gpt4": ["review", "--preset", "gpt4"]}
+    times = {(t, c): [] for t in trees for c in commands}
+    with tempfile.TemporaryDirectory() as tmp:
+        for root in trees.values():
+            compileall.compile_dir(os.path.join(root, "bayes_scaling"), quiet=1)
+        for round_ in range(repeat + 1):  # the first round fills each tree's program cache
+            for i, (t, root) in enumerate(trees.items()):
+                for c, args in commands.items():
+                    cache = os.path.join(tmp, f"tree{i}-{c.split()[0]}")
+                    command = [sys.executable, "-c", LAUNCH, *args, "--out", os.path.join(tmp, "out")]
+                    seconds = timed(command, cache, root)[0]
+                    if round_:
+                        times[t, c].append(seconds)
+    lines = [
+        f"# python benchmarks/bench_review.py --speed --against {other} --repeat {repeat}",
+        f"# {platform.platform()}, {os.cpu_count()} cores; warm (each tree's program cache filled by a first round)",
+        "",
+        f"{'tree':40s} {'fit --plain s':>14s} {'review s':>9s} {'review/fit':>11s}  rounds: median ratio (range)",
+    ]
+    for t in trees:
+        fit, review = np.array(times[t, "fit --plain"]), np.array(times[t, "review --preset gpt4"])
+        ratio = review / fit
+        lines.append(
+            f"{t:40s} {fit.mean():14.2f} {review.mean():9.2f} {review.mean() / fit.mean():10.2f}x  "
+            f"{np.median(ratio):.2f}x ({ratio.min():.2f}-{ratio.max():.2f}x)"
+        )
+    lines.append("(means over the rounds; review/fit: the ratio of the means)")
+    return "\n".join(lines)
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson's 95% interval of a share of ``k`` in ``n``."""
     if n == 0:
@@ -202,9 +252,10 @@ def main() -> None:
     parser.add_argument("--out", help="also write the report (and the per-sweep table beside it, .csv)")
     parser.add_argument("--speed", action="store_true", help="time the review on the embedded runs instead")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs of each command (--speed)")
+    parser.add_argument("--against", help="--speed: time this tree against the checkout DIR, warm, alternating")
     args = parser.parse_args()
     if args.speed:
-        text = speed(args.repeat)
+        text = speed(args.repeat) if args.against is None else against(args.repeat, args.against)
         print(text)
         if args.out:
             prepend(args.out, text)
