@@ -108,17 +108,22 @@ def test_a_calibrated_fit_keeping_fewer_draws_holds_the_first_draws_of_the_full_
 def test_a_fit_whose_kept_draws_warn_goes_on_to_all_of_them_when_told(calibrated_fit):
     """A review's fits of the other law families keep 250 draws per chain and go on to all where those so much as
     warn (``bar="warn"``; the models table shows their health); other refits go on only where they fail. Here
-    4 x 40 kept draws: an ESS between 100 and 400, a warning."""
+    the fewest kept draws of 4 x 40, 60, 80, 120 whose checks warn (an ESS between 100 and 400; which one depends
+    on the platform's float32 rounding: 40 on JAX 0.10, x86-64)."""
     data = simulated_runs(calibrated_fit.law)
     law, spec = calibrated_fit.law, calibrated_fit.spec
-    kept = fit_module._fit(data, law, spec, SETTINGS, 0, False, keep=40, quiet=True)
-    assert kept.settings.draws == 40 and kept.health().level == "warn", kept.health().problems
-    told = fit_module._fit(data, law, spec, SETTINGS, 0, False, keep=40, quiet=True, bar="warn")
+    for keep in (40, 60, 80, 120):
+        kept = fit_module._fit(data, law, spec, SETTINGS, 0, False, keep=keep, quiet=True)
+        if kept.settings.draws == keep and kept.health().level == "warn":
+            break
+    else:
+        pytest.fail("no number of kept draws tried warned without failing")
+    told = fit_module._fit(data, law, spec, SETTINGS, 0, False, keep=keep, quiet=True, bar="warn")
     every = fit_module._fit(data, law, spec, SETTINGS, 0, False, keep=SETTINGS.draws, quiet=True)
     assert told.settings.draws == SETTINGS.draws
     for name in ("E", "alpha", "beta"):  # the same chains, gone on from where they stopped
         np.testing.assert_array_equal(told.group("posterior")[name], every.group("posterior")[name])
-        np.testing.assert_array_equal(kept.group("posterior")[name], every.group("posterior")[name][:, :40])
+        np.testing.assert_array_equal(kept.group("posterior")[name], every.group("posterior")[name][:, :keep])
 
 
 def test_calibrated_mode_does_not_widen_bands_inside_the_data(calibrated_fit):
