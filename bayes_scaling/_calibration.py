@@ -148,12 +148,12 @@ def weights(evidence: Evidence, study: np.ndarray | None = None, per_refit: floa
 
 
 class KappaData(NamedTuple):
-    """The kappa model's data, float32, rows padded (weight 0) to a power of two.
+    """The population model's data (:func:`learn_population`), float32, rows padded (weight 0) to a power of two.
 
-    ``prior`` (inputs, 3): per input ``(1, loc, scale)`` for a LogNormal prior of ``kappa``, or
-    ``(0, scale, 0)`` for a HalfNormal one (:func:`kappa_prior`). ``weight`` (rows,): each row's
-    weight in the likelihood (:func:`weights`; 0 for padding). ``study`` (rows,): each row's study,
-    for the population model (zeros otherwise).
+    ``prior`` (studies, 3): one row per study, of which the model reads only the count (a static shape; a
+    single fit's kappa prior, :func:`kappa_prior`, is read by the NumPy grid, :func:`fit_kappa`, instead).
+    ``weight`` (rows,): each row's weight in the likelihood (:func:`weights`; 0 for padding). ``study``
+    (rows,): each row's study.
     """
 
     residual: jax.Array
@@ -332,15 +332,13 @@ def fit_kappa(
 def _kappa_data(
     evidence: Evidence,
     df: float,
-    prior: np.ndarray | None = None,
+    prior: np.ndarray,
     study: np.ndarray | None = None,
     per_refit: float | None = None,
 ) -> KappaData:
     """The population model's data (:func:`learn_population`), rows padded (weight 0) to a power of two from 512:
-    one compilation of its sampler per power of two."""
+    one compilation of its sampler per power of two. ``prior``: :class:`KappaData`'s."""
     n, size = evidence.rows, padded_length(evidence.rows, 512)
-    if prior is None:
-        prior = np.tile(np.float32(_HALFNORMAL), (len(evidence.inputs), 1))
 
     def pad(values: np.ndarray, fill: float) -> np.ndarray:
         values = np.asarray(values, np.float64)
