@@ -2,6 +2,7 @@
 and the review's speed.
 
 Run:  python benchmarks/bench_review.py [--sweeps 96] [--workers 8] [--out FILE]
+      python benchmarks/bench_review.py --table FILE.csv    (a saved run's sweeps summarized again)
       python benchmarks/bench_review.py --speed [--repeat 3] [--out FILE]
       python benchmarks/bench_review.py --speed --against DIR [--repeat 8]
 
@@ -36,6 +37,7 @@ import compileall
 import multiprocessing
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -245,6 +247,61 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def summarize(table: pd.DataFrame) -> list[str]:
+    """The report's tables of a run's sweeps (one row per sweep, as :func:`sweep` returns and ``--out`` saves)."""
+    lines = [
+        "per verdict: sweeps, share of realized runs outside the forecast's (calibrated) 90% band with its 95%",
+        "interval (Wilson), median absolute error of the median forecast, and the share outside the plain 90% band",
+        "(the law's own posterior predictive, without the extrapolation error)",
+    ]
+    levels = ["low", "medium", "high", "unusable"]
+    summary = (
+        table.groupby("verdict")
+        .agg(
+            sweeps=("sweep", "size"),
+            outside90=("outside90", "mean"),
+            outside90_95=("outside90", lambda miss: "{:.3f}-{:.3f}".format(*wilson(int(miss.sum()), len(miss)))),
+            median_abs_error=("abs_error", "median"),
+            plain_outside90=("plain_outside90", "mean"),
+        )
+        .rename(columns={"outside90_95": "outside90_95%"})
+    )
+    summary = summary.reindex([v for v in levels if v in summary.index])
+    lines.append(summary.to_string(float_format="{:.3f}".format))
+    lines += ["", "by truth and verdict: sweeps, and the share outside the 90% band (calibrated; plain)"]
+    lines.append(pd.crosstab(table["truth"], table["verdict"]).to_string())
+    outside = table.pivot_table(index="truth", columns="verdict", values=["outside90", "plain_outside90"])
+    lines.append(outside.to_string(float_format="{:.2f}".format))
+    lines += ["", "by noise and verdict: sweeps, and the share outside the 90% band (calibrated)"]
+    by_noise = table.groupby(["noise", "verdict"])["outside90"].agg(sweeps="size", outside90="mean")
+    lines.append(by_noise.unstack("verdict").to_string(float_format="{:.3f}".format))
+    lines += [
+        "",
+        "by reason (a sweep counts under each reason its review gave; 'none': no reason): sweeps, the share",
+        "outside the 90% band (calibrated) and the median absolute error",
+    ]
+    reasons = table["reasons"].fillna("").map(lambda text: [_reason(r) for r in text.split(" | ") if r] or ["none"])
+    by_reason = table.assign(reason=reasons).explode("reason").groupby("reason")
+    lines.append(
+        by_reason.agg(
+            sweeps=("sweep", "size"), outside90=("outside90", "mean"), median_abs_error=("abs_error", "median")
+        )
+        .sort_values("sweeps", ascending=False)
+        .to_string(float_format="{:.3f}".format)
+    )
+    lines += ["", "by grid, target distance (decades) and verdict: sweeps"]
+    lines.append(pd.crosstab([table["grid"], table["decades"]], table["verdict"]).to_string())
+    return lines
+
+
+def _reason(sentence: str) -> str:
+    """A review's reason as a kind of finding: before its first colon, without parentheses, numbers as ``#``."""
+    kind, inner = sentence.split(":")[0], r"\s*\([^()]*\)"
+    while re.search(inner, kind):
+        kind = re.sub(inner, "", kind)
+    return re.sub(r"\d+(\.\d+)?", "#", kind.split("(")[0]).strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=int, default=96)
@@ -253,7 +310,15 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="time the review on the embedded runs instead")
     parser.add_argument("--repeat", type=int, default=3, help="warm runs of each command (--speed)")
     parser.add_argument("--against", help="--speed: time this tree against the checkout DIR, warm, alternating")
+    parser.add_argument("--table", help="summarize a saved run's sweeps (the .csv beside an --out report) instead")
     args = parser.parse_args()
+    if args.table:
+        head = f"# python benchmarks/bench_review.py --table {args.table}"
+        text = "\n".join([head, *summarize(pd.read_csv(args.table))])
+        print(text)
+        if args.out:
+            prepend(args.out, text)
+        return
     if args.speed:
         text = speed(args.repeat) if args.against is None else against(args.repeat, args.against)
         print(text)
@@ -278,30 +343,8 @@ def main() -> None:
         f"# {platform.platform()}, {os.cpu_count()} cores; {time.perf_counter() - start:.0f} s in all, "
         f"median {table['seconds'].median():.0f} s per fit and review in one worker",
         "",
-        "per verdict: sweeps, share of realized runs outside the forecast's (calibrated) 90% band with its 95%",
-        "interval (Wilson), median absolute error of the median forecast, and the share outside the plain 90% band",
-        "(the law's own posterior predictive, without the extrapolation error)",
+        *summarize(table),
     ]
-    levels = ["low", "medium", "high", "unusable"]
-    summary = (
-        table.groupby("verdict")
-        .agg(
-            sweeps=("sweep", "size"),
-            outside90=("outside90", "mean"),
-            outside90_95=("outside90", lambda miss: "{:.3f}-{:.3f}".format(*wilson(int(miss.sum()), len(miss)))),
-            median_abs_error=("abs_error", "median"),
-            plain_outside90=("plain_outside90", "mean"),
-        )
-        .rename(columns={"outside90_95": "outside90_95%"})
-    )
-    summary = summary.reindex([v for v in levels if v in summary.index])
-    lines.append(summary.to_string(float_format="{:.3f}".format))
-    lines += ["", "by truth and verdict: sweeps, and the share outside the 90% band (calibrated; plain)"]
-    lines.append(pd.crosstab(table["truth"], table["verdict"]).to_string())
-    outside = table.pivot_table(index="truth", columns="verdict", values=["outside90", "plain_outside90"])
-    lines.append(outside.to_string(float_format="{:.2f}".format))
-    lines += ["", "by grid, target distance (decades) and verdict: sweeps"]
-    lines.append(pd.crosstab([table["grid"], table["decades"]], table["verdict"]).to_string())
     text = "\n".join(lines)
     print(text)
     if args.out:
