@@ -26,8 +26,10 @@ run (20 tokens per parameter) 1, 2 or 3 decades of compute beyond the largest ru
 (``bs.fit``, the defaults: calibrated, 4 chains x (500 + 1000)) and reviewed (``bs.review`` at the target,
 every section); then a new run at the target is drawn from the truth. Printed per verdict level: sweeps, the
 share whose realized run fell outside the forecast's 90% band (with Wilson's 95% interval of that share), the
-median absolute error of the median forecast, and the share outside the plain 90% band (the law's own
-predictive). The levels should be ordered: low < medium < high. Sweeps run in ``--workers`` processes (CPU).
+median absolute error of the median forecast, the share outside the plain 90% band (the law's own
+predictive), and the share whose noise-free truth at the target fell outside the 90% band of the expected loss
+(the realized run's own noise aside), then the same by noise and by the reasons the reviews gave. The levels
+should be ordered: low < medium < high. Sweeps run in ``--workers`` processes (CPU).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def sweep(index: int) -> dict:
     c = float(grid["flops"].max()) * 10**decades
     n = np.sqrt(c / (6 * 20.0))
     d = 20.0 * n
-    realized = float(law(n, d, change, start) * np.exp(noise * rng.standard_t(4.0)))
+    expected = float(law(n, d, change, start))  # the truth at the target, without a run's noise
+    realized = float(expected * np.exp(noise * rng.standard_t(4.0)))
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,6 +121,7 @@ def sweep(index: int) -> dict:
         "outside90": not (row["run_lo90"] <= realized <= row["run_hi90"]),
         "abs_error": abs(row["run_median"] / realized - 1),
         "plain_outside90": not (plain["run_lo90"] <= realized <= plain["run_hi90"]),
+        "expected_outside90": not (row["loss_lo90"] <= expected <= row["loss_hi90"]),
         "seconds": time.perf_counter() - started,
     }
 
@@ -252,7 +256,9 @@ def summarize(table: pd.DataFrame) -> list[str]:
     lines = [
         "per verdict: sweeps, share of realized runs outside the forecast's (calibrated) 90% band with its 95%",
         "interval (Wilson), median absolute error of the median forecast, and the share outside the plain 90% band",
-        "(the law's own posterior predictive, without the extrapolation error)",
+        "(the law's own posterior predictive, without the extrapolation error), and expected_outside90: the share",
+        "whose noise-free truth at the target fell outside the calibrated 90% band of the expected loss (runs since",
+        "2026-12-03)",
     ]
     levels = ["low", "medium", "high", "unusable"]
     summary = (
@@ -263,6 +269,7 @@ def summarize(table: pd.DataFrame) -> list[str]:
             outside90_95=("outside90", lambda miss: "{:.3f}-{:.3f}".format(*wilson(int(miss.sum()), len(miss)))),
             median_abs_error=("abs_error", "median"),
             plain_outside90=("plain_outside90", "mean"),
+            **({"expected_outside90": ("expected_outside90", "mean")} if "expected_outside90" in table else {}),
         )
         .rename(columns={"outside90_95": "outside90_95%"})
     )
